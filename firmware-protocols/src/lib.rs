@@ -1,0 +1,88 @@
+//! Sans-IO decoders for the device protocols fleetedge speaks.
+//!
+//! # Layout
+//!
+//! - [`record`]: the [`Record`] every protocol decodes into, and its JSON form (the record JSON
+//!   of the cloud contract, also printed by `fleetedge decode`).
+//! - [`crc`]: the checksums the protocols use, each with its catalogue check value.
+//! - [`teltonika`]: Teltonika Codec 8 / 8 Extended / 16 over TCP (IMEI handshake, AVL packets).
+//!
+//! Every decoder has the same shape ([`StreamDecoder`]): bytes in, `Ok(None)` for "need more",
+//! one [`Decoded`] frame out with the number of bytes it consumed. Decoders never do IO and
+//! never read a clock: the caller passes the receive time in. They never allocate more than
+//! their frame limit because of a length field: the limit is checked from the header before
+//! the caller is asked to buffer more.
+//!
+//! Replies are data: a frame carries the bytes to send when its records were stored and the
+//! bytes to send when they were not. The gateway sends one of them only after its buffer says
+//! the records are durable, which is the product's first promise.
+
+pub mod crc;
+pub mod record;
+pub mod teltonika;
+
+pub use record::{IoKey, IoValue, Protocol, Record};
+
+/// One frame taken off the front of a device's byte stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// How many bytes of the input this frame used; the caller drops them from its buffer.
+    pub consumed: usize,
+    /// Set when this frame identified the device (a login / IMEI frame).
+    pub login: Option<String>,
+    /// Records to store. Empty for logins, keep-alives and other control frames.
+    pub records: Vec<Record>,
+    /// What to answer the device.
+    pub reply: Reply,
+}
+
+/// The answers a frame may get. `accepted` is sent once the frame's records are durable (or,
+/// for a login, once the device is allowed); `refused` when they were not stored or the device
+/// is not allowed. `None` means the protocol expects no answer in that case.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    pub accepted: Option<Vec<u8>>,
+    pub refused: Option<Vec<u8>>,
+}
+
+/// Why a frame could not be decoded. `offset` is the byte offset, from the start of the frame,
+/// where the problem was found, so a log line can point at it in a capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub offset: usize,
+    pub reason: String,
+}
+
+impl DecodeError {
+    pub fn new(offset: usize, reason: impl Into<String>) -> Self {
+        DecodeError {
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (at byte offset {})", self.reason, self.offset)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// A protocol decoder for one device connection (or one serial port).
+///
+/// `decode` looks at the front of `input`: `Ok(None)` means the frame there is not complete
+/// yet (the caller reads more and calls again with the longer input), `Ok(Some(frame))`
+/// hands back one frame and how many bytes it used. An `Err` means the stream cannot be
+/// trusted from here on; the caller logs it and closes the connection.
+pub trait StreamDecoder: Send {
+    fn decode(&mut self, input: &[u8], now_ms: i64) -> Result<Option<Decoded>, DecodeError>;
+
+    /// The device this stream belongs to, once it has identified itself.
+    fn device_id(&self) -> Option<&str>;
+
+    /// The largest frame this decoder will buffer; a connection's read buffer never needs to
+    /// grow beyond it.
+    fn max_frame_bytes(&self) -> usize;
+}

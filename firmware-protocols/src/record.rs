@@ -1,0 +1,283 @@
+//! The record model every decoder produces, and its JSON form.
+//!
+//! ```text
+//! Record (stored with bincode, version byte in front, by the gateway's buffer)
+//! ├── device_id      String          IMEI or configured id
+//! ├── protocol       Protocol        which decoder made it
+//! ├── received_at_ms i64             gateway clock, ms since the Unix epoch (UTC)
+//! ├── time_ms        Option<i64>     device clock, ms since the Unix epoch (UTC)
+//! ├── valid          Option<bool>    GNSS fix
+//! ├── lat, lon       Option<f64>     degrees, WGS-84, negative = south / west
+//! ├── altitude_m     Option<f64>     metres
+//! ├── speed_kmh      Option<f64>     km/h
+//! ├── course_deg     Option<f64>     degrees from north
+//! ├── satellites     Option<u8>
+//! ├── hdop           Option<f64>
+//! ├── event          Option<String>  alarm or report kind
+//! ├── io             Vec<(IoKey, IoValue)>  protocol-native ids or names, in frame order
+//! └── raw            Option<String>  the frame as hex or text, when `keep_raw` is on
+//! ```
+//!
+//! The JSON form ([`RecordJson`]) writes every field of the contract, absent values as `null`
+//! (never 0), times as RFC 3339 UTC with milliseconds, and `raw` only when present.
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// Which decoder produced a record. The JSON name is the protocol's registry name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    Teltonika,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Teltonika => "teltonika",
+        }
+    }
+}
+
+/// An IO element's key: a numeric protocol id (Teltonika AVL ids) or a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IoKey {
+    Id(u32),
+    Name(String),
+}
+
+/// An IO element's value, kept as the protocol sent it (raw, unscaled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IoValue {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Text(String),
+    /// Opaque bytes; written to JSON as a lowercase hex string.
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub device_id: String,
+    pub protocol: Protocol,
+    pub received_at_ms: i64,
+    pub time_ms: Option<i64>,
+    pub valid: Option<bool>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub altitude_m: Option<f64>,
+    pub speed_kmh: Option<f64>,
+    pub course_deg: Option<f64>,
+    pub satellites: Option<u8>,
+    pub hdop: Option<f64>,
+    pub event: Option<String>,
+    pub io: Vec<(IoKey, IoValue)>,
+    pub raw: Option<String>,
+}
+
+impl Record {
+    /// A record with only the identity and receive time set; decoders fill in the rest.
+    pub fn new(device_id: impl Into<String>, protocol: Protocol, received_at_ms: i64) -> Self {
+        Record {
+            device_id: device_id.into(),
+            protocol,
+            received_at_ms,
+            time_ms: None,
+            valid: None,
+            lat: None,
+            lon: None,
+            altitude_m: None,
+            speed_kmh: None,
+            course_deg: None,
+            satellites: None,
+            hdop: None,
+            event: None,
+            io: Vec::new(),
+            raw: None,
+        }
+    }
+
+    /// The record JSON of the cloud contract; `seq` is written when the record came out of
+    /// the gateway's buffer (batches), and left out otherwise (`fleetedge decode`).
+    pub fn json(&self, seq: Option<u64>) -> RecordJson<'_> {
+        RecordJson { seq, record: self }
+    }
+}
+
+/// Serializes a [`Record`] as the record JSON of the cloud contract.
+pub struct RecordJson<'a> {
+    seq: Option<u64>,
+    record: &'a Record,
+}
+
+impl Serialize for RecordJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = self.record;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(seq) = self.seq {
+            map.serialize_entry("seq", &seq)?;
+        }
+        map.serialize_entry("device_id", &r.device_id)?;
+        map.serialize_entry("protocol", r.protocol.as_str())?;
+        map.serialize_entry("received_at", &Rfc3339Ms(r.received_at_ms))?;
+        map.serialize_entry("time", &r.time_ms.map(Rfc3339Ms))?;
+        map.serialize_entry("valid", &r.valid)?;
+        map.serialize_entry("lat", &r.lat)?;
+        map.serialize_entry("lon", &r.lon)?;
+        map.serialize_entry("altitude_m", &r.altitude_m)?;
+        map.serialize_entry("speed_kmh", &r.speed_kmh)?;
+        map.serialize_entry("course_deg", &r.course_deg)?;
+        map.serialize_entry("satellites", &r.satellites)?;
+        map.serialize_entry("hdop", &r.hdop)?;
+        map.serialize_entry("event", &r.event)?;
+        map.serialize_entry("io", &IoJson(&r.io))?;
+        if let Some(raw) = &r.raw {
+            map.serialize_entry("raw", raw)?;
+        }
+        map.end()
+    }
+}
+
+struct IoJson<'a>(&'a [(IoKey, IoValue)]);
+
+impl Serialize for IoJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            match key {
+                IoKey::Id(id) => map.serialize_key(id)?,
+                IoKey::Name(name) => map.serialize_key(name)?,
+            }
+            match value {
+                IoValue::U64(v) => map.serialize_value(v)?,
+                IoValue::I64(v) => map.serialize_value(v)?,
+                IoValue::F64(v) => map.serialize_value(v)?,
+                IoValue::Text(v) => map.serialize_value(v)?,
+                IoValue::Bytes(v) => map.serialize_value(&HexJson(v))?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct HexJson<'a>(&'a [u8]);
+
+impl Serialize for HexJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&to_hex(self.0))
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch, written as RFC 3339 UTC with milliseconds.
+struct Rfc3339Ms(i64);
+
+impl Serialize for Rfc3339Ms {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_rfc3339_ms(self.0))
+    }
+}
+
+/// `2019-06-10T10:04:46.000Z` for 1560161086000. Years outside 0000–9999 are clamped to
+/// that range's ends, since RFC 3339 cannot write them and a device clock that far off is
+/// garbage anyway (the raw value stays in `raw` when kept).
+pub fn format_rfc3339_ms(epoch_ms: i64) -> String {
+    const MIN_MS: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+    const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    let ms = epoch_ms.clamp(MIN_MS, MAX_MS);
+    let days = ms.div_euclid(86_400_000);
+    let ms_of_day = ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let hour = ms_of_day / 3_600_000;
+    let minute = ms_of_day / 60_000 % 60;
+    let second = ms_of_day / 1000 % 60;
+    let milli = ms_of_day % 1000;
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's
+/// `civil_from_days`, exact for the whole clamped range.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date; the inverse of `civil_from_days`,
+/// for decoders whose devices send calendar dates.
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_epoch_ms_as_rfc3339_with_millis() {
+        assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_rfc3339_ms(1_560_161_086_000), "2019-06-10T10:04:46.000Z");
+        assert_eq!(format_rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(format_rfc3339_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_rfc3339_ms(i64::MIN), "0000-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn days_round_trip_through_civil_dates() {
+        for days in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        assert_eq!(days_from_civil(2019, 6, 10), 18_057);
+    }
+
+    #[test]
+    fn json_writes_absent_values_as_null_and_io_keys_as_strings() {
+        let mut r = Record::new("356307042441013", Protocol::Teltonika, 1_560_161_086_500);
+        r.time_ms = Some(1_560_161_086_000);
+        r.lat = Some(-33.5);
+        r.io = vec![
+            (IoKey::Id(21), IoValue::U64(3)),
+            (IoKey::Id(256), IoValue::Bytes(vec![0xAB, 0x01])),
+        ];
+        let v: serde_json::Value = serde_json::to_value(r.json(Some(7))).unwrap();
+        assert_eq!(v["seq"], 7);
+        assert_eq!(v["device_id"], "356307042441013");
+        assert_eq!(v["protocol"], "teltonika");
+        assert_eq!(v["received_at"], "2019-06-10T10:04:46.500Z");
+        assert_eq!(v["time"], "2019-06-10T10:04:46.000Z");
+        assert_eq!(v["lat"], -33.5);
+        assert!(v["lon"].is_null());
+        assert!(v["speed_kmh"].is_null());
+        assert!(v["event"].is_null());
+        assert_eq!(v["io"]["21"], 3);
+        assert_eq!(v["io"]["256"], "ab01");
+        assert!(v.get("raw").is_none());
+        let no_seq: serde_json::Value = serde_json::to_value(r.json(None)).unwrap();
+        assert!(no_seq.get("seq").is_none());
+    }
+}
