@@ -1,0 +1,31 @@
+//! fleetedge: an edge gateway agent for telematics hardware.
+//!
+//! # Layout
+//!
+//! ```text
+//! device ─▶ ingest (session per connection) ─▶ firmware-protocols decoder ─▶ records
+//!    ▲                                                                        │
+//!    └── reply, only after the buffer says "durable" ◀── buffer.append (group commit + fsync)
+//!                                                                             │
+//!          uplink: oldest unacked ─▶ batch ─▶ JSON ─▶ zstd ─▶ MQTT QoS 1 ─▶ PUBACK ─▶ remove
+//! ```
+//!
+//! - [`config`]: the typed settings tree (TOML + `FLEETEDGE__…` environment), validated.
+//! - [`buffer`]: the sled-backed durable queue.
+//! - [`ingest`]: TCP listeners and device sessions.
+//! - [`uplink`]: batching, payload encoding, the MQTT connection, backoff.
+//! - [`gateway`]: wires the three together for `fleetedge run` and shuts them down.
+//! - [`decode`]: `fleetedge decode`, the capture decoder for installers.
+//! - [`simulate`]: `fleetedge simulate`, simulated devices for site checks and load tests.
+//! - [`logging`]: tracing setup.
+//!
+//! The protocol decoders live in the `firmware-protocols` crate, which does no IO.
+
+pub mod buffer;
+pub mod config;
+pub mod decode;
+pub mod gateway;
+pub mod ingest;
+pub mod logging;
+pub mod simulate;
+pub mod uplink;

@@ -1,1 +1,114 @@
-fn main() {}
+//! The `fleetedge` command line. Parsing only; the work lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fleetedge::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "fleetedge", version, about = "Edge gateway agent for telematics hardware")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: listen for devices, store, forward to MQTT.
+    Run {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Load and validate a config file; print every problem with its key.
+    CheckConfig {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Decode a hex capture (or a file) with the gateway's own decoder; one JSON line a frame.
+    Decode {
+        #[arg(long, short)]
+        protocol: String,
+        /// Capture file; `-` or nothing reads standard input.
+        input: Option<PathBuf>,
+    },
+    /// Simulated devices against a gateway, for site checks and load tests.
+    Simulate(fleetedge::simulate::SimulateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => {
+            let settings = match Settings::load(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            fleetedge::logging::init(&settings.log);
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(fleetedge::gateway::run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("fleetedge: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { config } => match Settings::load(&config) {
+            Ok(s) => {
+                println!(
+                    "{}: OK (gateway {}, {} listener(s), broker {}:{})",
+                    config.display(),
+                    s.gateway_id,
+                    s.listeners.len(),
+                    s.mqtt.host,
+                    s.mqtt.port
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Decode { protocol, input } => {
+            match fleetedge::decode::run(&protocol, input.as_deref(), &mut std::io::stdout()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("fleetedge decode: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Simulate(args) => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(fleetedge::simulate::run(args)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("fleetedge simulate: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,47 @@
+# Shared by scripts/demo and scripts/bench-e2e: a throwaway broker and gateway on free ports.
+# shellcheck shell=bash
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # host port seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listening on $1:$2 after $3 s" >&2
+  return 1
+}
+
+# start_broker DIR PORT: mosquitto on 127.0.0.1:PORT, pid in BROKER_PID
+start_broker() {
+  cat >"$1/mosquitto.conf" <<CONF
+listener $2 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest file $1/mosquitto.log
+CONF
+  mosquitto -c "$1/mosquitto.conf" &
+  BROKER_PID=$!
+  wait_port 127.0.0.1 "$2" 10
+}
+
+# start_gateway DIR BROKER_PORT LISTEN_PORT [extra toml]: pid in GATEWAY_PID
+start_gateway() {
+  cat >"$1/fleetedge.toml" <<CONF
+gateway_id = "demo-gw"
+[buffer]
+path = "$1/buffer"
+[mqtt]
+port = $2
+[[listeners]]
+protocol = "teltonika"
+bind = "127.0.0.1:$3"
+${4:-}
+CONF
+  ./target/release/fleetedge run --config "$1/fleetedge.toml" 2>"$1/fleetedge.log" &
+  GATEWAY_PID=$!
+  wait_port 127.0.0.1 "$3" 20
+}

@@ -1,0 +1,577 @@
+//! The one typed settings tree, loaded from a TOML file plus environment overrides.
+//!
+//! Environment variables `FLEETEDGE__SECTION__KEY` override the file (`FLEETEDGE__MQTT__HOST`,
+//! `FLEETEDGE__BUFFER__MAX_RECORDS`, `FLEETEDGE__GATEWAY_ID`); keys are lowercased by the
+//! `config` crate, so spell them as in the file. Every field's unit and default is documented
+//! here and in `fleetedge.example.toml`, which a test keeps complete.
+//!
+//! Loading never stops at the first problem: [`Settings::validate`] returns every problem at
+//! once, each naming its key, so an installer fixes a config in one round.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::buffer::{BufferOptions, WhenFull};
+use crate::uplink::payload::Compression;
+
+const ENV_PREFIX: &str = "FLEETEDGE";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Names this gateway in topics and payloads; cloud consumers dedupe on
+    /// `(gateway_id, seq)`. Required. Letters, digits, `-`, `_`, `.` only.
+    pub gateway_id: String,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub buffer: BufferSettings,
+    #[serde(default)]
+    pub mqtt: MqttSettings,
+    #[serde(default)]
+    pub uplink: UplinkSettings,
+    #[serde(default)]
+    pub ingest: IngestSettings,
+    /// TCP listeners, one per protocol and port. At least one is required.
+    #[serde(default)]
+    pub listeners: Vec<ListenerSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter (`info`, `fleetedge=debug,warn`). `RUST_LOG` wins when set.
+    /// Default `info`.
+    pub level: String,
+    /// `text` (human-readable, the default) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferSettings {
+    /// Directory of the sled database. Default `/var/lib/fleetedge/buffer`.
+    pub path: PathBuf,
+    /// Most records held; then `when_full` applies. Default 1,000,000.
+    pub max_records: u64,
+    /// Most bytes of encoded records held. Default 536,870,912 (512 MiB).
+    pub max_bytes: u64,
+    /// `block` (default): stop reading from devices until the uplink drains below
+    /// `resume_below_percent`; devices keep their data. Also `reject` and `drop_oldest`.
+    pub when_full: WhenFullSetting,
+    /// Low-water mark, percent of `max_records` and `max_bytes`, below which a full buffer
+    /// accepts again. Default 90.
+    pub resume_below_percent: u8,
+    /// sled's page cache in bytes. sled's own default is 1 GiB and ignores cgroup limits;
+    /// RSS runs a few times this. Default 8,388,608 (8 MiB).
+    pub cache_capacity_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFullSetting {
+    Block,
+    Reject,
+    DropOldest,
+}
+
+impl Default for BufferSettings {
+    fn default() -> Self {
+        BufferSettings {
+            path: PathBuf::from("/var/lib/fleetedge/buffer"),
+            max_records: 1_000_000,
+            max_bytes: 512 * 1024 * 1024,
+            when_full: WhenFullSetting::Block,
+            resume_below_percent: 90,
+            cache_capacity_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl BufferSettings {
+    pub fn options(&self) -> BufferOptions {
+        BufferOptions {
+            path: self.path.clone(),
+            max_records: self.max_records,
+            max_bytes: self.max_bytes,
+            resume_below_percent: self.resume_below_percent,
+            cache_capacity_bytes: self.cache_capacity_bytes,
+            when_full: match self.when_full {
+                WhenFullSetting::Block => WhenFull::Block,
+                WhenFullSetting::Reject => WhenFull::Reject,
+                WhenFullSetting::DropOldest => WhenFull::DropOldest,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttSettings {
+    /// Broker host name or address. Default `127.0.0.1`.
+    pub host: String,
+    /// Broker TCP port. Default 1883.
+    pub port: u16,
+    /// MQTT client id; must be unique per broker. Default `fleetedge-<gateway_id>`.
+    pub client_id: String,
+    /// First topic level: batches go to `{topic_prefix}/{gateway_id}/records`.
+    /// Default `fleetedge`.
+    pub topic_prefix: String,
+    /// MQTT keep-alive, seconds. Default 30.
+    pub keep_alive_s: u64,
+    /// Largest MQTT packet sent or accepted, bytes; batches are split to stay under it.
+    /// Must not exceed the broker's limit. Default 262,144 (256 KiB).
+    pub max_packet_bytes: usize,
+    /// Batches published and not yet acknowledged (PUBACK) at once. Default 8.
+    pub max_inflight_batches: usize,
+    /// Give up a connection attempt after this many seconds. Default 10.
+    pub connect_timeout_s: u64,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: String::new(),
+            topic_prefix: "fleetedge".into(),
+            keep_alive_s: 30,
+            max_packet_bytes: 256 * 1024,
+            max_inflight_batches: 8,
+            connect_timeout_s: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UplinkSettings {
+    /// Most records in one published batch. Default 1000.
+    pub batch_max_records: usize,
+    /// How long a partial batch may wait for more records, milliseconds. Default 200.
+    pub linger_ms: u64,
+    /// Payload compression: `zstd` (default), `gzip` or `none`.
+    pub compression: Compression,
+    /// zstd level, 1 (fastest) to 19. Default 3.
+    pub zstd_level: i32,
+    /// First reconnect delay, milliseconds; doubles per failure (full jitter). Default 500.
+    pub backoff_initial_ms: u64,
+    /// Cap of the reconnect delay, milliseconds. Default 30,000.
+    pub backoff_max_ms: u64,
+    /// A connection that stayed up this many seconds resets the backoff. Default 30.
+    pub backoff_reset_after_s: u64,
+}
+
+impl Default for UplinkSettings {
+    fn default() -> Self {
+        UplinkSettings {
+            batch_max_records: 1000,
+            linger_ms: 200,
+            compression: Compression::Zstd,
+            zstd_level: 3,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 30_000,
+            backoff_reset_after_s: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Device connections open at once, over all listeners; more wait in the kernel's
+    /// backlog. Default 1024.
+    pub max_connections: usize,
+    /// Close a device connection silent for this many seconds. Default 600.
+    pub idle_timeout_s: u64,
+    /// Largest device frame accepted, bytes; it is also each connection's read buffer
+    /// bound. Default 16,384.
+    pub max_frame_bytes: usize,
+    /// Keep each record's raw frame (hex or text) in `raw`. Default false.
+    pub keep_raw: bool,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            max_connections: 1024,
+            idle_timeout_s: 600,
+            max_frame_bytes: 16 * 1024,
+            keep_raw: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSettings {
+    /// Protocol spoken on this port: `teltonika`.
+    pub protocol: String,
+    /// Address and port to listen on, e.g. `0.0.0.0:5027`.
+    pub bind: String,
+    /// Optional allow-list of device ids (IMEIs). Empty (the default) allows every device;
+    /// otherwise others are refused at login (Teltonika: answered `00`).
+    #[serde(default)]
+    pub allowed_devices: Vec<String>,
+}
+
+/// Protocols the TCP listeners speak.
+pub const TCP_PROTOCOLS: &[&str] = &["teltonika"];
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Loads `path` with `FLEETEDGE__…` overrides from the process environment, then
+    /// validates.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Self::load_with_env(path, None)
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let one = |p: String| ConfigError { problems: vec![p] };
+        if !path.exists() {
+            return Err(one(format!("config file {} does not exist", path.display())));
+        }
+        let built = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(env),
+            )
+            .build()
+            .map_err(|e| one(format!("{}: {e}", path.display())))?;
+        let mut settings: Settings = built
+            .try_deserialize()
+            .map_err(|e| one(format!("{}: {e}", path.display())))?;
+        if settings.mqtt.client_id.is_empty() {
+            settings.mqtt.client_id = format!("fleetedge-{}", settings.gateway_id);
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Every problem at once, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, why: String| problems.push(format!("{key}: {why}"));
+
+        if self.gateway_id.is_empty() {
+            bad("gateway_id", "must not be empty".into());
+        } else if !self
+            .gateway_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bad(
+                "gateway_id",
+                format!(
+                    "{:?} may only hold letters, digits, '-', '_' and '.' (it is an MQTT topic level)",
+                    self.gateway_id
+                ),
+            );
+        }
+        if self.log.level.trim().is_empty() {
+            bad("log.level", "must not be empty".into());
+        }
+        let b = &self.buffer;
+        if b.path.as_os_str().is_empty() {
+            bad("buffer.path", "must not be empty".into());
+        }
+        if b.max_records < 100 {
+            bad("buffer.max_records", format!("{} is below the minimum of 100", b.max_records));
+        }
+        if b.max_bytes < 1024 * 1024 {
+            bad(
+                "buffer.max_bytes",
+                format!("{} is below the minimum of 1048576 (1 MiB)", b.max_bytes),
+            );
+        }
+        if !(1..=99).contains(&b.resume_below_percent) {
+            bad(
+                "buffer.resume_below_percent",
+                format!("{} must be between 1 and 99", b.resume_below_percent),
+            );
+        }
+        if b.cache_capacity_bytes < 1024 * 1024 {
+            bad(
+                "buffer.cache_capacity_bytes",
+                format!("{} is below the minimum of 1048576 (1 MiB)", b.cache_capacity_bytes),
+            );
+        }
+        let m = &self.mqtt;
+        if m.host.is_empty() {
+            bad("mqtt.host", "must not be empty".into());
+        }
+        if m.port == 0 {
+            bad("mqtt.port", "must not be 0".into());
+        }
+        if m.client_id.len() > 128 {
+            bad("mqtt.client_id", "longer than 128 bytes".into());
+        }
+        if m.topic_prefix.is_empty() || m.topic_prefix.contains(['+', '#']) {
+            bad(
+                "mqtt.topic_prefix",
+                format!("{:?} must be non-empty and free of '+' and '#'", m.topic_prefix),
+            );
+        }
+        if m.keep_alive_s < 5 {
+            bad("mqtt.keep_alive_s", format!("{} is below the minimum of 5", m.keep_alive_s));
+        }
+        if m.max_packet_bytes < 4096 {
+            bad(
+                "mqtt.max_packet_bytes",
+                format!("{} is below the minimum of 4096", m.max_packet_bytes),
+            );
+        }
+        if !(1..=1024).contains(&m.max_inflight_batches) {
+            bad(
+                "mqtt.max_inflight_batches",
+                format!("{} must be between 1 and 1024", m.max_inflight_batches),
+            );
+        }
+        if m.connect_timeout_s == 0 {
+            bad("mqtt.connect_timeout_s", "must be at least 1".into());
+        }
+        let u = &self.uplink;
+        if !(1..=100_000).contains(&u.batch_max_records) {
+            bad(
+                "uplink.batch_max_records",
+                format!("{} must be between 1 and 100000", u.batch_max_records),
+            );
+        }
+        if !(1..=22).contains(&u.zstd_level) {
+            bad("uplink.zstd_level", format!("{} must be between 1 and 22", u.zstd_level));
+        }
+        if u.backoff_initial_ms == 0 {
+            bad("uplink.backoff_initial_ms", "must be at least 1".into());
+        }
+        if u.backoff_max_ms < u.backoff_initial_ms {
+            bad(
+                "uplink.backoff_max_ms",
+                format!(
+                    "{} is below uplink.backoff_initial_ms ({})",
+                    u.backoff_max_ms, u.backoff_initial_ms
+                ),
+            );
+        }
+        let i = &self.ingest;
+        if i.max_connections == 0 {
+            bad("ingest.max_connections", "must be at least 1".into());
+        }
+        if i.idle_timeout_s == 0 {
+            bad("ingest.idle_timeout_s", "must be at least 1".into());
+        }
+        if !(256..=1024 * 1024).contains(&i.max_frame_bytes) {
+            bad(
+                "ingest.max_frame_bytes",
+                format!("{} must be between 256 and 1048576", i.max_frame_bytes),
+            );
+        }
+        if self.listeners.is_empty() {
+            bad(
+                "listeners",
+                "at least one [[listeners]] entry is needed, e.g. protocol = \"teltonika\", bind = \"0.0.0.0:5027\"".into(),
+            );
+        }
+        // One record's JSON is at most about twice its frame (hex `raw`, hex NX values) plus
+        // fixed fields; a batch of one record must always fit a packet.
+        let one_record_bound = 4 * i.max_frame_bytes + 8192;
+        if m.max_packet_bytes < one_record_bound {
+            bad(
+                "mqtt.max_packet_bytes",
+                format!(
+                    "{} cannot carry one record from a frame of ingest.max_frame_bytes = {}; \
+                     use at least {one_record_bound}",
+                    m.max_packet_bytes, i.max_frame_bytes
+                ),
+            );
+        }
+        let mut binds = std::collections::HashSet::new();
+        for (n, l) in self.listeners.iter().enumerate() {
+            if !TCP_PROTOCOLS.contains(&l.protocol.as_str()) {
+                bad(
+                    &format!("listeners[{n}].protocol"),
+                    format!("unknown protocol {:?}; known: {}", l.protocol, TCP_PROTOCOLS.join(", ")),
+                );
+            }
+            match l.bind.parse::<SocketAddr>() {
+                Err(e) => bad(
+                    &format!("listeners[{n}].bind"),
+                    format!("{:?} is not an address:port ({e})", l.bind),
+                ),
+                Ok(addr) => {
+                    if !binds.insert(addr) {
+                        bad(&format!("listeners[{n}].bind"), format!("{addr} is used twice"));
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let p = dir.path().join("fleetedge.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const MINIMAL: &str = r#"
+gateway_id = "gw-001"
+[[listeners]]
+protocol = "teltonika"
+bind = "127.0.0.1:5027"
+"#;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::load_with_env(&write(&dir, MINIMAL), Some(HashMap::new())).unwrap();
+        assert_eq!(s.mqtt.client_id, "fleetedge-gw-001");
+        assert_eq!(s.buffer.max_records, 1_000_000);
+        assert_eq!(s.buffer.when_full, WhenFullSetting::Block);
+        assert_eq!(s.uplink.compression, Compression::Zstd);
+        assert_eq!(s.uplink.linger_ms, 200);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = HashMap::from([
+            ("FLEETEDGE__MQTT__PORT".to_string(), "2883".to_string()),
+            ("FLEETEDGE__BUFFER__PATH".to_string(), "/tmp/x".to_string()),
+            ("FLEETEDGE__GATEWAY_ID".to_string(), "gw-env".to_string()),
+            ("FLEETEDGE__UPLINK__COMPRESSION".to_string(), "gzip".to_string()),
+        ]);
+        let s = Settings::load_with_env(&write(&dir, MINIMAL), Some(env)).unwrap();
+        assert_eq!(s.mqtt.port, 2883);
+        assert_eq!(s.buffer.path, PathBuf::from("/tmp/x"));
+        assert_eq!(s.gateway_id, "gw-env");
+        assert_eq!(s.uplink.compression, Compression::Gzip);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+gateway_id = "gw/1"
+[buffer]
+max_records = 5
+resume_below_percent = 100
+[mqtt]
+topic_prefix = "a/#"
+[[listeners]]
+protocol = "nope"
+bind = "localhost"
+"#;
+        let err = Settings::load_with_env(&write(&dir, text), Some(HashMap::new())).unwrap_err();
+        let all = err.to_string();
+        for key in [
+            "gateway_id:",
+            "buffer.max_records:",
+            "buffer.resume_below_percent:",
+            "mqtt.topic_prefix:",
+            "listeners[0].protocol:",
+            "listeners[0].bind:",
+        ] {
+            assert!(all.contains(key), "{key} missing from:\n{all}");
+        }
+        assert_eq!(err.problems.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let typo = format!("{MINIMAL}\n[uplink]\nlinger_msec = 5\n");
+        let err = Settings::load_with_env(&write(&dir, &typo), Some(HashMap::new())).unwrap_err();
+        assert!(err.to_string().contains("linger_msec"), "{err}");
+        let bad = format!("{MINIMAL}\n[uplink]\ncompression = \"lz4\"\n");
+        let err = Settings::load_with_env(&write(&dir, &bad), Some(HashMap::new())).unwrap_err();
+        assert!(err.to_string().contains("lz4"), "{err}");
+        let missing = Settings::load_with_env(&dir.path().join("none.toml"), None).unwrap_err();
+        assert!(missing.to_string().contains("none.toml"), "{missing}");
+    }
+
+    /// The commented example must name every setting, so installers can find them all.
+    #[test]
+    fn example_config_is_complete_and_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleetedge.example.toml");
+        let s = Settings::load_with_env(&example, Some(HashMap::new())).unwrap();
+        let text = std::fs::read_to_string(&example).unwrap();
+        let file: toml::Table = toml::from_str(&text).unwrap();
+        let mut listed = Vec::new();
+        leaf_keys("", &toml::Value::Table(file), &mut listed);
+        let mut all = Vec::new();
+        let defaults = toml::Value::try_from(&s).unwrap();
+        leaf_keys("", &defaults, &mut all);
+        for key in &all {
+            assert!(listed.contains(key), "fleetedge.example.toml does not list {key}");
+        }
+    }
+
+    fn leaf_keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    leaf_keys(&p, v, out);
+                }
+            }
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => {
+                for item in items {
+                    leaf_keys(&format!("{prefix}[]"), item, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! One device connection: read, frame, decode, append, and only then reply.
+//!
+//! ```text
+//!   socket ──read──▶ BytesMut (≤ max_frame_bytes) ──decode──▶ Decoded { records, reply }
+//!                                                               │
+//!            reply.accepted ◀── buffer.append(records) says durable
+//!            reply.refused  ◀── buffer full under `reject`
+//! ```
+//!
+//! The session awaits each append before it reads again, so a full buffer under the `block`
+//! policy stops the reads, TCP flow control stops the device, and the device keeps its data.
+//! A frame that fails to decode closes the connection: the stream cannot be trusted past it,
+//! and the device resends everything it was not told was accepted.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use firmware_protocols::{Decoded, StreamDecoder};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::buffer::{Appended, Buffer};
+
+pub struct SessionConfig {
+    pub protocol: String,
+    pub max_frame_bytes: usize,
+    pub keep_raw: bool,
+    pub idle_timeout: Duration,
+    /// Empty: every device is allowed.
+    pub allowed_devices: Arc<HashSet<String>>,
+}
+
+pub struct Session {
+    cfg: Arc<SessionConfig>,
+    peer: SocketAddr,
+    buffer: Buffer,
+    decoder: Box<dyn StreamDecoder>,
+}
+
+/// Why a session ended; logged once, at the end.
+#[derive(Debug)]
+enum End {
+    PeerClosed,
+    Idle,
+    Shutdown,
+    Refused(String),
+    Malformed(String),
+    Io(std::io::Error),
+    Buffer(String),
+}
+
+impl Session {
+    pub fn new(cfg: Arc<SessionConfig>, peer: SocketAddr, buffer: Buffer) -> Option<Session> {
+        let decoder = super::decoder_for(&cfg.protocol, cfg.max_frame_bytes, cfg.keep_raw)?;
+        Some(Session {
+            cfg,
+            peer,
+            buffer,
+            decoder,
+        })
+    }
+
+    pub async fn run<S>(mut self, mut stream: S, shutdown: watch::Receiver<bool>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        tracing::debug!(peer = %self.peer, protocol = %self.cfg.protocol, "device connected");
+        let end = self.serve(&mut stream, shutdown).await;
+        let _ = stream.shutdown().await;
+        let device = self.decoder.device_id().unwrap_or("-");
+        let (peer, protocol) = (self.peer, &self.cfg.protocol);
+        match end {
+            End::PeerClosed | End::Shutdown => {
+                tracing::debug!(%peer, device, %protocol, "device disconnected")
+            }
+            End::Idle => tracing::info!(%peer, device, %protocol, "idle timeout, closed"),
+            End::Refused(why) => tracing::warn!(%peer, device, %protocol, %why, "device refused"),
+            End::Malformed(why) => {
+                tracing::warn!(%peer, device, %protocol, reason = %why, "malformed frame, connection closed")
+            }
+            End::Io(e) => tracing::info!(%peer, device, %protocol, error = %e, "connection error"),
+            End::Buffer(e) => {
+                tracing::error!(%peer, device, %protocol, error = %e, "buffer failed, nothing acknowledged")
+            }
+        }
+    }
+
+    async fn serve<S>(&mut self, stream: &mut S, mut shutdown: watch::Receiver<bool>) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let max = self.decoder.max_frame_bytes();
+        let mut input = BytesMut::with_capacity(max.min(8 * 1024));
+        loop {
+            // Everything complete in the buffer first: several frames may arrive in one read.
+            loop {
+                let decoded = match self.decoder.decode(&input, super::now_ms()) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => break,
+                    Err(e) => return End::Malformed(e.to_string()),
+                };
+                input.advance(decoded.consumed.min(input.len()));
+                if let Err(end) = self.handle(decoded, stream).await {
+                    return end;
+                }
+            }
+            if input.len() >= max {
+                return End::Malformed(format!("no complete frame in {max} bytes"));
+            }
+            if *shutdown.borrow() {
+                return End::Shutdown;
+            }
+            input.reserve(max.min(8 * 1024).min(max - input.len()));
+            let read = tokio::select! {
+                r = tokio::time::timeout(self.cfg.idle_timeout, read_some(stream, &mut input, max)) => r,
+                _ = shutdown.changed() => return End::Shutdown,
+            };
+            match read {
+                Err(_) => return End::Idle,
+                Ok(Ok(0)) => return End::PeerClosed,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return End::Io(e),
+            }
+        }
+    }
+
+    async fn handle<S>(&mut self, decoded: Decoded, stream: &mut S) -> Result<(), End>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let Decoded {
+            login,
+            records,
+            reply,
+            ..
+        } = decoded;
+        if let Some(device) = login {
+            let allowed = &self.cfg.allowed_devices;
+            if !allowed.is_empty() && !allowed.contains(&device) {
+                if let Some(no) = reply.refused {
+                    write(stream, &no).await?;
+                }
+                return Err(End::Refused(format!("{device} is not in allowed_devices")));
+            }
+            tracing::debug!(peer = %self.peer, device, "device logged in");
+            if let Some(yes) = reply.accepted {
+                write(stream, &yes).await?;
+            }
+            return Ok(());
+        }
+        if records.is_empty() {
+            if let Some(yes) = reply.accepted {
+                write(stream, &yes).await?;
+            }
+            return Ok(());
+        }
+        let n = records.len();
+        match self.buffer.append(records).await {
+            Ok(Appended::Stored { .. }) => {
+                if let Some(yes) = reply.accepted {
+                    write(stream, &yes).await?;
+                }
+                Ok(())
+            }
+            Ok(Appended::Rejected) => {
+                tracing::debug!(peer = %self.peer, records = n, "buffer full, records refused");
+                if let Some(no) = reply.refused {
+                    write(stream, &no).await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(End::Buffer(e.to_string())),
+        }
+    }
+}
+
+async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), End> {
+    stream.write_all(bytes).await.map_err(End::Io)?;
+    stream.flush().await.map_err(End::Io)
+}
+
+/// Reads once, never past `max` bytes buffered.
+async fn read_some<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    input: &mut BytesMut,
+    max: usize,
+) -> std::io::Result<usize> {
+    let room = max.saturating_sub(input.len());
+    let mut limited = (&mut *stream).take(room as u64);
+    limited.read_buf(input).await
+}

@@ -1,0 +1,183 @@
+//! The outstanding batches of one MQTT connection, as a pure state machine.
+//!
+//! ```text
+//!  sent ──▶ [ batch 7: seqs 601..=700, pkid ? ]   rumqttc's publish() gives no packet id;
+//!           [ batch 8: seqs 701..=800, pkid ? ]   it is learnt from Outgoing::Publish(pkid),
+//!           [ batch 9: seqs 801..=900, pkid ? ]   which arrives in publish order.
+//!                 │
+//!  PubAck(pkid) marks its batch acked; the acked prefix of the window is released, and
+//!  the buffer removes every record up to the prefix's last seq.
+//! ```
+//!
+//! The window lives and dies with one connection: on any error the whole window is dropped
+//! and the next connection resends from the oldest unacked record in the buffer. rumqttc's own
+//! retransmission is therefore never relied on (it silently drops QoS 1 publishes when the
+//! broker answers `session_present = false`).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub records: usize,
+    pub payload_bytes: usize,
+    pub pkid: Option<u16>,
+    pub acked: bool,
+    pub sent_at: Instant,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum WindowError {
+    /// The broker acknowledged a packet id this connection has no batch for.
+    UnknownPubAck(u16),
+    /// rumqttc reported an outgoing publish this connection did not queue.
+    UnexpectedPublish(u16),
+}
+
+impl std::fmt::Display for WindowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WindowError::UnknownPubAck(p) => write!(f, "PUBACK for unknown packet id {p}"),
+            WindowError::UnexpectedPublish(p) => write!(f, "unexpected outgoing publish {p}"),
+        }
+    }
+}
+
+/// Batches released by PUBACKs, in seq order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released {
+    pub last_seq: u64,
+    pub batches: Vec<InFlight>,
+}
+
+#[derive(Debug)]
+pub struct Window {
+    capacity: usize,
+    batches: VecDeque<InFlight>,
+}
+
+impl Window {
+    pub fn new(capacity: usize) -> Self {
+        Window {
+            capacity: capacity.max(1),
+            batches: VecDeque::with_capacity(capacity.max(1)),
+        }
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.batches.len() < self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// The highest seq handed to the connection, if any batch is outstanding.
+    pub fn last_sent_seq(&self) -> Option<u64> {
+        self.batches.back().map(|b| b.last_seq)
+    }
+
+    /// A batch was queued for publishing.
+    pub fn sent(
+        &mut self,
+        first_seq: u64,
+        last_seq: u64,
+        records: usize,
+        payload_bytes: usize,
+        now: Instant,
+    ) {
+        self.batches.push_back(InFlight {
+            first_seq,
+            last_seq,
+            records,
+            payload_bytes,
+            pkid: None,
+            acked: false,
+            sent_at: now,
+        });
+    }
+
+    /// rumqttc wrote a publish with `pkid`: it belongs to the oldest batch without one.
+    pub fn on_outgoing_publish(&mut self, pkid: u16) -> Result<(), WindowError> {
+        match self.batches.iter_mut().find(|b| b.pkid.is_none()) {
+            Some(b) => {
+                b.pkid = Some(pkid);
+                Ok(())
+            }
+            None => Err(WindowError::UnexpectedPublish(pkid)),
+        }
+    }
+
+    /// The broker acknowledged `pkid`. Returns what can now be removed from the buffer: the
+    /// acked prefix, so records leave in seq order even if acks arrive out of order.
+    pub fn on_puback(&mut self, pkid: u16) -> Result<Option<Released>, WindowError> {
+        let batch = self
+            .batches
+            .iter_mut()
+            .find(|b| b.pkid == Some(pkid) && !b.acked)
+            .ok_or(WindowError::UnknownPubAck(pkid))?;
+        batch.acked = true;
+        let mut released = Vec::new();
+        while self.batches.front().is_some_and(|b| b.acked) {
+            if let Some(b) = self.batches.pop_front() {
+                released.push(b);
+            }
+        }
+        Ok(released.last().map(|b| b.last_seq).map(|last_seq| Released {
+            last_seq,
+            batches: released,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_release_batches_in_order() {
+        let now = Instant::now();
+        let mut w = Window::new(3);
+        w.sent(1, 10, 10, 100, now);
+        w.sent(11, 20, 10, 100, now);
+        w.sent(21, 30, 10, 100, now);
+        assert!(!w.has_room());
+        w.on_outgoing_publish(7).unwrap();
+        w.on_outgoing_publish(8).unwrap();
+        w.on_outgoing_publish(9).unwrap();
+        assert_eq!(w.on_puback(8).unwrap(), None, "batch 2 waits for batch 1");
+        let released = w.on_puback(7).unwrap().unwrap();
+        assert_eq!(released.last_seq, 20);
+        assert_eq!(released.batches.len(), 2);
+        assert!(w.has_room());
+        assert_eq!(w.on_puback(9).unwrap().unwrap().last_seq, 30);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn packet_ids_may_cycle_and_repeat() {
+        let now = Instant::now();
+        let mut w = Window::new(2);
+        w.sent(1, 1, 1, 1, now);
+        w.on_outgoing_publish(1).unwrap();
+        assert_eq!(w.on_puback(1).unwrap().unwrap().last_seq, 1);
+        w.sent(2, 2, 1, 1, now);
+        w.on_outgoing_publish(1).unwrap();
+        assert_eq!(w.on_puback(1).unwrap().unwrap().last_seq, 2);
+    }
+
+    #[test]
+    fn strange_events_are_errors_not_panics() {
+        let mut w = Window::new(2);
+        assert_eq!(w.on_puback(5), Err(WindowError::UnknownPubAck(5)));
+        assert_eq!(w.on_outgoing_publish(5), Err(WindowError::UnexpectedPublish(5)));
+        w.sent(1, 2, 2, 2, Instant::now());
+        assert_eq!(w.on_puback(1), Err(WindowError::UnknownPubAck(1)), "no pkid yet");
+    }
+}
