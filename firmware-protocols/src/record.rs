@@ -239,8 +239,14 @@ mod tests {
     #[test]
     fn formats_epoch_ms_as_rfc3339_with_millis() {
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_rfc3339_ms(1_560_161_086_000), "2019-06-10T10:04:46.000Z");
-        assert_eq!(format_rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(
+            format_rfc3339_ms(1_560_161_086_000),
+            "2019-06-10T10:04:46.000Z"
+        );
+        assert_eq!(
+            format_rfc3339_ms(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
         assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(format_rfc3339_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
         assert_eq!(format_rfc3339_ms(i64::MIN), "0000-01-01T00:00:00.000Z");
