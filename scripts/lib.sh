@@ -21,9 +21,9 @@ start_broker() {
 listener $2 127.0.0.1
 allow_anonymous true
 persistence false
-log_dest file $1/mosquitto.log
+log_dest stderr
 CONF
-  mosquitto -c "$1/mosquitto.conf" &
+  mosquitto -c "$1/mosquitto.conf" 2>"$1/mosquitto.log" &
   BROKER_PID=$!
   wait_port 127.0.0.1 "$2" 10
 }

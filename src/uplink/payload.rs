@@ -134,7 +134,13 @@ impl Serialize for RecordsJson<'_> {
 /// Reads a payload back: picks the codec by its magic bytes. Used by tests, the load tool and
 /// as the reference for consumers.
 pub fn decode_payload(payload: &[u8]) -> std::io::Result<serde_json::Value> {
-    let json = if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+    let json = decompress_payload(payload)?;
+    serde_json::from_slice(&json).map_err(std::io::Error::other)
+}
+
+/// The batch JSON inside a payload, whichever codec compressed it.
+pub fn decompress_payload(payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    Ok(if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         zstd::stream::decode_all(payload)?
     } else if payload.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -142,8 +148,7 @@ pub fn decode_payload(payload: &[u8]) -> std::io::Result<serde_json::Value> {
         out
     } else {
         payload.to_vec()
-    };
-    serde_json::from_slice(&json).map_err(std::io::Error::other)
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,706 @@
+//! The durable queue between ingest and uplink: a sled database that stores every record
+//! before its device is answered, hands records to the uplink in seq order, and deletes them
+//! once the broker has acknowledged them.
+//!
+//! # Files
+//!
+//! - `mod.rs`: the public API ([`Buffer`], options, results, stats).
+//! - `store.rs`: the sled layout, value encoding, open (and moving a corrupt database aside).
+//! - `commit.rs`: the group-commit thread (one batch + one fsync per round).
+//! - `limits.rs`: space accounting, the full state and the low-water mark.
+//! - `error.rs`: [`BufferError`].
+//!
+//! # Layout on disk
+//!
+//! ```text
+//! sled db at <path>
+//! ├── tree "queue"
+//! │   ├── key  = first seq of the chunk, u64 big-endian (8 bytes)     one entry per append
+//! │   │   value = [0x01 format version][u32 BE record count n][bincode(Vec<Record>)]
+//! │   │           records of the chunk have seqs first ..= first + n - 1
+//! │   │   ... chunks in seq order; seqs start at 1; seq u64::MAX is never used
+//! │   └── key  = FF FF FF FF FF FF FF FF "next_seq"                  sorts after every chunk
+//! │       value = u64 BE, the next seq to hand out; written in the SAME batch as the chunks
+//! │               it covers, so a seq is never reused (after a drain, restart or crash)
+//! └── tree "quarantine"
+//!     └── chunks that could not be read (same key, same value), kept for forensics
+//! ```
+//!
+//! Record scans use the key range `..FF FF FF FF FF FF FF FF`, so they never see meta keys.
+//! bincode is 2.0.1 with `config::standard()`; reads decode with a 16 MiB limit, so a corrupt
+//! length field cannot make a read allocate without bound.
+//!
+//! # Promises
+//!
+//! - [`Buffer::append`] returns `Stored` only after the chunk and the counter are flushed
+//!   (fsync). Appends from many tasks are grouped: one `apply_batch` + one `flush` per round.
+//! - Readers and removers only see chunks below the durable mark (the end of the last
+//!   flushed round), so nothing is published before it is durable.
+//! - Gauges (records, bytes) come from one scan at open and are then kept in memory, exact
+//!   under concurrency: a removal is counted from the value sled says it removed.
+//!
+//! # Bad stored data
+//!
+//! Nothing read from disk is unwrapped. A chunk whose key or header (version, count) is bad
+//! is moved to the quarantine tree at open, with an error log, and not counted. A chunk whose
+//! records do not decode is found when the uplink reads it: [`Buffer::read_after`] moves it
+//! to the quarantine tree and returns [`BufferError::Corrupt`] naming the key, and the next
+//! read continues after it, so one bad chunk never wedges the uplink. A database that sled
+//! reports as corrupt (or that makes sled panic while opening) is renamed to
+//! `<path>.corrupt-<unix-secs>` with an error log and a fresh one is created: the one case
+//! where seqs restart at 1. Other open errors (permissions, a lock held by another process)
+//! are returned and the directory is left alone.
+//!
+//! # Not done here
+//!
+//! sled never shrinks its files after a backlog drains; [`BufferStats::disk_bytes`] shows
+//! the size so it can be watched.
+
+mod commit;
+mod error;
+mod limits;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use firmware_protocols::Record;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use error::BufferError;
+
+use limits::{Amount, Space};
+use store::{chunk_header, decode_chunk, key_seq, seq_key, Store, MAX_CHUNK_BYTES};
+
+/// Default [`BufferOptions::max_records`].
+pub const DEFAULT_MAX_RECORDS: u64 = 1_000_000;
+/// Default [`BufferOptions::max_bytes`]: 512 MiB of encoded chunks.
+pub const DEFAULT_MAX_BYTES: u64 = 512 << 20;
+/// Default [`BufferOptions::resume_below_percent`].
+pub const DEFAULT_RESUME_BELOW_PERCENT: u8 = 90;
+/// Default [`BufferOptions::cache_capacity_bytes`]: 64 MiB (sled's own default is 1 GiB and
+/// ignores cgroup limits; RSS runs several times this).
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 << 20;
+
+/// What an append does when the buffer has no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait until the uplink drains the buffer to the low-water mark, then store. The
+    /// device is not answered meanwhile, so TCP flow control holds it. Once an append has
+    /// found the buffer full, every append waits (even one that would fit) until the depth
+    /// is at or below the low-water mark: a waiting large chunk is not starved by small ones.
+    #[default]
+    Block,
+    /// Return [`Appended::Rejected`] without storing (no seq is spent). Once an append has
+    /// been rejected, every append is rejected until the depth is at or below the low-water
+    /// mark.
+    Reject,
+    /// Delete the oldest stored chunks (whole chunks) until the append fits; every dropped
+    /// record is counted in [`BufferStats::dropped_records`].
+    DropOldest,
+}
+
+/// How to open a [`Buffer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferOptions {
+    /// The sled database directory.
+    pub path: PathBuf,
+    /// Most records stored (including appends admitted but not yet committed).
+    pub max_records: u64,
+    /// Most encoded bytes stored (the sum of the chunk values' lengths).
+    pub max_bytes: u64,
+    /// Once full, appends resume when both depths are at or below this percentage of their
+    /// maximum (0..=100).
+    pub resume_below_percent: u8,
+    /// sled's page cache.
+    pub cache_capacity_bytes: u64,
+    pub when_full: WhenFull,
+}
+
+impl BufferOptions {
+    /// Options for a buffer at `path` with the documented defaults.
+    pub fn new(path: impl Into<PathBuf>) -> BufferOptions {
+        BufferOptions {
+            path: path.into(),
+            max_records: DEFAULT_MAX_RECORDS,
+            max_bytes: DEFAULT_MAX_BYTES,
+            resume_below_percent: DEFAULT_RESUME_BELOW_PERCENT,
+            cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
+            when_full: WhenFull::Block,
+        }
+    }
+
+    fn validate(&self) -> Result<(), BufferError> {
+        let reason = if self.max_records == 0 {
+            "max_records must be at least 1"
+        } else if self.max_bytes == 0 {
+            "max_bytes must be at least 1"
+        } else if self.resume_below_percent > 100 {
+            "resume_below_percent must be between 0 and 100"
+        } else {
+            return Ok(());
+        };
+        Err(BufferError::InvalidOptions {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// What [`Buffer::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Durable (flushed); the records got seqs `first_seq ..= last_seq` in order.
+    Stored { first_seq: u64, last_seq: u64 },
+    /// Not stored: the buffer is full and the policy is [`WhenFull::Reject`].
+    Rejected,
+}
+
+/// One stored chunk (the records of one append), as read for the uplink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChunk {
+    /// The seq of `records[0]`; record `i` has seq `first_seq + i`.
+    pub first_seq: u64,
+    pub records: Vec<Record>,
+    /// The stored value's length (header included), the unit of `max_bytes`.
+    pub encoded_len: usize,
+}
+
+impl StoredChunk {
+    /// The seq of the chunk's last record.
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + self.records.len().saturating_sub(1) as u64
+    }
+}
+
+/// A snapshot of the buffer's gauges and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Records in the queue.
+    pub records: u64,
+    /// Encoded bytes in the queue.
+    pub bytes: u64,
+    /// Records admitted by `append` and waiting for their commit round.
+    pub in_flight_records: u64,
+    /// Encoded bytes admitted by `append` and waiting for their commit round.
+    pub in_flight_bytes: u64,
+    /// The seq the next stored record will get.
+    pub next_seq: u64,
+    /// The first seq of the oldest durable chunk, if any.
+    pub oldest_seq: Option<u64>,
+    /// Appends are held (block) or refused (reject) until the low-water mark.
+    pub full: bool,
+    /// Records deleted unpublished by [`WhenFull::DropOldest`].
+    pub dropped_records: u64,
+    /// Appends answered [`Appended::Rejected`].
+    pub rejected_appends: u64,
+    /// Chunks moved to the quarantine tree since open (including at open).
+    pub quarantined_chunks: u64,
+    /// Commit rounds flushed (one fsync each) since open.
+    pub flushes: u64,
+    /// sled's files on disk (0 if sled cannot tell).
+    pub disk_bytes: u64,
+}
+
+/// State shared by the handles and the commit thread.
+struct Shared {
+    store: Store,
+    space: Space,
+    when_full: WhenFull,
+    /// Every chunk whose first seq is below this is durable. Readers and removers never look
+    /// at or above it. Set by the committer after each successful flush.
+    durable_end: AtomicU64,
+    /// No chunk starts below this (a hint so scans skip the deleted prefix, which sled 0.34
+    /// still walks over). Only ever raised, and only past chunks known to be gone.
+    scan_from: AtomicU64,
+    /// The committer's next seq, for stats.
+    next_seq: AtomicU64,
+    flushes: AtomicU64,
+    quarantined_chunks: AtomicU64,
+    /// The last durable seq (0 before the first record ever).
+    durable_tx: watch::Sender<u64>,
+    #[cfg(test)]
+    commit_gate: commit::TestGate,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::UnboundedSender<commit::Request>>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the committer finish what is queued and stop.
+        drop(self.tx.take());
+        if let Some(handle) = self.committer.take() {
+            if handle.join().is_err() {
+                tracing::error!(
+                    path = %self.shared.store.path.display(),
+                    "buffer commit thread panicked"
+                );
+            }
+        }
+        // Acks are not flushed as they happen; make them stick on a graceful close.
+        if let Err(e) = self.shared.store.db.flush() {
+            tracing::error!(
+                path = %self.shared.store.path.display(),
+                error = %e,
+                "buffer: final flush failed; acknowledged records may be published again"
+            );
+        }
+    }
+}
+
+/// The durable queue. Cheap to clone; the last clone dropped stops the commit thread
+/// (after it has committed everything queued) and flushes.
+#[derive(Clone)]
+pub struct Buffer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("path", &self.shared().store.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Buffer {
+    /// Opens (or creates) the buffer at `opts.path`, scans it once for its depth, and starts
+    /// the commit thread. Blocking: it reads every chunk header, so call it at start-up or
+    /// from `spawn_blocking`.
+    pub fn open(opts: BufferOptions) -> Result<Buffer, BufferError> {
+        opts.validate()?;
+        let (store, scan) = Store::open(&opts)?;
+        tracing::info!(
+            path = %opts.path.display(),
+            records = scan.records,
+            bytes = scan.bytes,
+            oldest_seq = ?scan.oldest_seq,
+            next_seq = scan.next_seq,
+            "buffer opened"
+        );
+        let space = Space::new(
+            opts.path.clone(),
+            Amount {
+                records: opts.max_records,
+                bytes: opts.max_bytes,
+            },
+            opts.resume_below_percent,
+            Amount {
+                records: scan.records,
+                bytes: scan.bytes,
+            },
+        );
+        let (durable_tx, _) = watch::channel(scan.next_seq - 1);
+        let shared = Arc::new(Shared {
+            store,
+            space,
+            when_full: opts.when_full,
+            durable_end: AtomicU64::new(scan.next_seq),
+            scan_from: AtomicU64::new(scan.oldest_seq.unwrap_or(scan.next_seq)),
+            next_seq: AtomicU64::new(scan.next_seq),
+            flushes: AtomicU64::new(0),
+            quarantined_chunks: AtomicU64::new(scan.quarantined_chunks),
+            durable_tx,
+            #[cfg(test)]
+            commit_gate: commit::TestGate::default(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let committer =
+            commit::spawn(Arc::clone(&shared), rx, scan.next_seq).map_err(|source| {
+                BufferError::Spawn {
+                    path: opts.path.clone(),
+                    source,
+                }
+            })?;
+        Ok(Buffer {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                committer: Some(committer),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Stores `records` as one chunk with consecutive seqs and returns once they are durable
+    /// (flushed), or `Rejected` under [`WhenFull::Reject`] when full. Under
+    /// [`WhenFull::Block`] this waits while the buffer is full. An empty `records` is an
+    /// error ([`BufferError::EmptyAppend`]), and so is a chunk larger than the whole buffer
+    /// ([`BufferError::TooLarge`]).
+    ///
+    /// Cancel safety: dropping the future before it returns may still store the records
+    /// (they get seqs and are published); the caller just does not learn them. A device
+    /// that was not answered resends, so that costs a duplicate, never a loss.
+    pub async fn append(&self, records: Vec<Record>) -> Result<Appended, BufferError> {
+        let shared = self.shared();
+        let path = || shared.store.path.clone();
+        if records.is_empty() {
+            return Err(BufferError::EmptyAppend { path: path() });
+        }
+        let too_large = |bytes: u64| BufferError::TooLarge {
+            path: path(),
+            records: records.len() as u64,
+            bytes,
+            max_records: shared.space_max().records,
+            max_bytes: shared.space_max().bytes,
+            max_chunk_bytes: MAX_CHUNK_BYTES as u64,
+        };
+        if u32::try_from(records.len()).is_err() {
+            return Err(too_large(0));
+        }
+        let value = store::encode_chunk(&records).map_err(|source| BufferError::Encode {
+            path: path(),
+            records: records.len(),
+            source,
+        })?;
+        let amount = Amount {
+            records: records.len() as u64,
+            bytes: value.len() as u64,
+        };
+        if value.len() > MAX_CHUNK_BYTES || !shared.space.fits_ever(amount) {
+            return Err(too_large(amount.bytes));
+        }
+        drop(records);
+
+        match shared.when_full {
+            WhenFull::Block => loop {
+                // Register for the wake-up before looking, so a drain between the look and
+                // the wait is not missed.
+                let drained = shared.space.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if shared.space.try_reserve(amount) {
+                    break;
+                }
+                drained.await;
+            },
+            WhenFull::Reject => {
+                if !shared.space.try_reserve(amount) {
+                    shared
+                        .space
+                        .rejected_appends
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(Appended::Rejected);
+                }
+            }
+            WhenFull::DropOldest => loop {
+                let committed = shared.space.committed.notified();
+                tokio::pin!(committed);
+                committed.as_mut().enable();
+                if shared
+                    .space
+                    .reserve_dropping(amount, || shared.drop_oldest_chunk())?
+                {
+                    break;
+                }
+                // All the room is held by appends in flight; wait for their round.
+                committed.await;
+            },
+        }
+
+        // From here the room is reserved; the committer releases it (into stored, or back).
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let request = commit::Request {
+            value,
+            records: amount.records,
+            reply: reply_tx,
+        };
+        let sent = match &self.inner.tx {
+            Some(tx) => tx.send(request).is_ok(),
+            None => false,
+        };
+        if !sent {
+            shared.space.release_reserved(amount);
+            return Err(BufferError::Closed { path: path() });
+        }
+        match reply_rx.await {
+            Ok(Ok((first_seq, last_seq))) => Ok(Appended::Stored {
+                first_seq,
+                last_seq,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(BufferError::Closed { path: path() }),
+        }
+    }
+
+    /// Whole durable chunks in seq order, starting at the first chunk whose first seq is
+    /// greater than `after_seq` (`None`: from the oldest). Stops before a chunk that would
+    /// take the total past `max_records` or `max_bytes` (encoded), but returns at least one
+    /// chunk if there is one.
+    ///
+    /// A chunk whose records cannot be decoded is moved to the quarantine tree: if it is the
+    /// first one this call would return, the call returns [`BufferError::Corrupt`] naming it
+    /// (and the next call continues after it); otherwise the call returns the chunks before
+    /// it.
+    pub fn read_after(
+        &self,
+        after_seq: Option<u64>,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredChunk>, BufferError> {
+        let shared = self.shared();
+        let store = &shared.store;
+        let start = match after_seq {
+            None => 0,
+            Some(seq) => match seq.checked_add(1) {
+                Some(start) => start,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let start = start.max(shared.scan_from.load(Ordering::Acquire));
+        let end = shared.durable_end.load(Ordering::Acquire);
+        let mut out: Vec<StoredChunk> = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let (mut total_records, mut total_bytes) = (0usize, 0usize);
+        for item in store.queue.range(seq_key(start)..seq_key(end)) {
+            let (key, value) = item.map_err(store.sled_err("reading chunks"))?;
+            let checked = key_seq(&key)
+                .ok_or_else(|| format!("the key is {} bytes, not 8", key.len()))
+                .and_then(|first| Ok((first, chunk_header(&value)?)));
+            let decoded = checked.and_then(|(first, count)| {
+                let n = count as usize;
+                if !out.is_empty()
+                    && (total_records + n > max_records || total_bytes + value.len() > max_bytes)
+                {
+                    return Ok(None);
+                }
+                Ok(Some((first, decode_chunk(&value)?)))
+            });
+            match decoded {
+                Ok(Some((first_seq, records))) => {
+                    total_records += records.len();
+                    total_bytes += value.len();
+                    out.push(StoredChunk {
+                        first_seq,
+                        records,
+                        encoded_len: value.len(),
+                    });
+                }
+                Ok(None) => break,
+                Err(reason) => {
+                    shared.quarantine(&key, &value, &reason)?;
+                    if out.is_empty() {
+                        return Err(store.corrupt(&key, reason));
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes every durable chunk whose last seq is at or below `last_seq` (whole chunks
+    /// only; a chunk that straddles `last_seq` stays), and returns how many records left.
+    /// Not flushed: after a crash, acked records may be published again with the same seqs.
+    pub fn ack_through(&self, last_seq: u64) -> Result<u64, BufferError> {
+        let shared = self.shared();
+        let store = &shared.store;
+        let end = shared.durable_end.load(Ordering::Acquire);
+        // Never past what is durable (the committer may have applied but not flushed more).
+        let limit = last_seq.min(end.saturating_sub(1));
+        let from = shared.scan_from.load(Ordering::Acquire);
+        if from > limit {
+            return Ok(0);
+        }
+        let mut removed = Amount::default();
+        // Where the next scan may start: every chunk below it is gone once this loop ends.
+        let mut resume = limit + 1;
+        let mut result = Ok(());
+        for item in store.queue.range(seq_key(from)..=seq_key(limit)) {
+            let step = item
+                .map_err(store.sled_err("scanning chunks to remove"))
+                .and_then(|(key, value)| {
+                    let header = key_seq(&key)
+                        .ok_or_else(|| format!("the key is {} bytes, not 8", key.len()))
+                        .and_then(|first| Ok((first, chunk_header(&value)?)));
+                    match header {
+                        Ok((first, count)) => {
+                            let last = first.saturating_add(u64::from(count) - 1);
+                            if last > limit {
+                                resume = first;
+                                return Ok(false);
+                            }
+                            let old = store
+                                .queue
+                                .remove(&key)
+                                .map_err(store.sled_err("removing acked chunks"))?;
+                            if let Some(old) = old {
+                                removed.records += u64::from(count);
+                                removed.bytes += old.len() as u64;
+                            }
+                            Ok(true)
+                        }
+                        Err(reason) => {
+                            // It is being acked anyway; keep it for forensics and go on.
+                            shared.quarantine(&key, &value, &reason)?;
+                            Ok(true)
+                        }
+                    }
+                });
+            match step {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // Account for what left even if a later step failed.
+        shared.space.release_stored(removed);
+        result?;
+        shared.scan_from.fetch_max(resume, Ordering::AcqRel);
+        Ok(removed.records)
+    }
+
+    /// The last durable seq (0 before anything was ever stored); changes after every
+    /// commit round, so the uplink can wait for data.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared().durable_tx.subscribe()
+    }
+
+    /// The gauges and counters. Cheap except `disk_bytes`, which lists sled's files.
+    pub fn stats(&self) -> BufferStats {
+        let shared = self.shared();
+        let snapshot = shared.space.snapshot();
+        let from = shared.scan_from.load(Ordering::Acquire);
+        let end = shared.durable_end.load(Ordering::Acquire);
+        let oldest_seq = if from < end {
+            match shared.store.queue.range(seq_key(from)..seq_key(end)).next() {
+                Some(Ok((key, _))) => key_seq(&key),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        BufferStats {
+            records: snapshot.stored.records,
+            bytes: snapshot.stored.bytes,
+            in_flight_records: snapshot.reserved.records,
+            in_flight_bytes: snapshot.reserved.bytes,
+            next_seq: shared.next_seq.load(Ordering::Acquire),
+            oldest_seq,
+            full: snapshot.full,
+            dropped_records: shared.space.dropped_records.load(Ordering::Relaxed),
+            rejected_appends: shared.space.rejected_appends.load(Ordering::Relaxed),
+            quarantined_chunks: shared.quarantined_chunks.load(Ordering::Relaxed),
+            flushes: shared.flushes.load(Ordering::Relaxed),
+            disk_bytes: shared.store.db.size_on_disk().unwrap_or(0),
+        }
+    }
+
+    /// Flushes sled (fsync): makes earlier acks stick. Appends flush on their own.
+    pub fn flush(&self) -> Result<(), BufferError> {
+        let store = &self.shared().store;
+        store
+            .db
+            .flush()
+            .map(|_| ())
+            .map_err(store.sled_err("flushing"))
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.shared().store.path
+    }
+}
+
+impl Shared {
+    fn space_max(&self) -> Amount {
+        self.space.max()
+    }
+
+    /// Moves an unreadable chunk to the quarantine tree with an error log and accounts for
+    /// what left the queue.
+    fn quarantine(&self, key: &[u8], value: &[u8], reason: &str) -> Result<(), BufferError> {
+        tracing::error!(
+            path = %self.store.path.display(),
+            key = %store::key_hex(key),
+            seq = ?key_seq(key),
+            %reason,
+            "buffer: unreadable chunk moved to the quarantine tree; its records will not be \
+             published"
+        );
+        if let Some(old) = self.store.quarantine_entry(key, value)? {
+            self.quarantined_chunks.fetch_add(1, Ordering::Relaxed);
+            self.space.release_stored(Amount {
+                records: chunk_header(&old).map(u64::from).unwrap_or(0),
+                bytes: old.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest durable chunk for [`WhenFull::DropOldest`]; called with the space
+    /// lock held, so it must not touch `self.space`'s depth. `None` when nothing durable is
+    /// left.
+    fn drop_oldest_chunk(&self) -> Result<Option<Amount>, BufferError> {
+        let store = &self.store;
+        let end = self.durable_end.load(Ordering::Acquire);
+        loop {
+            let from = self.scan_from.load(Ordering::Acquire);
+            if from >= end {
+                return Ok(None);
+            }
+            let Some(item) = store.queue.range(seq_key(from)..seq_key(end)).next() else {
+                return Ok(None);
+            };
+            let (key, value) = item.map_err(store.sled_err("finding the oldest chunk"))?;
+            let header = key_seq(&key).map(|first| (first, chunk_header(&value)));
+            let removed = match header {
+                Some((first, Ok(count))) => {
+                    let old = store
+                        .queue
+                        .remove(&key)
+                        .map_err(store.sled_err("dropping the oldest chunk"))?;
+                    self.scan_from
+                        .fetch_max(first + u64::from(count), Ordering::AcqRel);
+                    old
+                }
+                _ => {
+                    tracing::error!(
+                        path = %store.path.display(),
+                        key = %store::key_hex(&key),
+                        "buffer: unreadable chunk dropped to make room; moved to the \
+                         quarantine tree"
+                    );
+                    let old = store.quarantine_entry(&key, &value)?;
+                    if old.is_some() {
+                        self.quarantined_chunks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    old
+                }
+            };
+            // `None`: another remover took it first; look again.
+            if let Some(old) = removed {
+                let records = chunk_header(&old).map(u64::from).unwrap_or(0);
+                tracing::debug!(
+                    path = %store.path.display(),
+                    seq = ?key_seq(&key),
+                    records,
+                    "buffer full: dropped the oldest chunk"
+                );
+                return Ok(Some(Amount {
+                    records,
+                    bytes: old.len() as u64,
+                }));
+            }
+        }
+    }
+}

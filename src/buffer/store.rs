@@ -1,0 +1,352 @@
+//! The sled layout: opening (and moving a corrupt database aside), keys, the chunk value
+//! format, and the one scan done at open. No accounting and no threads live here; see the
+//! module doc in `mod.rs` for the drawing of the layout.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use firmware_protocols::Record;
+use sled::IVec;
+
+use super::{BufferError, BufferOptions};
+
+/// The tree holding the queue: chunk entries and, after them, the meta keys.
+pub(super) const QUEUE_TREE: &str = "queue";
+/// Entries that could not be read are moved here (same key, same value) for forensics.
+pub(super) const QUARANTINE_TREE: &str = "quarantine";
+/// The first byte of every chunk value.
+pub(super) const FORMAT_VERSION: u8 = 1;
+/// Version byte + u32 big-endian record count.
+pub(super) const HEADER_LEN: usize = 5;
+/// The largest chunk value accepted, and the bincode decode limit, so a corrupt length field
+/// can never make a read allocate more than this.
+pub(super) const MAX_CHUNK_BYTES: usize = 16 << 20;
+/// Every meta key starts with this; record keys (8 bytes, seq < u64::MAX) all sort before it.
+pub(super) const META_PREFIX: [u8; 8] = [0xFF; 8];
+/// The next sequence number to hand out, u64 big-endian, written in every commit batch.
+pub(super) const NEXT_SEQ_KEY: &[u8; 16] = b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFFnext_seq";
+/// The first sequence number of a new database.
+pub(super) const FIRST_SEQ: u64 = 1;
+
+/// The record key of the chunk whose first record has `seq`.
+pub(super) fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// The first seq of a record key, or `None` for a key that is not 8 bytes.
+pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// Lowercase hex of a key, for error messages.
+pub(super) fn key_hex(key: &[u8]) -> String {
+    firmware_protocols::record::to_hex(key)
+}
+
+/// Encodes one chunk value: `[FORMAT_VERSION][count: u32 BE][bincode(records)]`. The caller
+/// has checked that `records.len()` fits in a u32.
+pub(super) fn encode_chunk(records: &[Record]) -> Result<Vec<u8>, bincode::error::EncodeError> {
+    let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
+    // A typical record encodes to ~60-150 bytes; guessing avoids most regrowth.
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len() * 128);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&count.to_be_bytes());
+    bincode::serde::encode_into_std_write(records, &mut out, bincode::config::standard())?;
+    Ok(out)
+}
+
+/// The record count from a chunk value's header, checking the version byte.
+pub(super) fn chunk_header(value: &[u8]) -> Result<u32, String> {
+    let Some((&version, rest)) = value.split_first() else {
+        return Err("the value is empty".to_string());
+    };
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "unknown format version {version} (this build reads {FORMAT_VERSION})"
+        ));
+    }
+    let Some(count) = rest.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+        return Err(format!(
+            "the value is {} bytes, shorter than the {HEADER_LEN}-byte header",
+            value.len()
+        ));
+    };
+    let count = u32::from_be_bytes(count);
+    if count == 0 {
+        return Err("the header says 0 records".to_string());
+    }
+    Ok(count)
+}
+
+/// Decodes a whole chunk value, checking that the header count matches the payload.
+pub(super) fn decode_chunk(value: &[u8]) -> Result<Vec<Record>, String> {
+    let count = chunk_header(value)?;
+    let payload = value.get(HEADER_LEN..).unwrap_or_default();
+    let config = bincode::config::standard().with_limit::<MAX_CHUNK_BYTES>();
+    let (records, used): (Vec<Record>, usize) = bincode::serde::decode_from_slice(payload, config)
+        .map_err(|e| format!("bincode decode failed: {e}"))?;
+    if used != payload.len() {
+        return Err(format!(
+            "{} trailing bytes after the records",
+            payload.len() - used
+        ));
+    }
+    if records.len() != count as usize {
+        return Err(format!(
+            "the header says {count} records, the payload holds {}",
+            records.len()
+        ));
+    }
+    Ok(records)
+}
+
+/// What the scan at open found in the queue tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OpenScan {
+    pub records: u64,
+    pub bytes: u64,
+    pub oldest_seq: Option<u64>,
+    pub next_seq: u64,
+    pub quarantined_chunks: u64,
+}
+
+/// The opened database and its two trees.
+pub(super) struct Store {
+    pub path: PathBuf,
+    pub db: sled::Db,
+    pub queue: sled::Tree,
+    pub quarantine: sled::Tree,
+}
+
+enum OpenFailure {
+    /// The database looks corrupt: move it aside and start fresh.
+    Corrupt(String),
+    /// Anything else: report it and leave the directory alone.
+    Other(sled::Error),
+}
+
+impl Store {
+    /// Opens the database at `opts.path`. A database that sled reports as corrupt (or that
+    /// makes sled panic) is renamed to `<path>.corrupt-<unix-secs>` with an error log, and a
+    /// fresh one is created in its place; this is the only case where seqs restart.
+    pub fn open(opts: &BufferOptions) -> Result<(Store, OpenScan), BufferError> {
+        let path = opts.path.clone();
+        let store = match try_open(opts) {
+            Ok(store) => store,
+            Err(OpenFailure::Other(source)) => return Err(BufferError::Open { path, source }),
+            Err(OpenFailure::Corrupt(reason)) => {
+                let to = move_aside_target(&path);
+                std::fs::rename(&path, &to).map_err(|source| BufferError::MoveAside {
+                    path: path.clone(),
+                    to: to.clone(),
+                    source,
+                })?;
+                tracing::error!(
+                    path = %path.display(),
+                    moved_to = %to.display(),
+                    %reason,
+                    "buffer database is corrupt; moved it aside and starting an EMPTY buffer. \
+                     Records in it were not published; sequence numbers restart at {FIRST_SEQ}, \
+                     so cloud consumers must not deduplicate across this restart"
+                );
+                match try_open(opts) {
+                    Ok(store) => store,
+                    Err(OpenFailure::Other(source)) => {
+                        return Err(BufferError::Open { path, source })
+                    }
+                    Err(OpenFailure::Corrupt(reason)) => {
+                        return Err(BufferError::Open {
+                            path,
+                            source: sled::Error::ReportableBug(format!(
+                                "a freshly created database failed to open: {reason}"
+                            )),
+                        })
+                    }
+                }
+            }
+        };
+        let scan = store.scan_at_open()?;
+        Ok((store, scan))
+    }
+
+    /// A closure mapping a sled error to [`BufferError::Sled`] naming `op`.
+    pub fn sled_err(&self, op: &'static str) -> impl FnOnce(sled::Error) -> BufferError + '_ {
+        move |source| BufferError::Sled {
+            path: self.path.clone(),
+            op,
+            source,
+        }
+    }
+
+    /// A [`BufferError::Corrupt`] for the entry at `key`.
+    pub fn corrupt(&self, key: &[u8], reason: String) -> BufferError {
+        BufferError::Corrupt {
+            path: self.path.clone(),
+            key_hex: key_hex(key),
+            seq: key_seq(key),
+            reason,
+        }
+    }
+
+    /// Moves an unreadable entry to the quarantine tree and removes it from the queue.
+    /// Returns the value removed from the queue (`None` if someone else removed it first), so
+    /// the caller can account for exactly what left.
+    pub fn quarantine_entry(&self, key: &[u8], value: &[u8]) -> Result<Option<IVec>, BufferError> {
+        self.quarantine
+            .insert(key, value)
+            .map_err(self.sled_err("quarantining a corrupt chunk"))?;
+        self.queue
+            .remove(key)
+            .map_err(self.sled_err("removing a corrupt chunk"))
+    }
+
+    /// The one full scan: depth, oldest and next seq. Reads only the 5-byte headers' worth
+    /// of each value (sled pages the values in anyway). Entries with a bad key or header are
+    /// quarantined with an error log and not counted.
+    fn scan_at_open(&self) -> Result<OpenScan, BufferError> {
+        let mut scan = OpenScan {
+            records: 0,
+            bytes: 0,
+            oldest_seq: None,
+            next_seq: FIRST_SEQ,
+            quarantined_chunks: 0,
+        };
+        // The first seq after the last chunk seen, to check that chunks do not overlap.
+        let mut end = FIRST_SEQ;
+        for item in self.queue.range(..META_PREFIX) {
+            let (key, value) = item.map_err(self.sled_err("scanning the queue at open"))?;
+            let checked = match (key_seq(&key), chunk_header(&value)) {
+                (None, _) => Err(format!("the key is {} bytes, not 8", key.len())),
+                (Some(_), Err(reason)) => Err(reason),
+                (Some(first), Ok(_)) if first < end => Err(format!(
+                    "seq {first} overlaps the previous chunk, which ends before {end}"
+                )),
+                (Some(first), Ok(count)) => match first.checked_add(u64::from(count)) {
+                    Some(after) if after < u64::MAX => Ok((first, count, after)),
+                    _ => Err(format!("seq {first} + {count} records overflows")),
+                },
+            };
+            match checked {
+                Ok((first, count, after)) => {
+                    scan.records += u64::from(count);
+                    scan.bytes += value.len() as u64;
+                    scan.oldest_seq.get_or_insert(first);
+                    end = after;
+                }
+                Err(reason) => {
+                    tracing::error!(
+                        path = %self.path.display(),
+                        key = %key_hex(&key),
+                        %reason,
+                        "buffer: unreadable chunk at open; moved to the quarantine tree, \
+                         its records will not be published"
+                    );
+                    self.quarantine_entry(&key, &value)?;
+                    scan.quarantined_chunks += 1;
+                }
+            }
+        }
+        let stored_next = match self
+            .queue
+            .get(NEXT_SEQ_KEY)
+            .map_err(self.sled_err("reading the next-seq counter"))?
+        {
+            None => None,
+            Some(v) => match <[u8; 8]>::try_from(v.as_ref()) {
+                Ok(b) => Some(u64::from_be_bytes(b)),
+                Err(_) => {
+                    tracing::error!(
+                        path = %self.path.display(),
+                        value = %key_hex(&v),
+                        "buffer: the next-seq counter is not 8 bytes; continuing after the \
+                         newest stored chunk, so seqs of records already drained may be reused"
+                    );
+                    None
+                }
+            },
+        };
+        if stored_next.is_none() && end > FIRST_SEQ {
+            tracing::error!(
+                path = %self.path.display(),
+                "buffer: chunks are stored but the next-seq counter is missing; continuing \
+                 after the newest stored chunk"
+            );
+        }
+        scan.next_seq = stored_next.unwrap_or(FIRST_SEQ).max(end);
+        Ok(scan)
+    }
+}
+
+fn try_open(opts: &BufferOptions) -> Result<Store, OpenFailure> {
+    let config = sled::Config::new()
+        .path(&opts.path)
+        .cache_capacity(opts.cache_capacity_bytes)
+        .mode(sled::Mode::HighThroughput)
+        .flush_every_ms(None);
+    // sled 0.34 may panic on some corrupt files instead of returning an error; a panic here
+    // is treated like a corruption report rather than taking the process down in a loop.
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        let db = config.open()?;
+        let queue = db.open_tree(QUEUE_TREE)?;
+        let quarantine = db.open_tree(QUARANTINE_TREE)?;
+        Ok::<_, sled::Error>((db, queue, quarantine))
+    }));
+    match opened {
+        Ok(Ok((db, queue, quarantine))) => Ok(Store {
+            path: opts.path.clone(),
+            db,
+            queue,
+            quarantine,
+        }),
+        Ok(Err(e)) => Err(classify(e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(OpenFailure::Corrupt(format!(
+                "sled panicked while opening: {what}"
+            )))
+        }
+    }
+}
+
+/// Corruption (and IO errors that mean "the bytes on disk make no sense") move the database
+/// aside; anything else (permissions, a lock held by another process, an unsupported config)
+/// is an error that must not cost the stored records.
+fn classify(e: sled::Error) -> OpenFailure {
+    use std::io::ErrorKind;
+    match e {
+        sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+            OpenFailure::Corrupt(e.to_string())
+        }
+        sled::Error::Io(ref io)
+            if matches!(io.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
+        {
+            OpenFailure::Corrupt(e.to_string())
+        }
+        other => OpenFailure::Other(other),
+    }
+}
+
+/// `<path>.corrupt-<unix-secs>`, with `-2`, `-3`... appended if that exists already.
+fn move_aside_target(path: &Path) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut base = path.as_os_str().to_owned();
+    base.push(format!(".corrupt-{secs}"));
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 2u32;
+    while candidate.exists() {
+        let mut next = base.clone();
+        next.push(format!("-{n}"));
+        candidate = PathBuf::from(next);
+        n += 1;
+    }
+    candidate
+}

@@ -1,0 +1,663 @@
+//! Unit tests of the buffer: seqs, group commit, reads, acks, the full policies, and bad
+//! stored data.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use firmware_protocols::{IoKey, IoValue, Protocol, Record};
+use tempfile::TempDir;
+
+use super::store::{seq_key, QUEUE_TREE};
+use super::*;
+
+fn rec(i: u64) -> Record {
+    let mut r = Record::new(format!("dev-{}", i % 7), Protocol::Teltonika, i as i64);
+    r.lat = Some(i as f64 / 1000.0);
+    r.io = vec![(IoKey::Id(1), IoValue::U64(i))];
+    r
+}
+
+/// `n` records tagged `tag..tag+n` (in `received_at_ms`), so a test can tell them apart.
+fn recs(tag: u64, n: u64) -> Vec<Record> {
+    (tag..tag + n).map(rec).collect()
+}
+
+fn opts(dir: &Path) -> BufferOptions {
+    let mut o = BufferOptions::new(dir.join("buffer"));
+    o.cache_capacity_bytes = 4 << 20;
+    o
+}
+
+fn open(o: &BufferOptions) -> Buffer {
+    Buffer::open(o.clone()).expect("open buffer")
+}
+
+async fn stored(buffer: &Buffer, records: Vec<Record>) -> (u64, u64) {
+    match buffer.append(records).await.expect("append") {
+        Appended::Stored {
+            first_seq,
+            last_seq,
+        } => (first_seq, last_seq),
+        Appended::Rejected => panic!("append was rejected"),
+    }
+}
+
+/// Every durable record, with its seq, oldest first.
+fn all(buffer: &Buffer) -> Vec<(u64, Record)> {
+    buffer
+        .read_after(None, usize::MAX, usize::MAX)
+        .expect("read")
+        .into_iter()
+        .flat_map(|c| (c.first_seq..).zip(c.records))
+        .collect()
+}
+
+#[tokio::test]
+async fn seqs_start_at_one_and_continue_across_reopen_and_full_drain() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    let buffer = open(&o);
+    assert_eq!(buffer.stats().next_seq, 1);
+    assert_eq!(stored(&buffer, recs(0, 3)).await, (1, 3));
+    assert_eq!(stored(&buffer, recs(3, 2)).await, (4, 5));
+    drop(buffer);
+
+    let buffer = open(&o);
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.next_seq, stats.oldest_seq),
+        (5, 6, Some(1))
+    );
+    assert_eq!(*buffer.subscribe().borrow(), 5);
+    assert_eq!(stored(&buffer, recs(5, 1)).await, (6, 6));
+    // Drain everything, then reopen: the counter, not the (now empty) data, decides.
+    assert_eq!(buffer.ack_through(6).unwrap(), 6);
+    let stats = buffer.stats();
+    assert_eq!((stats.records, stats.bytes, stats.oldest_seq), (0, 0, None));
+    drop(buffer);
+
+    let buffer = open(&o);
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.next_seq, stats.oldest_seq),
+        (0, 7, None)
+    );
+    assert_eq!(stored(&buffer, recs(6, 4)).await, (7, 10));
+    let got = all(&buffer);
+    assert_eq!(got.first().map(|(s, _)| *s), Some(7));
+    assert_eq!(
+        got.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>(),
+        recs(6, 4)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_puts_a_burst_of_appends_in_one_flush() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&opts(dir.path()));
+    let flushes_before = buffer.stats().flushes;
+    buffer.shared().commit_gate.set_closed(true);
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let b = buffer.clone();
+        tasks.push(tokio::spawn(async move {
+            (i, b.append(recs(i * 1000, 3)).await)
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while buffer.stats().in_flight_records < 600 {
+        assert!(
+            Instant::now() < deadline,
+            "appends never reached the committer"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Every task reserved; give the last one a moment to finish its (synchronous) send.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    buffer.shared().commit_gate.set_closed(false);
+
+    let mut ranges = Vec::new();
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        match result.unwrap() {
+            Appended::Stored {
+                first_seq,
+                last_seq,
+            } => ranges.push((first_seq, last_seq, i)),
+            Appended::Rejected => panic!("rejected"),
+        }
+    }
+    assert_eq!(
+        buffer.stats().flushes - flushes_before,
+        1,
+        "one round, one flush"
+    );
+    ranges.sort();
+    let mut expect = 1;
+    for &(first, last, _) in &ranges {
+        assert_eq!(
+            (first, last),
+            (expect, expect + 2),
+            "consecutive, disjoint ranges"
+        );
+        expect = last + 1;
+    }
+    // Each caller's records are stored under the seqs it was told.
+    let stored = all(&buffer);
+    assert_eq!(stored.len(), 600);
+    for &(first, _, i) in &ranges {
+        for k in 0..3 {
+            let (seq, r) = &stored[(first - 1 + k) as usize];
+            assert_eq!(*seq, first + k);
+            assert_eq!(*r, rec(i * 1000 + k));
+        }
+    }
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.in_flight_records, stats.next_seq),
+        (600, 0, 601)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_get_distinct_consecutive_ranges_in_few_flushes() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&opts(dir.path()));
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let b = buffer.clone();
+        tasks.push(tokio::spawn(async move {
+            stored(&b, recs(i * 10, 1 + i % 5)).await
+        }));
+    }
+    let mut ranges = Vec::new();
+    for task in tasks {
+        ranges.push(task.await.unwrap());
+    }
+    ranges.sort();
+    let mut expect = 1;
+    for (first, last) in ranges {
+        assert_eq!(first, expect);
+        assert!(last >= first);
+        expect = last + 1;
+    }
+    let stats = buffer.stats();
+    assert_eq!(stats.next_seq, expect);
+    assert_eq!(stats.records, expect - 1);
+    assert!(
+        stats.flushes < 200,
+        "{} flushes for 200 appends",
+        stats.flushes
+    );
+}
+
+#[tokio::test]
+async fn read_after_returns_whole_chunks_within_the_limits() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&opts(dir.path()));
+    assert!(buffer.read_after(None, 10, 10).unwrap().is_empty());
+    assert_eq!(stored(&buffer, recs(100, 3)).await, (1, 3));
+    assert_eq!(stored(&buffer, recs(200, 2)).await, (4, 5));
+    assert_eq!(stored(&buffer, recs(300, 4)).await, (6, 9));
+
+    let firsts = |chunks: Vec<StoredChunk>| chunks.iter().map(|c| c.first_seq).collect::<Vec<_>>();
+    assert_eq!(
+        firsts(buffer.read_after(None, 100, usize::MAX).unwrap()),
+        [1, 4, 6]
+    );
+    // The first chunk whose FIRST seq is after `after_seq`: 2 is inside chunk 1..=3.
+    assert_eq!(
+        firsts(buffer.read_after(Some(2), 100, usize::MAX).unwrap()),
+        [4, 6]
+    );
+    assert_eq!(
+        firsts(buffer.read_after(Some(3), 100, usize::MAX).unwrap()),
+        [4, 6]
+    );
+    assert_eq!(
+        firsts(buffer.read_after(Some(4), 100, usize::MAX).unwrap()),
+        [6]
+    );
+    assert!(buffer
+        .read_after(Some(6), 100, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(buffer
+        .read_after(Some(9), 100, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(buffer
+        .read_after(Some(u64::MAX), 100, usize::MAX)
+        .unwrap()
+        .is_empty());
+    // Record limit: 3 + 2 = 5 fits, + 4 does not.
+    assert_eq!(
+        firsts(buffer.read_after(None, 5, usize::MAX).unwrap()),
+        [1, 4]
+    );
+    assert_eq!(
+        firsts(buffer.read_after(None, 8, usize::MAX).unwrap()),
+        [1, 4]
+    );
+    // At least one chunk, even when it alone is over the limits.
+    assert_eq!(firsts(buffer.read_after(None, 1, 1).unwrap()), [1]);
+    assert_eq!(firsts(buffer.read_after(None, 0, 0).unwrap()), [1]);
+    // Byte limit, in encoded value lengths.
+    let chunks = buffer.read_after(None, 100, usize::MAX).unwrap();
+    let lens: Vec<usize> = chunks.iter().map(|c| c.encoded_len).collect();
+    let total: u64 = lens.iter().map(|&l| l as u64).sum();
+    assert_eq!(buffer.stats().bytes, total);
+    assert_eq!(
+        firsts(buffer.read_after(None, 100, lens[0] + lens[1]).unwrap()),
+        [1, 4]
+    );
+    assert_eq!(
+        firsts(buffer.read_after(None, 100, lens[0] + lens[1] - 1).unwrap()),
+        [1]
+    );
+    // Contents and seqs.
+    assert_eq!(chunks[1].records, recs(200, 2));
+    assert_eq!(chunks[2].last_seq(), 9);
+}
+
+#[tokio::test]
+async fn ack_through_removes_only_whole_durable_chunks() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&opts(dir.path()));
+    stored(&buffer, recs(0, 3)).await; // 1..=3
+    stored(&buffer, recs(3, 2)).await; // 4..=5
+    stored(&buffer, recs(5, 4)).await; // 6..=9
+    assert_eq!(buffer.ack_through(0).unwrap(), 0);
+    assert_eq!(buffer.ack_through(2).unwrap(), 0, "chunk 1..=3 straddles 2");
+    assert_eq!(
+        buffer.ack_through(4).unwrap(),
+        3,
+        "only 1..=3; 4..=5 straddles 4"
+    );
+    let stats = buffer.stats();
+    assert_eq!((stats.records, stats.oldest_seq), (6, Some(4)));
+    assert_eq!(buffer.ack_through(3).unwrap(), 0, "already gone");
+    assert_eq!(buffer.ack_through(8).unwrap(), 2);
+    assert_eq!(buffer.ack_through(u64::MAX).unwrap(), 4);
+    let stats = buffer.stats();
+    assert_eq!((stats.records, stats.bytes, stats.oldest_seq), (0, 0, None));
+    assert_eq!(stored(&buffer, recs(9, 1)).await, (10, 10));
+    assert_eq!(all(&buffer), vec![(10, rec(9))]);
+}
+
+fn limited(dir: &Path, max_records: u64, resume: u8, when_full: WhenFull) -> BufferOptions {
+    let mut o = opts(dir);
+    o.max_records = max_records;
+    o.resume_below_percent = resume;
+    o.when_full = when_full;
+    o
+}
+
+async fn still_pending(task: &tokio::task::JoinHandle<Result<Appended, BufferError>>) -> bool {
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    !task.is_finished()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_waits_for_the_low_water_mark_and_drops_nothing() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&limited(dir.path(), 100, 50, WhenFull::Block));
+    for i in 0..10 {
+        stored(&buffer, recs(i * 10, 10)).await;
+    }
+    // Full: a further append waits.
+    let b = buffer.clone();
+    let first = tokio::spawn(async move { b.append(recs(1000, 5)).await });
+    let pending = tokio::time::timeout(Duration::from_millis(200), async {
+        while !first.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(pending.is_err(), "append into a full buffer completed");
+    assert!(buffer.stats().full);
+    // Later appends wait too, even small ones.
+    let waiting: Vec<_> = (0..3)
+        .map(|k| {
+            let b = buffer.clone();
+            tokio::spawn(async move { b.append(recs(2000 + k * 10, 10)).await })
+        })
+        .collect();
+    // 90 left: room for the 5, but above the low-water mark (50), so still held.
+    assert_eq!(buffer.ack_through(10).unwrap(), 10);
+    assert!(still_pending(&first).await);
+    assert!(buffer.stats().full);
+    // 50 left: at the low-water mark; everyone fits (50 + 5 + 30).
+    assert_eq!(buffer.ack_through(50).unwrap(), 40);
+    let got = tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("append resumed")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(got, Appended::Stored { .. }));
+    for task in waiting {
+        let got = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(got, Ok(Ok(Ok(Appended::Stored { .. })))));
+    }
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.dropped_records, stats.full),
+        (85, 0, false)
+    );
+    let seqs: Vec<u64> = all(&buffer).iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (51..=135).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_also_applies_to_the_byte_limit() {
+    let dir = TempDir::new().unwrap();
+    let probe = open(&opts(dir.path()));
+    stored(&probe, recs(0, 4)).await;
+    let chunk_bytes = probe.stats().bytes;
+    drop(probe);
+    let dir = TempDir::new().unwrap();
+    let mut o = opts(dir.path());
+    o.max_bytes = chunk_bytes * 2;
+    o.resume_below_percent = 50;
+    let buffer = open(&o);
+    stored(&buffer, recs(0, 4)).await;
+    stored(&buffer, recs(0, 4)).await;
+    let b = buffer.clone();
+    let task = tokio::spawn(async move { b.append(recs(0, 4)).await });
+    assert!(still_pending(&task).await);
+    buffer.ack_through(4).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), task).await;
+    assert!(matches!(
+        got,
+        Ok(Ok(Ok(Appended::Stored {
+            first_seq: 9,
+            last_seq: 12
+        })))
+    ));
+}
+
+#[tokio::test]
+async fn reject_refuses_until_the_low_water_mark_without_spending_seqs() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&limited(dir.path(), 20, 50, WhenFull::Reject));
+    stored(&buffer, recs(0, 10)).await;
+    stored(&buffer, recs(10, 8)).await;
+    assert_eq!(
+        buffer.append(recs(20, 3)).await.unwrap(),
+        Appended::Rejected
+    );
+    assert!(buffer.stats().full);
+    assert_eq!(
+        buffer.append(recs(20, 1)).await.unwrap(),
+        Appended::Rejected,
+        "full until the low-water mark, even if it would fit"
+    );
+    assert_eq!(buffer.ack_through(10).unwrap(), 10);
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.full, stats.rejected_appends, stats.records),
+        (false, 2, 8)
+    );
+    assert_eq!(stored(&buffer, recs(20, 3)).await, (19, 21));
+}
+
+#[tokio::test]
+async fn drop_oldest_removes_whole_oldest_chunks_and_counts_them() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&limited(dir.path(), 30, 90, WhenFull::DropOldest));
+    stored(&buffer, recs(0, 10)).await; // 1..=10
+    stored(&buffer, recs(10, 10)).await; // 11..=20
+    stored(&buffer, recs(20, 10)).await; // 21..=30
+    assert_eq!(stored(&buffer, recs(30, 15)).await, (31, 45));
+    let stats = buffer.stats();
+    assert_eq!(
+        (
+            stats.records,
+            stats.dropped_records,
+            stats.oldest_seq,
+            stats.full
+        ),
+        (25, 20, Some(21), false)
+    );
+    let got = all(&buffer);
+    assert_eq!(got.first().map(|(s, _)| *s), Some(21));
+    assert_eq!(got.len(), 25);
+    assert_eq!(got[0].1, rec(20));
+    // Acks after drops still count exactly.
+    assert_eq!(buffer.ack_through(45).unwrap(), 25);
+    assert_eq!(buffer.stats().records, 0);
+}
+
+#[tokio::test]
+async fn empty_and_oversized_appends_are_errors() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&limited(dir.path(), 10, 90, WhenFull::Block));
+    assert!(matches!(
+        buffer.append(Vec::new()).await,
+        Err(BufferError::EmptyAppend { .. })
+    ));
+    let err = buffer.append(recs(0, 11)).await.unwrap_err();
+    assert!(
+        matches!(err, BufferError::TooLarge { records: 11, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_records 10"), "{err}");
+    assert_eq!(buffer.stats().next_seq, 1);
+    assert_eq!(stored(&buffer, recs(0, 10)).await, (1, 10));
+}
+
+#[tokio::test]
+async fn invalid_options_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let mut o = opts(dir.path());
+    o.max_records = 0;
+    assert!(matches!(
+        Buffer::open(o),
+        Err(BufferError::InvalidOptions { .. })
+    ));
+    let mut o = opts(dir.path());
+    o.resume_below_percent = 101;
+    assert!(matches!(
+        Buffer::open(o),
+        Err(BufferError::InvalidOptions { .. })
+    ));
+}
+
+#[tokio::test]
+async fn subscribe_follows_the_last_durable_seq() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&opts(dir.path()));
+    let mut rx = buffer.subscribe();
+    assert_eq!(*rx.borrow_and_update(), 0);
+    let b = buffer.clone();
+    let waiter = tokio::spawn(async move {
+        rx.changed().await.unwrap();
+        let seq = *rx.borrow_and_update();
+        seq
+    });
+    stored(&buffer, recs(0, 4)).await;
+    assert_eq!(waiter.await.unwrap(), 4);
+    assert_eq!(*b.subscribe().borrow(), 4);
+}
+
+/// Writes raw entries into the queue tree of a closed buffer.
+fn tamper(path: &Path, entries: &[(&[u8], &[u8])]) {
+    let db = sled::open(path).unwrap();
+    let tree = db.open_tree(QUEUE_TREE).unwrap();
+    for (k, v) in entries {
+        tree.insert(k, *v).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+#[tokio::test]
+async fn unreadable_chunks_are_quarantined_and_never_wedge_the_reader() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    let buffer = open(&o);
+    stored(&buffer, recs(0, 2)).await; // 1..=2
+    stored(&buffer, recs(2, 2)).await; // 3..=4
+    stored(&buffer, recs(4, 2)).await; // 5..=6
+    drop(buffer);
+    tamper(
+        &o.path,
+        &[
+            // A good header over a payload bincode cannot read.
+            (
+                &seq_key(3),
+                &[1, 0, 0, 0, 2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            ),
+            // An unknown format version.
+            (&seq_key(100), &[9, 0, 0, 0, 1, 0]),
+            // A key that is not 8 bytes.
+            (&[0, 1, 2], &[1, 0, 0, 0, 1, 0]),
+        ],
+    );
+
+    let buffer = open(&o);
+    let stats = buffer.stats();
+    assert_eq!(
+        stats.quarantined_chunks, 2,
+        "bad header and bad key, at open"
+    );
+    assert_eq!((stats.records, stats.next_seq), (6, 7));
+    let err = buffer.read_after(Some(2), 100, usize::MAX).unwrap_err();
+    match &err {
+        BufferError::Corrupt { key_hex, seq, .. } => {
+            assert_eq!((key_hex.as_str(), *seq), ("0000000000000003", Some(3)));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.to_string().contains("0000000000000003"), "{err}");
+    // The next read continues after it.
+    let chunks = buffer.read_after(Some(2), 100, usize::MAX).unwrap();
+    assert_eq!(chunks.iter().map(|c| c.first_seq).collect::<Vec<_>>(), [5]);
+    let stats = buffer.stats();
+    assert_eq!((stats.records, stats.quarantined_chunks), (4, 3));
+    assert_eq!(buffer.ack_through(6).unwrap(), 4);
+    assert_eq!(stored(&buffer, recs(6, 1)).await, (7, 7));
+}
+
+#[tokio::test]
+async fn a_corrupt_chunk_after_good_ones_ends_the_read_early() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    let buffer = open(&o);
+    stored(&buffer, recs(0, 2)).await; // 1..=2
+    stored(&buffer, recs(2, 2)).await; // 3..=4
+    stored(&buffer, recs(4, 2)).await; // 5..=6
+    drop(buffer);
+    tamper(&o.path, &[(&seq_key(3), &[1, 0, 0, 0, 2, 0xFF])]);
+    let buffer = open(&o);
+    let firsts: Vec<u64> = buffer
+        .read_after(None, 100, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|c| c.first_seq)
+        .collect();
+    assert_eq!(firsts, [1]);
+    let firsts: Vec<u64> = buffer
+        .read_after(Some(2), 100, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|c| c.first_seq)
+        .collect();
+    assert_eq!(firsts, [5]);
+}
+
+#[tokio::test]
+async fn a_corrupt_database_is_moved_aside_and_a_fresh_one_opened() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    std::fs::create_dir_all(&o.path).unwrap();
+    std::fs::write(o.path.join("conf"), b"this is not a sled config").unwrap();
+    std::fs::write(o.path.join("db"), vec![0xA5; 4096]).unwrap();
+    let buffer = open(&o);
+    assert_eq!(buffer.stats().next_seq, 1);
+    assert_eq!(stored(&buffer, recs(0, 1)).await, (1, 1));
+    let aside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("buffer.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(dir.path().join(&aside[0]).join("db").exists());
+}
+
+#[tokio::test]
+async fn a_locked_database_is_an_error_and_left_alone() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    let buffer = open(&o);
+    stored(&buffer, recs(0, 1)).await;
+    let err = Buffer::open(o.clone()).unwrap_err();
+    assert!(matches!(err, BufferError::Open { .. }), "{err}");
+    let entries = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(entries, 1, "nothing moved aside");
+    assert_eq!(buffer.stats().records, 1);
+}
+
+/// Appends `rounds` chunks of `per_append` records from each of `appenders` tasks, then
+/// drains in uplink-sized reads, printing the rates.
+async fn throughput(appenders: u64, per_append: u64, rounds: u64) {
+    let dir = TempDir::new().unwrap();
+    let mut o = opts(dir.path());
+    o.cache_capacity_bytes = 64 << 20;
+    let buffer = open(&o);
+    let batch = recs(0, per_append);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..appenders {
+        let (b, batch) = (buffer.clone(), batch.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                stored(&b, batch.clone()).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let stats = buffer.stats();
+    let total = appenders * per_append * rounds;
+    assert_eq!(stats.records, total);
+    println!(
+        "{appenders} appenders x {per_append} records x {rounds}: {total} records in \
+         {elapsed:?}: {:.0} records/s, {} flushes ({:.0} records/flush), {} bytes stored, \
+         {} on disk",
+        total as f64 / elapsed.as_secs_f64(),
+        stats.flushes,
+        total as f64 / stats.flushes as f64,
+        stats.bytes,
+        stats.disk_bytes,
+    );
+    let start = Instant::now();
+    let mut after = None;
+    loop {
+        let chunks = buffer.read_after(after, 5000, usize::MAX).unwrap();
+        let Some(last) = chunks.last() else { break };
+        after = Some(last.last_seq());
+        buffer.ack_through(last.last_seq()).unwrap();
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "  drained (read + ack) in {elapsed:?}: {:.0} records/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(buffer.stats().records, 0);
+}
+
+/// `cargo test --release --lib buffer::tests::throughput -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; run in release"]
+async fn throughput_100_appenders_x_50_records() {
+    throughput(100, 50, 100).await;
+}
+
+/// The worst case for per-chunk overhead: protocols that send one record per frame.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; run in release"]
+async fn throughput_1000_appenders_x_1_record() {
+    throughput(1000, 1, 200).await;
+}
