@@ -268,7 +268,10 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let one = |p: String| ConfigError { problems: vec![p] };
         if !path.exists() {
-            return Err(one(format!("config file {} does not exist", path.display())));
+            return Err(one(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
         }
         let built = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
@@ -319,7 +322,10 @@ impl Settings {
             bad("buffer.path", "must not be empty".into());
         }
         if b.max_records < 100 {
-            bad("buffer.max_records", format!("{} is below the minimum of 100", b.max_records));
+            bad(
+                "buffer.max_records",
+                format!("{} is below the minimum of 100", b.max_records),
+            );
         }
         if b.max_bytes < 1024 * 1024 {
             bad(
@@ -336,7 +342,10 @@ impl Settings {
         if b.cache_capacity_bytes < 1024 * 1024 {
             bad(
                 "buffer.cache_capacity_bytes",
-                format!("{} is below the minimum of 1048576 (1 MiB)", b.cache_capacity_bytes),
+                format!(
+                    "{} is below the minimum of 1048576 (1 MiB)",
+                    b.cache_capacity_bytes
+                ),
             );
         }
         let m = &self.mqtt;
@@ -352,11 +361,17 @@ impl Settings {
         if m.topic_prefix.is_empty() || m.topic_prefix.contains(['+', '#']) {
             bad(
                 "mqtt.topic_prefix",
-                format!("{:?} must be non-empty and free of '+' and '#'", m.topic_prefix),
+                format!(
+                    "{:?} must be non-empty and free of '+' and '#'",
+                    m.topic_prefix
+                ),
             );
         }
         if m.keep_alive_s < 5 {
-            bad("mqtt.keep_alive_s", format!("{} is below the minimum of 5", m.keep_alive_s));
+            bad(
+                "mqtt.keep_alive_s",
+                format!("{} is below the minimum of 5", m.keep_alive_s),
+            );
         }
         if m.max_packet_bytes < 4096 {
             bad(
@@ -381,7 +396,10 @@ impl Settings {
             );
         }
         if !(1..=22).contains(&u.zstd_level) {
-            bad("uplink.zstd_level", format!("{} must be between 1 and 22", u.zstd_level));
+            bad(
+                "uplink.zstd_level",
+                format!("{} must be between 1 and 22", u.zstd_level),
+            );
         }
         if u.backoff_initial_ms == 0 {
             bad("uplink.backoff_initial_ms", "must be at least 1".into());
@@ -432,7 +450,11 @@ impl Settings {
             if !TCP_PROTOCOLS.contains(&l.protocol.as_str()) {
                 bad(
                     &format!("listeners[{n}].protocol"),
-                    format!("unknown protocol {:?}; known: {}", l.protocol, TCP_PROTOCOLS.join(", ")),
+                    format!(
+                        "unknown protocol {:?}; known: {}",
+                        l.protocol,
+                        TCP_PROTOCOLS.join(", ")
+                    ),
                 );
             }
             match l.bind.parse::<SocketAddr>() {
@@ -442,7 +464,10 @@ impl Settings {
                 ),
                 Ok(addr) => {
                     if !binds.insert(addr) {
-                        bad(&format!("listeners[{n}].bind"), format!("{addr} is used twice"));
+                        bad(
+                            &format!("listeners[{n}].bind"),
+                            format!("{addr} is used twice"),
+                        );
                     }
                 }
             }
@@ -490,7 +515,10 @@ bind = "127.0.0.1:5027"
             ("FLEETEDGE__MQTT__PORT".to_string(), "2883".to_string()),
             ("FLEETEDGE__BUFFER__PATH".to_string(), "/tmp/x".to_string()),
             ("FLEETEDGE__GATEWAY_ID".to_string(), "gw-env".to_string()),
-            ("FLEETEDGE__UPLINK__COMPRESSION".to_string(), "gzip".to_string()),
+            (
+                "FLEETEDGE__UPLINK__COMPRESSION".to_string(),
+                "gzip".to_string(),
+            ),
         ]);
         let s = Settings::load_with_env(&write(&dir, MINIMAL), Some(env)).unwrap();
         assert_eq!(s.mqtt.port, 2883);
@@ -554,7 +582,10 @@ bind = "localhost"
         let defaults = toml::Value::try_from(&s).unwrap();
         leaf_keys("", &defaults, &mut all);
         for key in &all {
-            assert!(listed.contains(key), "fleetedge.example.toml does not list {key}");
+            assert!(
+                listed.contains(key),
+                "fleetedge.example.toml does not list {key}"
+            );
         }
     }
 
@@ -562,7 +593,11 @@ bind = "localhost"
         match value {
             toml::Value::Table(t) => {
                 for (k, v) in t {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     leaf_keys(&p, v, out);
                 }
             }

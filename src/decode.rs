@@ -98,7 +98,12 @@ fn decode_all(
                 return Ok(false);
             }
             Err(e) => {
-                failed(out, frame, decoder, format!("at input byte {}: {e}", at + e.offset))?;
+                failed(
+                    out,
+                    frame,
+                    decoder,
+                    format!("at input byte {}: {e}", at + e.offset),
+                )?;
                 return Ok(false);
             }
         };
@@ -146,7 +151,11 @@ mod tests {
 
     #[test]
     fn a_whole_session_prints_one_line_per_frame() {
-        let capture = format!("{IMEI}\n{}\n  {}", &CODEC8_EXAMPLE_1[..40], &CODEC8_EXAMPLE_1[40..]);
+        let capture = format!(
+            "{IMEI}\n{}\n  {}",
+            &CODEC8_EXAMPLE_1[..40],
+            &CODEC8_EXAMPLE_1[40..]
+        );
         let (ok, lines) = decode_text(&capture);
         assert!(ok);
         assert_eq!(lines.len(), 2);

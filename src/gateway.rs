@@ -9,8 +9,12 @@ use crate::config::Settings;
 use crate::{ingest, uplink};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let buffer = Buffer::open(settings.buffer.options())
-        .with_context(|| format!("buffer.path: cannot open {}", settings.buffer.path.display()))?;
+    let buffer = Buffer::open(settings.buffer.options()).with_context(|| {
+        format!(
+            "buffer.path: cannot open {}",
+            settings.buffer.path.display()
+        )
+    })?;
     let stats = buffer.stats();
     tracing::info!(
         path = %settings.buffer.path.display(),
@@ -28,7 +32,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let ingest = {
         let (settings, buffer, shutdown) = (settings.clone(), buffer.clone(), shutdown.clone());
-        tokio::spawn(async move { ingest::tcp::serve(listeners, &settings, buffer, shutdown).await })
+        tokio::spawn(
+            async move { ingest::tcp::serve(listeners, &settings, buffer, shutdown).await },
+        )
     };
     tracing::info!(gateway_id = %settings.gateway_id, version = env!("CARGO_PKG_VERSION"), "fleetedge running");
 

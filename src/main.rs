@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use fleetedge::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "fleetedge", version, about = "Edge gateway agent for telematics hardware")]
+#[command(
+    name = "fleetedge",
+    version,
+    about = "Edge gateway agent for telematics hardware"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -104,7 +108,10 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

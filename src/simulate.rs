@@ -80,7 +80,10 @@ struct Watched {
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
     if args.protocol != "teltonika" {
-        bail!("--protocol {:?}: only teltonika can be simulated", args.protocol);
+        bail!(
+            "--protocol {:?}: only teltonika can be simulated",
+            args.protocol
+        );
     }
     let codec = match args.codec.as_str() {
         "8" => Codec::Codec8,
@@ -129,13 +132,19 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
 
     if watcher.is_some() {
         while Instant::now() < deadline {
-            if watched.lock().map(|w| w.seen.len() as u64 >= acked).unwrap_or(true) {
+            if watched
+                .lock()
+                .map(|w| w.seen.len() as u64 >= acked)
+                .unwrap_or(true)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let w = watched.lock().map_err(|_| anyhow::anyhow!("watch state poisoned"))?;
+    let w = watched
+        .lock()
+        .map_err(|_| anyhow::anyhow!("watch state poisoned"))?;
     let unique = w.seen.len() as u64;
     let e2e_secs = w
         .last_at
@@ -178,7 +187,10 @@ async fn run_device(
     let mut stream = connect(&args.target).await?;
     stream.write_all(&encode_imei(imei)).await?;
     let mut answer = [0u8; 1];
-    stream.read_exact(&mut answer).await.context("waiting for the IMEI answer")?;
+    stream
+        .read_exact(&mut answer)
+        .await
+        .context("waiting for the IMEI answer")?;
     if answer[0] != 1 {
         bail!("gateway refused the IMEI (answered {:02x})", answer[0]);
     }
@@ -202,7 +214,10 @@ async fn run_device(
             stream.write_all(&packet).await?;
             totals.sent_packets.fetch_add(1, Ordering::Relaxed);
             let mut reply = [0u8; 4];
-            stream.read_exact(&mut reply).await.context("waiting for the record count")?;
+            stream
+                .read_exact(&mut reply)
+                .await
+                .context("waiting for the record count")?;
             let count = u32::from_be_bytes(reply) as usize;
             if count == n {
                 break;
@@ -232,7 +247,10 @@ async fn connect(target: &str) -> anyhow::Result<TcpStream> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("cannot connect to {target}: {}", last.map_or_else(String::new, |e| e.to_string()))
+    bail!(
+        "cannot connect to {target}: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    )
 }
 
 /// A plausible drive: one fix a second, moving east, with the IO a typical FMB sends.
@@ -338,7 +356,7 @@ fn decode_watched(payload: &[u8]) -> std::io::Result<WatchedBatch> {
 
 /// A cheap distinct key for an RFC 3339 time string (only used for de-duplication).
 fn time_key(s: &str) -> i64 {
-    s.bytes()
-        .filter(u8::is_ascii_digit)
-        .fold(0i64, |acc, b| acc.wrapping_mul(10).wrapping_add(i64::from(b - b'0')))
+    s.bytes().filter(u8::is_ascii_digit).fold(0i64, |acc, b| {
+        acc.wrapping_mul(10).wrapping_add(i64::from(b - b'0'))
+    })
 }

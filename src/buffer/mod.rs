@@ -16,7 +16,7 @@
 //! sled db at <path>
 //! ├── tree "queue"
 //! │   ├── key  = first seq of the chunk, u64 big-endian (8 bytes)     one entry per append
-//! │   │   value = [0x01 format version][u32 BE record count n][bincode(Vec<Record>)]
+//! │   │   value = [0x01 format version][u32 BE record count n][zstd(bincode(Vec<Record>))]
 //! │   │           records of the chunk have seqs first ..= first + n - 1
 //! │   │   ... chunks in seq order; seqs start at 1; seq u64::MAX is never used
 //! │   └── key  = FF FF FF FF FF FF FF FF "next_seq"                  sorts after every chunk
@@ -27,8 +27,10 @@
 //! ```
 //!
 //! Record scans use the key range `..FF FF FF FF FF FF FF FF`, so they never see meta keys.
-//! bincode is 2.0.1 with `config::standard()`; reads decode with a 16 MiB limit, so a corrupt
-//! length field cannot make a read allocate without bound.
+//! bincode is 2.0.1 with `config::standard()`, compressed with zstd level 1 (a quarter of the
+//! bytes, which is what bounds sled's memory under a backlog); reads check the zstd frame's
+//! stated size and decode with a 16 MiB limit, so a corrupt length field cannot make a read
+//! allocate without bound.
 //!
 //! # Promises
 //!

@@ -93,7 +93,10 @@ mod tests {
             b.next_delay(None, start, 0.5);
         }
         let short = b.next_delay(Some(start), start + Duration::from_secs(1), 1.0);
-        assert_eq!(short, Duration::from_secs(3).saturating_add(Duration::from_millis(200)));
+        assert_eq!(
+            short,
+            Duration::from_secs(3).saturating_add(Duration::from_millis(200))
+        );
         let after_stable = b.next_delay(Some(start), start + Duration::from_secs(31), 1.0);
         assert_eq!(after_stable, Duration::from_millis(100));
         assert_eq!(b.failures(), 1);
@@ -103,6 +106,9 @@ mod tests {
     fn huge_failure_counts_do_not_overflow() {
         let mut b = backoff();
         b.failures = u32::MAX;
-        assert_eq!(b.next_delay(None, Instant::now(), 1.0), Duration::from_secs(5));
+        assert_eq!(
+            b.next_delay(None, Instant::now(), 1.0),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -193,7 +193,15 @@ mod tests {
         let mut plain = PayloadEncoder::new("gw-1", Compression::None, 3).unwrap();
         let mut zstd = PayloadEncoder::new("gw-1", Compression::Zstd, 3).unwrap();
         let records = sample(500);
-        let (p, z) = (plain.encode(&records).unwrap(), zstd.encode(&records).unwrap());
-        assert!(z.len() * 5 < p.len(), "zstd {} vs plain {}", z.len(), p.len());
+        let (p, z) = (
+            plain.encode(&records).unwrap(),
+            zstd.encode(&records).unwrap(),
+        );
+        assert!(
+            z.len() * 5 < p.len(),
+            "zstd {} vs plain {}",
+            z.len(),
+            p.len()
+        );
     }
 }

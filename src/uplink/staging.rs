@@ -66,8 +66,7 @@ impl Staging {
             return;
         }
         self.oldest_at.get_or_insert(now);
-        self.records
-            .extend((first_seq..).zip(records));
+        self.records.extend((first_seq..).zip(records));
     }
 
     pub fn due(&self, now: Instant, draining: bool) -> Due {
@@ -90,7 +89,11 @@ impl Staging {
     pub fn consume(&mut self, n: usize, now: Instant) {
         let n = n.min(self.records.len());
         self.records.drain(..n);
-        self.oldest_at = if self.records.is_empty() { None } else { Some(now) };
+        self.oldest_at = if self.records.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
     }
 }
 
@@ -114,7 +117,11 @@ mod tests {
         s.push_chunk(1, records(4), t0);
         assert_eq!(s.due(t0, false), Due::At(t0 + linger));
         assert_eq!(s.due(t0 + linger, false), Due::Now);
-        assert_eq!(s.due(t0, true), Due::Now, "draining sends partial batches at once");
+        assert_eq!(
+            s.due(t0, true),
+            Due::Now,
+            "draining sends partial batches at once"
+        );
         s.push_chunk(5, records(6), t0);
         assert_eq!(s.due(t0, false), Due::Now);
         assert_eq!(s.wants(), 0);

@@ -129,10 +129,13 @@ impl Window {
                 released.push(b);
             }
         }
-        Ok(released.last().map(|b| b.last_seq).map(|last_seq| Released {
-            last_seq,
-            batches: released,
-        }))
+        Ok(released
+            .last()
+            .map(|b| b.last_seq)
+            .map(|last_seq| Released {
+                last_seq,
+                batches: released,
+            }))
     }
 }
 
@@ -176,8 +179,15 @@ mod tests {
     fn strange_events_are_errors_not_panics() {
         let mut w = Window::new(2);
         assert_eq!(w.on_puback(5), Err(WindowError::UnknownPubAck(5)));
-        assert_eq!(w.on_outgoing_publish(5), Err(WindowError::UnexpectedPublish(5)));
+        assert_eq!(
+            w.on_outgoing_publish(5),
+            Err(WindowError::UnexpectedPublish(5))
+        );
         w.sent(1, 2, 2, 2, Instant::now());
-        assert_eq!(w.on_puback(1), Err(WindowError::UnknownPubAck(1)), "no pkid yet");
+        assert_eq!(
+            w.on_puback(1),
+            Err(WindowError::UnknownPubAck(1)),
+            "no pkid yet"
+        );
     }
 }
