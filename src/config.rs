@@ -48,6 +48,9 @@ pub struct LogSettings {
     pub level: String,
     /// `text` (human-readable, the default) or `json` (one object per line).
     pub format: LogFormat,
+    /// Seconds between "stats" log lines (counters and buffer depth); 0 turns them off.
+    /// Default 60.
+    pub stats_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +65,7 @@ impl Default for LogSettings {
         LogSettings {
             level: "info".into(),
             format: LogFormat::Text,
+            stats_interval_s: 60,
         }
     }
 }

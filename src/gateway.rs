@@ -38,7 +38,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     tracing::info!(gateway_id = %settings.gateway_id, version = env!("CARGO_PKG_VERSION"), "fleetedge running");
 
+    let stats = (settings.log.stats_interval_s > 0).then(|| {
+        let every = std::time::Duration::from_secs(settings.log.stats_interval_s);
+        tokio::spawn(log_stats(buffer.clone(), every))
+    });
+
     wait_for_signal().await?;
+    if let Some(stats) = stats {
+        stats.abort();
+    }
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = ingest.await;
@@ -46,6 +54,34 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     buffer.flush().context("flushing the buffer at shutdown")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One "stats" line every `every`: what an installer looks for in the journal.
+async fn log_stats(buffer: Buffer, every: std::time::Duration) {
+    use crate::metrics::{get, METRICS};
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let b = buffer.stats();
+        tracing::info!(
+            records_received = get(&METRICS.records_received),
+            records_published = get(&METRICS.records_published),
+            records_refused = get(&METRICS.records_refused),
+            frames_malformed = get(&METRICS.frames_malformed),
+            connections_open = get(&METRICS.connections_open),
+            mqtt_connected = METRICS
+                .mqtt_connected
+                .load(std::sync::atomic::Ordering::Relaxed),
+            mqtt_connection_failures = get(&METRICS.mqtt_connection_failures),
+            buffer_records = b.records,
+            buffer_bytes = b.bytes,
+            buffer_full = b.full,
+            buffer_dropped = b.dropped_records,
+            disk_bytes = b.disk_bytes,
+            "stats"
+        );
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

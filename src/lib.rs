@@ -18,6 +18,7 @@
 //! - [`decode`]: `fleetedge decode`, the capture decoder for installers.
 //! - [`simulate`]: `fleetedge simulate`, simulated devices for site checks and load tests.
 //! - [`logging`]: tracing setup.
+//! - [`metrics`]: process-wide counters, logged periodically.
 //!
 //! The protocol decoders live in the `firmware-protocols` crate, which does no IO.
 
@@ -27,5 +28,6 @@ pub mod decode;
 pub mod gateway;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
 pub mod simulate;
 pub mod uplink;

@@ -184,7 +184,9 @@ struct Rfc3339Ms(i64);
 
 impl Serialize for Rfc3339Ms {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format_rfc3339_ms(self.0))
+        let text = rfc3339_ms_bytes(self.0);
+        // Only ASCII digits and punctuation are written, so this cannot fail.
+        serializer.serialize_str(std::str::from_utf8(&text).unwrap_or("invalid time"))
     }
 }
 
@@ -192,17 +194,33 @@ impl Serialize for Rfc3339Ms {
 /// that range's ends, since RFC 3339 cannot write them and a device clock that far off is
 /// garbage anyway (the raw value stays in `raw` when kept).
 pub fn format_rfc3339_ms(epoch_ms: i64) -> String {
+    String::from_utf8_lossy(&rfc3339_ms_bytes(epoch_ms)).into_owned()
+}
+
+/// The 24 ASCII bytes of [`format_rfc3339_ms`], without allocating: every record in every
+/// batch writes two of these, so this is on the uplink's hot path.
+fn rfc3339_ms_bytes(epoch_ms: i64) -> [u8; 24] {
     const MIN_MS: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
     const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
     let ms = epoch_ms.clamp(MIN_MS, MAX_MS);
     let days = ms.div_euclid(86_400_000);
     let ms_of_day = ms.rem_euclid(86_400_000);
     let (year, month, day) = civil_from_days(days);
-    let hour = ms_of_day / 3_600_000;
-    let minute = ms_of_day / 60_000 % 60;
-    let second = ms_of_day / 1000 % 60;
-    let milli = ms_of_day % 1000;
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, ms_of_day / 3_600_000);
+    put(14, 2, ms_of_day / 60_000 % 60);
+    put(17, 2, ms_of_day / 1000 % 60);
+    put(20, 3, ms_of_day % 1000);
+    out
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::buffer::{Appended, Buffer};
+use crate::metrics::{self, METRICS};
 
 pub struct SessionConfig {
     pub protocol: String,
@@ -77,8 +78,12 @@ impl Session {
                 tracing::debug!(%peer, device, %protocol, "device disconnected")
             }
             End::Idle => tracing::info!(%peer, device, %protocol, "idle timeout, closed"),
-            End::Refused(why) => tracing::warn!(%peer, device, %protocol, %why, "device refused"),
+            End::Refused(why) => {
+                metrics::add(&METRICS.devices_refused, 1);
+                tracing::warn!(%peer, device, %protocol, %why, "device refused")
+            }
             End::Malformed(why) => {
+                metrics::add(&METRICS.frames_malformed, 1);
                 tracing::warn!(%peer, device, %protocol, reason = %why, "malformed frame, connection closed")
             }
             End::Io(e) => tracing::info!(%peer, device, %protocol, error = %e, "connection error"),
@@ -160,12 +165,14 @@ impl Session {
         let n = records.len();
         match self.buffer.append(records).await {
             Ok(Appended::Stored { .. }) => {
+                metrics::add(&METRICS.records_received, n as u64);
                 if let Some(yes) = reply.accepted {
                     write(stream, &yes).await?;
                 }
                 Ok(())
             }
             Ok(Appended::Rejected) => {
+                metrics::add(&METRICS.records_refused, n as u64);
                 tracing::debug!(peer = %self.peer, records = n, "buffer full, records refused");
                 if let Some(no) = reply.refused {
                     write(stream, &no).await?;

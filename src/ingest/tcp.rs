@@ -12,6 +12,7 @@ use tokio::sync::{watch, Semaphore};
 use super::session::{Session, SessionConfig};
 use crate::buffer::Buffer;
 use crate::config::Settings;
+use crate::metrics::{self, METRICS};
 
 /// A bound listener, ready to accept.
 pub struct BoundListener {
@@ -108,8 +109,11 @@ async fn accept_loop(
             return;
         };
         let shutdown = shutdown.clone();
+        metrics::add(&METRICS.connections_accepted, 1);
+        metrics::add(&METRICS.connections_open, 1);
         tokio::spawn(async move {
             session.run(stream, shutdown).await;
+            metrics::dec(&METRICS.connections_open);
             drop(permit);
         });
     }

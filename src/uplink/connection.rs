@@ -5,6 +5,7 @@
 //! task that drives `poll()`. Every connection gets a fresh client, a clean session, an
 //! empty window and empty staging, and starts from the oldest unacked record.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS};
@@ -15,6 +16,7 @@ use super::staging::{Due, Staging};
 use super::window::Window;
 use crate::buffer::Buffer;
 use crate::config::Settings;
+use crate::metrics::{self, METRICS};
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -122,8 +124,10 @@ impl UplinkContext {
             Err(_) => return (failed("connect: timed out"), None),
         }
         let connected_at = Instant::now();
+        METRICS.mqtt_connected.store(true, Ordering::Relaxed);
         tracing::info!(broker = %self.broker(), client_id = %m.client_id, "MQTT connected");
         let end = self.publish_loop(&client, &mut events, shutdown).await;
+        METRICS.mqtt_connected.store(false, Ordering::Relaxed);
         (end, Some(connected_at))
     }
 
@@ -167,7 +171,9 @@ impl UplinkContext {
                             if let Err(e) = self.buffer.ack_through(released.last_seq) {
                                 return failed(format!("buffer: {e}"));
                             }
+                            metrics::add(&METRICS.batches_published, released.batches.len() as u64);
                             for b in &released.batches {
+                                metrics::add(&METRICS.records_published, b.records as u64);
                                 tracing::debug!(
                                     first_seq = b.first_seq,
                                     last_seq = b.last_seq,
@@ -244,6 +250,11 @@ impl UplinkContext {
                 );
             }
             let bytes = payload.len();
+            metrics::add(
+                &METRICS.batch_json_bytes,
+                self.encoder.last_json_len() as u64,
+            );
+            metrics::add(&METRICS.batch_payload_bytes, bytes as u64);
             client
                 .try_publish(self.topic.as_str(), QoS::AtLeastOnce, false, payload)
                 .map_err(|e| format!("publish: {e}"))?;

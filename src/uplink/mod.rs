@@ -50,6 +50,7 @@ pub async fn run(settings: &Settings, buffer: Buffer, mut shutdown: watch::Recei
         match end {
             ConnectionEnd::Shutdown => return,
             ConnectionEnd::Failed(reason) => {
+                crate::metrics::add(&crate::metrics::METRICS.mqtt_connection_failures, 1);
                 let delay = backoff.next_delay(connected_at, Instant::now(), rand::random());
                 tracing::warn!(
                     broker = %ctx.broker(),

@@ -75,6 +75,11 @@ impl PayloadEncoder {
         })
     }
 
+    /// Size of the last batch's JSON before compression.
+    pub fn last_json_len(&self) -> usize {
+        self.json.len()
+    }
+
     /// Encodes `records` (seq, record), which must be non-empty and in seq order.
     pub fn encode(&mut self, records: &[(u64, Record)]) -> Result<Vec<u8>, PayloadError> {
         let first_seq = records.first().map_or(0, |r| r.0);

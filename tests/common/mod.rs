@@ -287,6 +287,7 @@ impl Drop for Mosquitto {
 pub struct GatewayConfig {
     pub gateway_id: String,
     keys: BTreeMap<String, String>,
+    listener_keys: BTreeMap<String, String>,
 }
 
 impl GatewayConfig {
@@ -310,6 +311,7 @@ impl GatewayConfig {
         GatewayConfig {
             gateway_id: gateway_id.to_string(),
             keys,
+            listener_keys: BTreeMap::new(),
         }
     }
 
@@ -317,6 +319,13 @@ impl GatewayConfig {
     /// `100`).
     pub fn set(mut self, key: &str, toml_value: &str) -> GatewayConfig {
         self.keys.insert(key.to_string(), toml_value.to_string());
+        self
+    }
+
+    /// Sets a key of the test's one `[[listeners]]` entry (e.g. `allowed_devices`).
+    pub fn set_listener(mut self, key: &str, toml_value: &str) -> GatewayConfig {
+        self.listener_keys
+            .insert(key.to_string(), toml_value.to_string());
         self
     }
 
@@ -336,6 +345,9 @@ impl GatewayConfig {
         text.push_str(&format!(
             "\n[[listeners]]\nprotocol = \"teltonika\"\nbind = \"127.0.0.1:{listen_port}\"\n"
         ));
+        for (k, v) in &self.listener_keys {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
         text
     }
 }
@@ -522,6 +534,8 @@ pub struct Got {
 #[derive(Debug, Default)]
 pub struct Collected {
     pub batches: u64,
+    /// The largest payload seen, in bytes.
+    pub max_payload_bytes: usize,
     pub records: Vec<Got>,
     /// Distinct (device_id, time) seen.
     pub unique: HashSet<(String, String)>,
@@ -616,6 +630,11 @@ impl Collector {
     }
 
     /// A copy of everything so far.
+    /// The largest payload seen so far, in bytes.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.state.lock().unwrap().max_payload_bytes
+    }
+
     pub fn snapshot(&self) -> (Vec<Got>, Vec<String>, u64) {
         let s = self.state.lock().unwrap();
         (s.records.clone(), s.errors.clone(), s.batches)
@@ -631,6 +650,7 @@ impl Drop for Collector {
 /// Decodes one payload, checks the batch against the cloud contract and keeps its records.
 fn take_batch(s: &mut Collected, topic: &str, payload: &[u8]) {
     s.batches += 1;
+    s.max_payload_bytes = s.max_payload_bytes.max(payload.len());
     let batch = match fleetedge::uplink::payload::decode_payload(payload) {
         Ok(b) => b,
         Err(e) => {

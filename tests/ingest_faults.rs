@@ -1,0 +1,194 @@
+//! Bad devices and tight limits, against the real binary and a real mosquitto.
+//!
+//! - `malformed_frames_close_only_their_connection`: a bad CRC and an absurd length field
+//!   each close their own connection with a log line naming peer, IMEI and reason; nothing
+//!   is acknowledged for them, a well-behaved device on the same listener carries on, and
+//!   every record it was told was accepted reaches the broker.
+//! - `allow_list_refuses_unknown_devices`: an IMEI outside `allowed_devices` is answered `00`.
+//! - `batches_stay_under_the_packet_limit`: with compression off and a small
+//!   `mqtt.max_packet_bytes`, batches are split so every payload fits, and nothing is lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use firmware_protocols::teltonika::encode::encode_codec8;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const REPLY: Duration = Duration::from_secs(10);
+
+/// Logs in raw (without the `Device` helper) so the test controls every byte after.
+async fn raw_login(gateway: &Gateway, imei: &str) -> TcpStream {
+    let mut s = TcpStream::connect(gateway.addr()).await.expect("connect");
+    s.write_all(&firmware_protocols::teltonika::encode::encode_imei(imei))
+        .await
+        .expect("send IMEI");
+    let mut answer = [0u8; 1];
+    tokio::time::timeout(REPLY, s.read_exact(&mut answer))
+        .await
+        .expect("IMEI answer in time")
+        .expect("IMEI answer");
+    assert_eq!(answer[0], 1, "{imei} refused");
+    s
+}
+
+/// The first gateway log line with every one of `parts`, waiting for it: the gateway logs a
+/// session's end after it closed the socket.
+async fn log_line(gateway: &Gateway, parts: &[&str]) -> String {
+    let find = || {
+        gateway
+            .log()
+            .lines()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+            .map(str::to_string)
+    };
+    wait_until(Duration::from_secs(5), || find().is_some()).await;
+    find().unwrap_or_else(|| panic!("no log line with {parts:?} in:\n{}", gateway.log()))
+}
+
+/// Reads until the gateway closes the connection; returns what it sent before closing.
+async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let read = tokio::time::timeout(REPLY, s.read_to_end(&mut all)).await;
+    assert!(read.is_ok(), "the gateway did not close the connection");
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_only_their_connection() {
+    let broker = Mosquitto::start(free_port()).await;
+    let collector = Collector::start(broker.port(), "faults-collector").await;
+    let gateway = Gateway::start(GatewayConfig::new("gw-faults", broker.port())).await;
+
+    let good_imei = imei(70, 0);
+    let mut good = Device::connect(gateway.addr(), &good_imei, REPLY)
+        .await
+        .expect("good device logs in");
+    let first: Vec<_> = (0..5).map(|k| avl_record(0, k)).collect();
+    assert_eq!(good.send(&first, REPLY).await.expect("reply"), 5);
+
+    // A packet whose CRC is wrong: no count reply, the connection is closed.
+    let crc_imei = imei(70, 1);
+    let mut bad_crc = raw_login(&gateway, &crc_imei).await;
+    let mut packet = encode_codec8(&[avl_record(1, 0)]).expect("encode");
+    let last = packet.len() - 1;
+    packet[last] ^= 0xFF;
+    bad_crc.write_all(&packet).await.expect("send");
+    let answered = read_until_closed(&mut bad_crc).await;
+    assert!(
+        answered.is_empty(),
+        "a bad packet got a reply: {answered:02x?}"
+    );
+
+    // A header claiming a 2 GiB packet: closed at once, without waiting for the body.
+    let huge_imei = imei(70, 2);
+    let mut huge = raw_login(&gateway, &huge_imei).await;
+    huge.write_all(&[0, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFF, 0x08])
+        .await
+        .expect("send");
+    let answered = read_until_closed(&mut huge).await;
+    assert!(answered.is_empty(), "an oversize header got a reply");
+
+    // Binary garbage instead of an IMEI.
+    let mut garbage = TcpStream::connect(gateway.addr()).await.expect("connect");
+    garbage
+        .write_all(b"\x00\x0fGET / HTTP/1.1\r\n")
+        .await
+        .expect("send");
+    let answered = read_until_closed(&mut garbage).await;
+    assert!(answered.is_empty(), "garbage got a reply: {answered:02x?}");
+
+    // The good device is unaffected.
+    let second: Vec<_> = (5..10).map(|k| avl_record(0, k)).collect();
+    assert_eq!(good.send(&second, REPLY).await.expect("reply"), 5);
+
+    let mut expected = std::collections::HashSet::new();
+    for r in first.iter().chain(&second) {
+        expected.insert((good_imei.clone(), time_of(r)));
+    }
+    let missing = collector
+        .wait_for_all(&expected, Duration::from_secs(20))
+        .await;
+    assert_eq!(missing, 0, "records of the good device were lost");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (got, errors, _) = collector.snapshot();
+    assert_no_problems("batches", &errors);
+    assert!(
+        got.iter().all(|g| g.device_id == good_imei),
+        "a record of a bad device was published"
+    );
+    assert_eq!(got.len(), 10);
+
+    for (imei, reason) in [(&crc_imei, "CRC"), (&huge_imei, "byte offset")] {
+        let line = log_line(&gateway, &["malformed frame", imei.as_str()]).await;
+        assert!(line.contains("peer="), "{line}");
+        assert!(line.contains(reason), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_list_refuses_unknown_devices() {
+    let broker = Mosquitto::start(free_port()).await;
+    let allowed = imei(71, 0);
+    let gateway = Gateway::start(
+        GatewayConfig::new("gw-allow", broker.port())
+            .set_listener("allowed_devices", &format!("[\"{allowed}\"]")),
+    )
+    .await;
+    Device::connect(gateway.addr(), &allowed, REPLY)
+        .await
+        .expect("the allowed device logs in");
+
+    let stranger = imei(71, 1);
+    let mut s = TcpStream::connect(gateway.addr()).await.expect("connect");
+    s.write_all(&firmware_protocols::teltonika::encode::encode_imei(
+        &stranger,
+    ))
+    .await
+    .expect("send IMEI");
+    let answered = read_until_closed(&mut s).await;
+    assert_eq!(answered, [0x00], "a refused IMEI is answered 00 and closed");
+    log_line(&gateway, &["device refused", stranger.as_str()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_stay_under_the_packet_limit() {
+    // The smallest limit the config accepts for the default frame size: 4 × 16 KiB + 8 KiB.
+    const LIMIT: usize = 73_728;
+    let broker = Mosquitto::start(free_port()).await;
+    let collector = Collector::start(broker.port(), "limit-collector").await;
+    let gateway = Gateway::start(
+        GatewayConfig::new("gw-limit", broker.port())
+            .set("uplink.compression", "\"none\"")
+            .set("uplink.batch_max_records", "5000")
+            .set("uplink.linger_ms", "500")
+            .set("mqtt.max_packet_bytes", &LIMIT.to_string()),
+    )
+    .await;
+    let mut device = Device::connect(gateway.addr(), &imei(72, 0), REPLY)
+        .await
+        .expect("login");
+    let mut expected = std::collections::HashSet::new();
+    for packet in 0..40u64 {
+        let records: Vec<_> = (packet * 25..packet * 25 + 25)
+            .map(|k| avl_record(0, k))
+            .collect();
+        assert_eq!(device.send(&records, REPLY).await.expect("reply"), 25);
+        for r in &records {
+            expected.insert((device.imei.clone(), time_of(r)));
+        }
+    }
+    let missing = collector
+        .wait_for_all(&expected, Duration::from_secs(30))
+        .await;
+    assert_eq!(missing, 0, "records lost");
+    let (got, errors, batches) = collector.snapshot();
+    assert_no_problems("batches", &errors);
+    assert_eq!(got.len(), 1000, "duplicates or extra records");
+    let max = collector.max_payload_bytes();
+    assert!(max <= LIMIT, "a payload of {max} bytes exceeds {LIMIT}");
+    // 1000 plain-JSON records (~500 bytes each) cannot fit one packet: they were split.
+    assert!(batches >= 5, "only {batches} batches");
+}
