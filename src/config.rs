@@ -102,11 +102,11 @@ impl Default for BufferSettings {
     fn default() -> Self {
         BufferSettings {
             path: PathBuf::from("/var/lib/fleetedge/buffer"),
-            max_records: 1_000_000,
-            max_bytes: 512 * 1024 * 1024,
+            max_records: crate::buffer::DEFAULT_MAX_RECORDS,
+            max_bytes: crate::buffer::DEFAULT_MAX_BYTES,
             when_full: WhenFullSetting::Block,
-            resume_below_percent: 90,
-            cache_capacity_bytes: 8 * 1024 * 1024,
+            resume_below_percent: crate::buffer::DEFAULT_RESUME_BELOW_PERCENT,
+            cache_capacity_bytes: crate::buffer::DEFAULT_CACHE_CAPACITY_BYTES,
         }
     }
 }
@@ -119,6 +119,7 @@ impl BufferSettings {
             max_bytes: self.max_bytes,
             resume_below_percent: self.resume_below_percent,
             cache_capacity_bytes: self.cache_capacity_bytes,
+            seq_floor: None,
             when_full: match self.when_full {
                 WhenFullSetting::Block => WhenFull::Block,
                 WhenFullSetting::Reject => WhenFull::Reject,
@@ -149,6 +150,10 @@ pub struct MqttSettings {
     pub max_inflight_batches: usize,
     /// Give up a connection attempt after this many seconds. Default 10.
     pub connect_timeout_s: u64,
+    /// A packet write to the broker that takes longer than this many seconds ends the
+    /// connection. On slow links with large batches, allow for
+    /// `max_packet_bytes × max_inflight_batches` at the link's rate. Default 60.
+    pub write_timeout_s: u64,
 }
 
 impl Default for MqttSettings {
@@ -162,6 +167,7 @@ impl Default for MqttSettings {
             max_packet_bytes: 256 * 1024,
             max_inflight_batches: 8,
             connect_timeout_s: 10,
+            write_timeout_s: 60,
         }
     }
 }
@@ -175,7 +181,7 @@ pub struct UplinkSettings {
     pub linger_ms: u64,
     /// Payload compression: `zstd` (default), `gzip` or `none`.
     pub compression: Compression,
-    /// zstd level, 1 (fastest) to 19. Default 3.
+    /// zstd level, 1 (fastest) to 22. Default 3.
     pub zstd_level: i32,
     /// First reconnect delay, milliseconds; doubles per failure (full jitter). Default 500.
     pub backoff_initial_ms: u64,
@@ -318,17 +324,22 @@ impl Settings {
                 ),
             );
         }
-        if self.log.level.trim().is_empty() {
-            bad("log.level", "must not be empty".into());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            bad(
+                "log.level",
+                format!("{:?} is not a tracing filter: {e}", self.log.level),
+            );
         }
         let b = &self.buffer;
         if b.path.as_os_str().is_empty() {
             bad("buffer.path", "must not be empty".into());
         }
-        if b.max_records < 100 {
+        // A Teltonika frame carries up to 255 records and is stored whole: a smaller buffer
+        // could never take it, and its device would resend it forever.
+        if b.max_records < 256 {
             bad(
                 "buffer.max_records",
-                format!("{} is below the minimum of 100", b.max_records),
+                format!("{} is below the minimum of 256", b.max_records),
             );
         }
         if b.max_bytes < 1024 * 1024 {
@@ -371,10 +382,10 @@ impl Settings {
                 ),
             );
         }
-        if m.keep_alive_s < 5 {
+        if !(5..=65_535).contains(&m.keep_alive_s) {
             bad(
                 "mqtt.keep_alive_s",
-                format!("{} is below the minimum of 5", m.keep_alive_s),
+                format!("{} must be between 5 and 65535", m.keep_alive_s),
             );
         }
         if m.max_packet_bytes < 4096 {
@@ -389,8 +400,17 @@ impl Settings {
                 format!("{} must be between 1 and 1024", m.max_inflight_batches),
             );
         }
-        if m.connect_timeout_s == 0 {
-            bad("mqtt.connect_timeout_s", "must be at least 1".into());
+        if !(1..=300).contains(&m.connect_timeout_s) {
+            bad(
+                "mqtt.connect_timeout_s",
+                format!("{} must be between 1 and 300", m.connect_timeout_s),
+            );
+        }
+        if !(1..=3600).contains(&m.write_timeout_s) {
+            bad(
+                "mqtt.write_timeout_s",
+                format!("{} must be between 1 and 3600", m.write_timeout_s),
+            );
         }
         let u = &self.uplink;
         if !(1..=100_000).contains(&u.batch_max_records) {
@@ -430,15 +450,27 @@ impl Settings {
                 format!("{} must be between 256 and 1048576", i.max_frame_bytes),
             );
         }
+        // The largest frame's records, stored, must fit an empty buffer many times over.
+        let frame_bound = 64 * i.max_frame_bytes as u64;
+        if b.max_bytes < frame_bound {
+            bad(
+                "buffer.max_bytes",
+                format!(
+                    "{} is below 64 × ingest.max_frame_bytes ({frame_bound})",
+                    b.max_bytes
+                ),
+            );
+        }
         if self.listeners.is_empty() {
             bad(
                 "listeners",
                 "at least one [[listeners]] entry is needed, e.g. protocol = \"teltonika\", bind = \"0.0.0.0:5027\"".into(),
             );
         }
-        // One record's JSON is at most about twice its frame (hex `raw`, hex NX values) plus
-        // fixed fields; a batch of one record must always fit a packet.
-        let one_record_bound = 4 * i.max_frame_bytes + 8192;
+        // One record's JSON is at most about six times its frame bytes (a 3-byte Codec 8E IO
+        // element becomes `"65535":255,`, and `raw` adds twice its bytes) plus fixed fields;
+        // a batch of one record must always fit a packet, or the uplink could never send it.
+        let one_record_bound = 6 * i.max_frame_bytes + 8192;
         if m.max_packet_bytes < one_record_bound {
             bad(
                 "mqtt.max_packet_bytes",

@@ -26,7 +26,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listeners = ingest::tcp::bind_all(&settings).await?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
-    let uplink = {
+    let mut uplink = {
         let (settings, buffer, shutdown) = (settings.clone(), buffer.clone(), shutdown.clone());
         tokio::spawn(async move { uplink::run(&settings, buffer, shutdown).await })
     };
@@ -43,17 +43,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(log_stats(buffer.clone(), every))
     });
 
-    wait_for_signal().await?;
+    // A part that stops on its own leaves a gateway that acknowledges nothing or publishes
+    // nothing; exiting with an error lets systemd restart it instead.
+    let failed = tokio::select! {
+        signal = wait_for_signal() => { signal?; None }
+        _ = &mut uplink => Some("the uplink task stopped"),
+        _ = committer_stopped(&buffer) => Some("the buffer's commit thread stopped"),
+    };
     if let Some(stats) = stats {
         stats.abort();
     }
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = ingest.await;
-    let _ = uplink.await;
+    if !uplink.is_finished() {
+        let _ = uplink.await;
+    }
+    if let Some(what) = failed {
+        anyhow::bail!("{what}; exiting so the service manager restarts fleetedge");
+    }
     buffer.flush().context("flushing the buffer at shutdown")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves when the buffer's commit thread is no longer running.
+async fn committer_stopped(buffer: &Buffer) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    while buffer.committer_alive() {
+        tick.tick().await;
+    }
 }
 
 /// One "stats" line every `every`: what an installer looks for in the journal.

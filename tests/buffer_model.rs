@@ -117,6 +117,7 @@ fn record(tag: u64) -> Record {
 fn options(path: &std::path::Path, policy: WhenFull) -> BufferOptions {
     let mut o = BufferOptions::new(path);
     o.cache_capacity_bytes = 2 << 20;
+    o.seq_floor = Some(1);
     o.when_full = policy;
     if policy != WhenFull::Block {
         o.max_records = SMALL_MAX_RECORDS;

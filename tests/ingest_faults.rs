@@ -155,8 +155,8 @@ async fn allow_list_refuses_unknown_devices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_stay_under_the_packet_limit() {
-    // The smallest limit the config accepts for the default frame size: 4 × 16 KiB + 8 KiB.
-    const LIMIT: usize = 73_728;
+    // The smallest limit the config accepts for the default frame size: 6 × 16 KiB + 8 KiB.
+    const LIMIT: usize = 106_496;
     let broker = Mosquitto::start(free_port()).await;
     let collector = Collector::start(broker.port(), "limit-collector").await;
     let gateway = Gateway::start(

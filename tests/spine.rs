@@ -356,7 +356,7 @@ async fn seqs_survive_a_drained_restart() {
     );
 }
 
-/// (d) `when_full = "block"`, `max_records = 100`, no broker at first.
+/// (d) `when_full = "block"`, `max_records = 256`, no broker at first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_buffer_blocks_devices_until_the_uplink_drains() {
     let started = Instant::now();
@@ -368,14 +368,14 @@ async fn full_buffer_blocks_devices_until_the_uplink_drains() {
     broker.stop().await;
 
     let config = GatewayConfig::new("gw-spine-d", port)
-        .set("buffer.max_records", "100")
+        .set("buffer.max_records", "256")
         .set("buffer.when_full", "\"block\"");
     let mut gateway = Gateway::start(config).await;
     let spec = FleetSpec {
         imei_base: 4,
         devices: 3,
         per_packet: 10,
-        total: Some(60),
+        total: Some(120),
         pace: Duration::ZERO,
         reply_timeout: Duration::from_secs(30),
         run_for_at_most: Duration::from_secs(45),
@@ -403,8 +403,8 @@ async fn full_buffer_blocks_devices_until_the_uplink_drains() {
     );
     // Filled as far as whole packets fit, never beyond the limit, and nothing refused.
     assert!(
-        acked <= 100 && acked > 90,
-        "{acked} records acknowledged with buffer.max_records = 100"
+        acked <= 256 && acked > 246,
+        "{acked} records acknowledged with buffer.max_records = 256"
     );
     assert_eq!(
         fleet.refused_packets(),
@@ -421,7 +421,7 @@ async fn full_buffer_blocks_devices_until_the_uplink_drains() {
     let progress = fleet.progress.clone();
     let (ledger, errors) = fleet.join(Duration::from_secs(30)).await;
     fleet_errors("(d)", &errors);
-    assert_eq!(ledger.accepted_count(), 180);
+    assert_eq!(ledger.accepted_count(), 360);
     for (i, p) in progress.iter().enumerate() {
         let reconnects = p.reconnects.load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(
@@ -440,7 +440,7 @@ async fn full_buffer_blocks_devices_until_the_uplink_drains() {
         .await;
     assert_eq!(
         missing, 0,
-        "{missing} of 180 records never reached the broker"
+        "{missing} of 360 records never reached the broker"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (got, batch_errors, batches) = collector.snapshot();
@@ -449,7 +449,7 @@ async fn full_buffer_blocks_devices_until_the_uplink_drains() {
     assert_no_problems("(d) full buffer, block", &problems);
     assert!(gateway.is_running(), "the gateway exited");
     eprintln!(
-        "(d) stalled at {acked} acknowledged; 180 records, {} deliveries in {batches} batches, {:.1} s",
+        "(d) stalled at {acked} acknowledged; 360 records, {} deliveries in {batches} batches, {:.1} s",
         got.len(),
         started.elapsed().as_secs_f64()
     );

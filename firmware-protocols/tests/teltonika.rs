@@ -311,14 +311,25 @@ fn capture_decoder_takes_packets_without_an_imei() {
 }
 
 #[test]
-fn keep_raw_stores_the_frame_as_lowercase_hex() {
+fn keep_raw_stores_codec_and_each_records_own_bytes_as_lowercase_hex() {
     let mut dec = TcpDecoder::for_capture(MAX).keep_raw(true);
     let d = dec.decode(&bytes(CODEC8_EX3), NOW).unwrap().unwrap();
-    let lower = CODEC8_EX3.to_ascii_lowercase();
-    assert!(d
-        .records
-        .iter()
-        .all(|r| r.raw.as_deref() == Some(lower.as_str())));
+    let frame = CODEC8_EX3.to_ascii_lowercase();
+    // Header (8 bytes), codec, N1; then two 32-byte records; N2 and CRC.
+    let first = &frame[20..84];
+    let second = &frame[84..148];
+    assert_eq!(
+        d.records[0].raw.as_deref(),
+        Some(format!("08{first}").as_str())
+    );
+    assert_eq!(
+        d.records[1].raw.as_deref(),
+        Some(format!("08{second}").as_str())
+    );
+    assert!(
+        frame[148..].starts_with("02"),
+        "N2 follows the second record"
+    );
 }
 
 #[test]

@@ -86,9 +86,9 @@ pub const DEFAULT_MAX_RECORDS: u64 = 1_000_000;
 pub const DEFAULT_MAX_BYTES: u64 = 512 << 20;
 /// Default [`BufferOptions::resume_below_percent`].
 pub const DEFAULT_RESUME_BELOW_PERCENT: u8 = 90;
-/// Default [`BufferOptions::cache_capacity_bytes`]: 64 MiB (sled's own default is 1 GiB and
-/// ignores cgroup limits; RSS runs several times this).
-pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 << 20;
+/// Default [`BufferOptions::cache_capacity_bytes`]: 8 MiB, sized for a 256 MiB gateway
+/// (sled's own default is 1 GiB and ignores cgroup limits; RSS runs a few times this).
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 8 << 20;
 
 /// What an append does when the buffer has no room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -124,6 +124,11 @@ pub struct BufferOptions {
     /// sled's page cache.
     pub cache_capacity_bytes: u64,
     pub when_full: WhenFull,
+    /// The first seq of a buffer without a stored counter (new, moved aside as corrupt, or
+    /// with a mangled counter). `None` (the default): the Unix time in microseconds, so a
+    /// gateway that lost its buffer never hands out a seq consumers have already seen.
+    /// Tests pin it to get small, predictable seqs.
+    pub seq_floor: Option<u64>,
 }
 
 impl BufferOptions {
@@ -136,6 +141,7 @@ impl BufferOptions {
             resume_below_percent: DEFAULT_RESUME_BELOW_PERCENT,
             cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             when_full: WhenFull::Block,
+            seq_floor: None,
         }
     }
 
@@ -336,6 +342,15 @@ impl Buffer {
 
     fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    /// Whether the commit thread still runs. When it has stopped (a sled panic), no append
+    /// can succeed again, and the process should exit so its supervisor restarts it.
+    pub fn committer_alive(&self) -> bool {
+        self.inner
+            .committer
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished())
     }
 
     /// Stores `records` as one chunk with consecutive seqs and returns once they are durable

@@ -29,6 +29,15 @@ pub(super) const NEXT_SEQ_KEY: &[u8; 16] = b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFFnex
 /// The first sequence number of a new database.
 pub(super) const FIRST_SEQ: u64 = 1;
 
+/// The first seq of a buffer that has no counter: the Unix time in microseconds (at least
+/// [`FIRST_SEQ`], so a clock stuck in 1970 still works).
+pub(super) fn seq_floor_from_clock() -> u64 {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+    micros.clamp(FIRST_SEQ, u64::MAX / 2)
+}
+
 /// The record key of the chunk whose first record has `seq`.
 pub(super) fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
@@ -63,6 +72,15 @@ thread_local! {
 pub(super) fn encode_chunk(records: &[Record]) -> Result<Vec<u8>, bincode::error::EncodeError> {
     let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
     let plain = bincode::serde::encode_to_vec(records, bincode::config::standard())?;
+    // Reads refuse to inflate past this limit, so a chunk beyond it must never be stored
+    // (its device would be told "accepted" for records the uplink could never read).
+    if plain.len() > MAX_CHUNK_BYTES {
+        return Err(bincode::error::EncodeError::OtherString(format!(
+            "{} records encode to {} bytes, over the {MAX_CHUNK_BYTES}-byte chunk limit",
+            records.len(),
+            plain.len()
+        )));
+    }
     let compressed = CHUNK_COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -159,6 +177,8 @@ pub(super) struct Store {
     pub db: sled::Db,
     pub queue: sled::Tree,
     pub quarantine: sled::Tree,
+    /// See [`BufferOptions::seq_floor`].
+    pub seq_floor: Option<u64>,
 }
 
 enum OpenFailure {
@@ -189,8 +209,8 @@ impl Store {
                     moved_to = %to.display(),
                     %reason,
                     "buffer database is corrupt; moved it aside and starting an EMPTY buffer. \
-                     Records in it were not published; sequence numbers restart at {FIRST_SEQ}, \
-                     so cloud consumers must not deduplicate across this restart"
+                     Records in it were not published; sequence numbers continue from the clock \
+                     (Unix microseconds), above any seq handed out before"
                 );
                 match try_open(opts) {
                     Ok(store) => store,
@@ -315,7 +335,15 @@ impl Store {
                  after the newest stored chunk"
             );
         }
-        scan.next_seq = stored_next.unwrap_or(FIRST_SEQ).max(end);
+        // Without a trustworthy counter (a new database, one moved aside as corrupt, a mangled
+        // counter) seqs start from the clock in microseconds: consumers dedupe on
+        // (gateway_id, seq), and a gateway that lost its buffer must not hand out seqs they
+        // have already seen. No gateway stores a million records a second for long, so the
+        // clock stays ahead of every seq it handed out before.
+        scan.next_seq = match stored_next {
+            Some(next) => next.max(end),
+            None => self.seq_floor.unwrap_or_else(seq_floor_from_clock).max(end),
+        };
         Ok(scan)
     }
 }
@@ -340,6 +368,7 @@ fn try_open(opts: &BufferOptions) -> Result<Store, OpenFailure> {
             db,
             queue,
             quarantine,
+            seq_floor: opts.seq_floor,
         }),
         Ok(Err(e)) => Err(classify(e)),
         Err(panic) => {

@@ -25,6 +25,7 @@ fn recs(tag: u64, n: u64) -> Vec<Record> {
 fn opts(dir: &Path) -> BufferOptions {
     let mut o = BufferOptions::new(dir.join("buffer"));
     o.cache_capacity_bytes = 4 << 20;
+    o.seq_floor = Some(1);
     o
 }
 
@@ -582,6 +583,47 @@ async fn a_corrupt_database_is_moved_aside_and_a_fresh_one_opened() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert!(dir.path().join(&aside[0]).join("db").exists());
+}
+
+/// Without a pinned floor (as in production), a buffer with no counter starts its seqs at
+/// the clock, so a gateway whose buffer was moved aside continues above every seq it
+/// handed out before.
+#[tokio::test]
+async fn without_a_counter_seqs_start_from_the_clock() {
+    let dir = TempDir::new().unwrap();
+    let mut o = opts(dir.path());
+    o.seq_floor = None;
+    let before = super::store::seq_floor_from_clock();
+    let buffer = open(&o);
+    let (first, _) = stored(&buffer, recs(0, 3)).await;
+    assert!(
+        first >= before,
+        "first seq {first} is below the clock floor {before}"
+    );
+    drop(buffer);
+    // Corrupt it: the fresh database that replaces it continues above the old seqs.
+    for entry in std::fs::read_dir(&o.path).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::write(&p, vec![0xA5; 4096]).unwrap();
+        }
+    }
+    std::fs::write(o.path.join("conf"), b"this is not a sled config").unwrap();
+    let buffer = open(&o);
+    let moved_aside = std::fs::read_dir(dir.path()).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("buffer.corrupt-")
+    });
+    assert!(moved_aside, "the corrupt database was not moved aside");
+    assert_eq!(buffer.stats().records, 0);
+    let (again, _) = stored(&buffer, recs(0, 1)).await;
+    assert!(
+        again > first + 2,
+        "seq {again} reuses or precedes {first}..={}",
+        first + 2
+    );
 }
 
 #[tokio::test]

@@ -184,9 +184,22 @@ impl Session {
     }
 }
 
+/// A device that stops reading must not hold its connection slot forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), End> {
-    stream.write_all(bytes).await.map_err(End::Io)?;
-    stream.flush().await.map_err(End::Io)
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    })
+    .await;
+    match written {
+        Ok(result) => result.map_err(End::Io),
+        Err(_) => Err(End::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the device did not read its reply within 30 s",
+        ))),
+    }
 }
 
 /// Reads once, never past `max` bytes buffered.

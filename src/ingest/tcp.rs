@@ -43,7 +43,8 @@ pub async fn bind_all(settings: &Settings) -> anyhow::Result<Vec<BoundListener>>
 }
 
 /// Accepts on every listener until `shutdown`; returns once all accept loops stopped.
-/// Sessions already running finish their current frame and close on shutdown.
+/// Running sessions see the same signal and close between frames; a session waiting for an
+/// append is not waited for (its device was not answered, so it resends).
 pub async fn serve(
     listeners: Vec<BoundListener>,
     settings: &Settings,
@@ -105,7 +106,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let Some(session) = Session::new(cfg.clone(), peer, buffer.clone()) else {
-            tracing::error!(protocol = %cfg.protocol, "no decoder for protocol");
+            tracing::error!(listener = l.index, protocol = %cfg.protocol, "no decoder for protocol");
             return;
         };
         let shutdown = shutdown.clone();

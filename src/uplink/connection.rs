@@ -91,9 +91,11 @@ impl UplinkContext {
             .set_max_packet_size(m.max_packet_bytes, m.max_packet_bytes)
             .set_inflight(u16::try_from(m.max_inflight_batches).unwrap_or(u16::MAX));
         let (client, mut eventloop) = AsyncClient::new(options, m.max_inflight_batches + 2);
+        // rumqttc times every network write with its "connection timeout"; the connect
+        // itself is bounded by our own wait for CONNACK below.
         eventloop
             .network_options
-            .set_connection_timeout(m.connect_timeout_s);
+            .set_connection_timeout(m.write_timeout_s);
 
         let (events_tx, mut events) = mpsc::channel(1024);
         let _pump = AbortOnDrop(tokio::spawn(async move {
@@ -240,9 +242,11 @@ impl UplinkContext {
                 continue;
             }
             if payload.len() > self.max_payload_bytes {
-                // One record larger than the packet limit: send it anyway, the broker may
-                // accept it; config validation keeps this from happening for sane limits.
-                tracing::warn!(
+                // One record larger than the packet limit. Config validation bounds a record's
+                // JSON by its frame size so this cannot happen; if it ever does, rumqttc
+                // refuses the packet, the connection fails and this error repeats loudly
+                // rather than the record being dropped.
+                tracing::error!(
                     seq = first_seq,
                     bytes = payload.len(),
                     limit = self.max_payload_bytes,

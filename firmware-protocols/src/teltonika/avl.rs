@@ -6,6 +6,7 @@
 
 use super::cursor::Cursor;
 use super::{CODEC_16, CODEC_8, CODEC_8_EXTENDED, DATA_OFFSET};
+use crate::record::to_hex;
 use crate::{DecodeError, IoKey, IoValue, Protocol, Record};
 
 /// IO 182 is HDOP × 10 on FMB devices; it is also copied into [`Record::hdop`].
@@ -19,8 +20,10 @@ const GPS_ELEMENT_BYTES: usize = 24;
 pub(super) struct Context<'a> {
     pub device_id: &'a str,
     pub now_ms: i64,
-    /// Hex of the whole frame when the decoder keeps raw frames.
-    pub raw: Option<&'a str>,
+    /// Keep each record's raw bytes (codec id + the record's own AVL bytes, as hex).
+    /// Per record rather than the whole frame, so a frame's raw text stays about twice its
+    /// size instead of growing with the square of its record count.
+    pub keep_raw: bool,
 }
 
 trait Layout {
@@ -89,9 +92,9 @@ pub(super) fn parse_data_field(data: &[u8], ctx: &Context<'_>) -> Result<Vec<Rec
     }
     let cur = Cursor::new(records, DATA_OFFSET + 2);
     match codec {
-        CODEC_8 => parse_records::<Codec8>(cur, n1, ctx),
-        CODEC_8_EXTENDED => parse_records::<Codec8Extended>(cur, n1, ctx),
-        CODEC_16 => parse_records::<Codec16>(cur, n1, ctx),
+        CODEC_8 => parse_records::<Codec8>(cur, codec, n1, ctx),
+        CODEC_8_EXTENDED => parse_records::<Codec8Extended>(cur, codec, n1, ctx),
+        CODEC_16 => parse_records::<Codec16>(cur, codec, n1, ctx),
         other => Err(DecodeError::new(
             DATA_OFFSET,
             format!("codec id 0x{other:02x} is not an AVL data codec"),
@@ -101,13 +104,23 @@ pub(super) fn parse_data_field(data: &[u8], ctx: &Context<'_>) -> Result<Vec<Rec
 
 fn parse_records<L: Layout>(
     mut cur: Cursor<'_>,
+    codec: u8,
     count: u8,
     ctx: &Context<'_>,
 ) -> Result<Vec<Record>, DecodeError> {
     let count = usize::from(count);
     let mut records = Vec::with_capacity(count.min(cur.remaining() / L::MIN_RECORD_BYTES));
     for index in 0..count {
-        let record = parse_record::<L>(&mut cur, ctx).map_err(|e| in_record(e, index, count))?;
+        let start = cur.pos();
+        let mut record =
+            parse_record::<L>(&mut cur, ctx).map_err(|e| in_record(e, index, count))?;
+        if ctx.keep_raw {
+            let own = cur.since(start);
+            let mut raw = String::with_capacity(2 + own.len() * 2);
+            raw.push_str(&to_hex(&[codec]));
+            raw.push_str(&to_hex(own));
+            record.raw = Some(raw);
+        }
         records.push(record);
     }
     if cur.remaining() != 0 {
@@ -187,7 +200,7 @@ fn parse_record<L: Layout>(cur: &mut Cursor<'_>, ctx: &Context<'_>) -> Result<Re
         hdop,
         event: (event_id != 0).then(|| event_name(event_id)),
         io,
-        raw: ctx.raw.map(str::to_owned),
+        raw: None,
     })
 }
 

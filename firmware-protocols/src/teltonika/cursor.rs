@@ -22,6 +22,16 @@ impl<'a> Cursor<'a> {
         self.base.saturating_add(self.pos)
     }
 
+    /// Position within this cursor's slice, for [`Cursor::since`].
+    pub(super) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes read since position `start`.
+    pub(super) fn since(&self, start: usize) -> &'a [u8] {
+        self.buf.get(start..self.pos).unwrap_or_default()
+    }
+
     pub(super) fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }

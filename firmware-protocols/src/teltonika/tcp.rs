@@ -11,7 +11,6 @@
 use super::{avl, codec12, CODEC_12, CODEC_16, CODEC_8, CODEC_8_EXTENDED, DATA_OFFSET};
 use super::{KEEP_ALIVE, MAX_IMEI_DIGITS};
 use crate::crc::crc16_arc;
-use crate::record::to_hex;
 use crate::{DecodeError, Decoded, Reply, StreamDecoder};
 
 /// Preamble 4 + data length 4 before the data field, CRC field 4 after it.
@@ -60,7 +59,8 @@ impl TcpDecoder {
         }
     }
 
-    /// When on, each record's `raw` is the lowercase hex of its whole frame.
+    /// When on, each record's `raw` is lowercase hex of the codec id byte followed by the
+    /// record's own AVL bytes: enough to decode the record again, bounded by the frame.
     pub fn keep_raw(mut self, on: bool) -> Self {
         self.keep_raw = on;
         self
@@ -234,11 +234,10 @@ impl TcpDecoder {
             return Ok(Some(control(total)));
         }
 
-        let raw = self.keep_raw.then(|| to_hex(frame));
         let ctx = avl::Context {
             device_id: self.imei.as_deref().unwrap_or_default(),
             now_ms,
-            raw: raw.as_deref(),
+            keep_raw: self.keep_raw,
         };
         let records = avl::parse_data_field(data, &ctx)?;
         let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
