@@ -216,7 +216,7 @@ pub struct IngestSettings {
     /// Largest device frame accepted, bytes; it is also each connection's read buffer
     /// bound. Default 16,384.
     pub max_frame_bytes: usize,
-    /// Keep each record's raw frame (hex or text) in `raw`. Default false.
+    /// Keep each record's raw bytes (hex or text) in `raw`. Default false.
     pub keep_raw: bool,
 }
 
