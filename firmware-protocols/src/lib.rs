@@ -5,7 +5,14 @@
 //! - [`record`]: the [`Record`] every protocol decodes into, and its JSON form (the record JSON
 //!   of the cloud contract, also printed by `fleetedge decode`).
 //! - [`crc`]: the checksums the protocols use, each with its catalogue check value.
+//! - [`registry`]: every protocol in one table: name, transport, default port, decoder.
 //! - [`teltonika`]: Teltonika Codec 8 / 8 Extended / 16 over TCP (IMEI handshake, AVL packets).
+//! - [`teltonika_udp`]: Teltonika Codec 8 / 8E over UDP (channel header, per-packet ack).
+//! - [`gt06`]: Concox GT06 binary frames (0x7878 / 0x7979, CRC-16/X-25).
+//! - [`queclink`]: Queclink @Track ASCII reports (`+RESP:` / `+BUFF:` / `+ACK:`).
+//! - [`wialon`]: Wialon IPS 1.1 and 2.0 text packets.
+//! - [`nmea`]: NMEA 0183 RMC + GGA sentences from a GNSS receiver.
+//! - [`jsonl`]: one JSON object per line from sensors and local applications.
 //!
 //! Every decoder has the same shape ([`StreamDecoder`]): bytes in, `Ok(None)` for "need more",
 //! one [`Decoded`] frame out with the number of bytes it consumed. Decoders never do IO and
@@ -18,8 +25,15 @@
 //! the records are durable, which is the product's first promise.
 
 pub mod crc;
+pub mod gt06;
+pub mod jsonl;
+pub mod nmea;
+pub mod queclink;
 pub mod record;
+pub mod registry;
 pub mod teltonika;
+pub mod teltonika_udp;
+pub mod wialon;
 
 pub use record::{IoKey, IoValue, Protocol, Record};
 
@@ -69,6 +83,34 @@ impl std::fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+/// What every decoder is built from; filled from the listener's or serial port's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecoderOptions {
+    /// The largest frame (or line) the decoder buffers, in bytes.
+    pub max_frame_bytes: usize,
+    /// Keep each record's raw bytes (hex) or text in `Record::raw`.
+    pub keep_raw: bool,
+    /// The device id for protocols whose frames carry none (NMEA, and JSON lines without a
+    /// `device_id`); protocols that identify themselves ignore it.
+    pub device_id: Option<String>,
+}
+
+impl DecoderOptions {
+    pub fn new(max_frame_bytes: usize) -> Self {
+        DecoderOptions {
+            max_frame_bytes,
+            keep_raw: false,
+            device_id: None,
+        }
+    }
+}
+
+/// A protocol decoder for datagram transports (UDP): each datagram is one whole frame and
+/// carries its own device id, so there is no stream state to keep between them.
+pub trait DatagramDecoder: Send + Sync {
+    fn decode(&self, datagram: &[u8], now_ms: i64) -> Result<Decoded, DecodeError>;
+}
 
 /// A protocol decoder for one device connection (or one serial port).
 ///

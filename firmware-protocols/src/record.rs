@@ -28,12 +28,24 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Protocol {
     Teltonika,
+    TeltonikaUdp,
+    Gt06,
+    Queclink,
+    Wialon,
+    Nmea,
+    Jsonl,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Teltonika => "teltonika",
+            Protocol::TeltonikaUdp => "teltonika-udp",
+            Protocol::Gt06 => "gt06",
+            Protocol::Queclink => "queclink",
+            Protocol::Wialon => "wialon",
+            Protocol::Nmea => "nmea",
+            Protocol::Jsonl => "jsonl",
         }
     }
 }

@@ -1,0 +1,139 @@
+//! Every protocol in one table: adding a protocol means adding a module and one line here.
+//!
+//! ```text
+//! name            transport   default port   device id from
+//! teltonika       stream      5027           IMEI packet
+//! teltonika-udp   datagram    5027           every datagram
+//! gt06            stream      5023           login packet
+//! queclink        stream      5004           every report
+//! wialon          stream      5039           #L# login
+//! nmea            stream      —              config (serial port)
+//! jsonl           stream      —              each line, else config
+//! ```
+//!
+//! Ports are the ones installers know from other tracking servers. "Stream" protocols run
+//! over TCP listeners and serial ports; "datagram" protocols over UDP listeners.
+
+use crate::{gt06, jsonl, nmea, queclink, teltonika, teltonika_udp, wialon};
+use crate::{DatagramDecoder, DecoderOptions, Protocol, StreamDecoder};
+
+/// How a protocol's bytes arrive.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    /// A byte stream (TCP or a serial port): the decoder frames it.
+    Stream(fn(&DecoderOptions) -> Box<dyn StreamDecoder>),
+    /// Datagrams (UDP): one frame each.
+    Datagram(fn(&DecoderOptions) -> Box<dyn DatagramDecoder>),
+}
+
+/// One protocol's entry.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolSpec {
+    pub protocol: Protocol,
+    pub transport: Transport,
+    /// The port installers know for it, if it has one.
+    pub default_port: Option<u16>,
+    /// Captures are text (`fleetedge decode` reads them raw) rather than hex.
+    pub text: bool,
+    /// Frames carry no device id: a serial port needs `device_id` in its config.
+    pub needs_device_id: bool,
+}
+
+impl ProtocolSpec {
+    pub fn name(&self) -> &'static str {
+        self.protocol.as_str()
+    }
+}
+
+pub const PROTOCOLS: &[ProtocolSpec] = &[
+    ProtocolSpec {
+        protocol: Protocol::Teltonika,
+        transport: Transport::Stream(|o| {
+            Box::new(teltonika::TcpDecoder::new(o.max_frame_bytes).keep_raw(o.keep_raw))
+        }),
+        default_port: Some(5027),
+        text: false,
+        needs_device_id: false,
+    },
+    ProtocolSpec {
+        protocol: Protocol::TeltonikaUdp,
+        transport: Transport::Datagram(|o| Box::new(teltonika_udp::UdpDecoder::new(o))),
+        default_port: Some(5027),
+        text: false,
+        needs_device_id: false,
+    },
+    ProtocolSpec {
+        protocol: Protocol::Gt06,
+        transport: Transport::Stream(|o| Box::new(gt06::Gt06Decoder::new(o))),
+        default_port: Some(5023),
+        text: false,
+        needs_device_id: false,
+    },
+    ProtocolSpec {
+        protocol: Protocol::Queclink,
+        transport: Transport::Stream(|o| Box::new(queclink::QueclinkDecoder::new(o))),
+        default_port: Some(5004),
+        text: true,
+        needs_device_id: false,
+    },
+    ProtocolSpec {
+        protocol: Protocol::Wialon,
+        transport: Transport::Stream(|o| Box::new(wialon::WialonDecoder::new(o))),
+        default_port: Some(5039),
+        text: true,
+        needs_device_id: false,
+    },
+    ProtocolSpec {
+        protocol: Protocol::Nmea,
+        transport: Transport::Stream(|o| Box::new(nmea::NmeaDecoder::new(o))),
+        default_port: None,
+        text: true,
+        needs_device_id: true,
+    },
+    ProtocolSpec {
+        protocol: Protocol::Jsonl,
+        transport: Transport::Stream(|o| Box::new(jsonl::JsonlDecoder::new(o))),
+        default_port: None,
+        text: true,
+        needs_device_id: false,
+    },
+];
+
+/// The protocol called `name`.
+pub fn lookup(name: &str) -> Option<&'static ProtocolSpec> {
+    PROTOCOLS.iter().find(|p| p.name() == name)
+}
+
+/// All names, for error messages.
+pub fn names() -> Vec<&'static str> {
+    PROTOCOLS.iter().map(ProtocolSpec::name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_resolve() {
+        let names = names();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!names[..i].contains(n), "{n} twice");
+            assert_eq!(lookup(n).map(ProtocolSpec::name), Some(*n));
+        }
+        assert!(lookup("nope").is_none());
+    }
+
+    #[test]
+    fn every_entry_builds_its_decoder() {
+        let o = DecoderOptions {
+            device_id: Some("dev-1".into()),
+            ..DecoderOptions::new(4096)
+        };
+        for p in PROTOCOLS {
+            match p.transport {
+                Transport::Stream(make) => assert_eq!(make(&o).max_frame_bytes(), 4096),
+                Transport::Datagram(make) => drop(make(&o)),
+            }
+        }
+    }
+}
