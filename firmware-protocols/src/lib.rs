@@ -48,6 +48,11 @@ pub struct Decoded {
     pub records: Vec<Record>,
     /// What to answer the device.
     pub reply: Reply,
+    /// Set when the frame was bad but the stream stays usable (a line protocol skips the bad
+    /// line; Wialon answers it with an error code). The caller logs and counts it and sends
+    /// `reply.refused`; `records` is then empty. A bad frame that leaves the stream unusable
+    /// is an `Err` from `decode` instead, and closes the connection.
+    pub problem: Option<DecodeError>,
 }
 
 /// The answers a frame may get. `accepted` is sent once the frame's records are durable (or,
@@ -94,6 +99,9 @@ pub struct DecoderOptions {
     /// The device id for protocols whose frames carry none (NMEA, and JSON lines without a
     /// `device_id`); protocols that identify themselves ignore it.
     pub device_id: Option<String>,
+    /// Answer every data report, where that is a device setting rather than part of the
+    /// protocol (Queclink's `+SACK:<count>$` acknowledgement mode).
+    pub ack_reports: bool,
 }
 
 impl DecoderOptions {
@@ -102,6 +110,7 @@ impl DecoderOptions {
             max_frame_bytes,
             keep_raw: false,
             device_id: None,
+            ack_reports: false,
         }
     }
 }

@@ -140,8 +140,24 @@ impl Session {
             login,
             records,
             reply,
+            problem,
             ..
         } = decoded;
+        if let Some(problem) = problem {
+            // The protocol skips or answers a bad frame and the stream stays in sync.
+            metrics::add(&METRICS.frames_malformed, 1);
+            tracing::warn!(
+                peer = %self.peer,
+                device = self.decoder.device_id().unwrap_or("-"),
+                protocol = %self.cfg.protocol,
+                reason = %problem,
+                "malformed frame skipped"
+            );
+            if let Some(no) = reply.refused {
+                write(stream, &no).await?;
+            }
+            return Ok(());
+        }
         if let Some(device) = login {
             let allowed = &self.cfg.allowed_devices;
             if !allowed.is_empty() && !allowed.contains(&device) {

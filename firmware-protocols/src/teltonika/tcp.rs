@@ -162,6 +162,7 @@ impl TcpDecoder {
                 accepted: Some(vec![0x01]),
                 refused: Some(vec![0x00]),
             },
+            problem: None,
         }))
     }
 
@@ -249,6 +250,7 @@ impl TcpDecoder {
                 accepted: Some(count.to_be_bytes().to_vec()),
                 refused: Some(vec![0; 4]),
             },
+            problem: None,
         }))
     }
 
@@ -298,5 +300,6 @@ fn control(consumed: usize) -> Decoded {
         login: None,
         records: Vec::new(),
         reply: Reply::default(),
+        problem: None,
     }
 }

@@ -1,0 +1,2 @@
+//! Placeholder until the jsonl decoder lands; replaced by its criterion bench.
+fn main() {}

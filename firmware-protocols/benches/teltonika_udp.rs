@@ -1,0 +1,2 @@
+//! Placeholder until the teltonika_udp decoder lands; replaced by its criterion bench.
+fn main() {}
