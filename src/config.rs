@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::buffer::{BufferOptions, WhenFull};
 use crate::uplink::payload::Compression;
+use firmware_protocols::registry;
 
 const ENV_PREFIX: &str = "FLEETEDGE";
 
@@ -35,9 +36,13 @@ pub struct Settings {
     pub uplink: UplinkSettings,
     #[serde(default)]
     pub ingest: IngestSettings,
-    /// TCP listeners, one per protocol and port. At least one is required.
+    /// TCP and UDP listeners, one per protocol and port (the protocol decides the
+    /// transport). At least one listener or serial port is required.
     #[serde(default)]
     pub listeners: Vec<ListenerSettings>,
+    /// Serial ports with a device (or a GNSS receiver, or a sensor) on them.
+    #[serde(default)]
+    pub serial: Vec<SerialSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,7 +239,8 @@ impl Default for IngestSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSettings {
-    /// Protocol spoken on this port: `teltonika`.
+    /// Protocol spoken on this port, from the registry: `teltonika`, `gt06`, `queclink`,
+    /// `wialon`, `nmea`, `jsonl` (TCP) or `teltonika-udp` (UDP).
     pub protocol: String,
     /// Address and port to listen on, e.g. `0.0.0.0:5027`.
     pub bind: String,
@@ -242,10 +248,39 @@ pub struct ListenerSettings {
     /// otherwise others are refused at login (Teltonika: answered `00`).
     #[serde(default)]
     pub allowed_devices: Vec<String>,
+    /// Answer every data report where that is a device setting (Queclink `+SACK:<count>$`
+    /// acknowledgement mode). Default false.
+    #[serde(default)]
+    pub ack_reports: bool,
 }
 
-/// Protocols the TCP listeners speak.
-pub const TCP_PROTOCOLS: &[&str] = &["teltonika"];
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialSettings {
+    /// Device path, e.g. `/dev/ttyUSB0` or `/dev/serial/by-id/…`.
+    pub path: String,
+    /// Line speed in baud. Default 9600.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// A stream protocol from the registry: usually `nmea` or `jsonl`.
+    pub protocol: String,
+    /// The device id for records from this port, for protocols whose frames carry none
+    /// (required for `nmea`).
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Longest wait between attempts to reopen a missing or unplugged port, milliseconds;
+    /// attempts start at 500 ms and double. Default 30000.
+    #[serde(default = "default_reopen_max_ms")]
+    pub reopen_max_ms: u64,
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+
+fn default_reopen_max_ms() -> u64 {
+    30_000
+}
 
 #[derive(Debug)]
 pub struct ConfigError {
@@ -461,10 +496,10 @@ impl Settings {
                 ),
             );
         }
-        if self.listeners.is_empty() {
+        if self.listeners.is_empty() && self.serial.is_empty() {
             bad(
                 "listeners",
-                "at least one [[listeners]] entry is needed, e.g. protocol = \"teltonika\", bind = \"0.0.0.0:5027\"".into(),
+                "at least one [[listeners]] or [[serial]] entry is needed, e.g. protocol = \"teltonika\", bind = \"0.0.0.0:5027\"".into(),
             );
         }
         // One record's JSON is at most about six times its frame bytes (a 3-byte Codec 8E IO
@@ -483,29 +518,83 @@ impl Settings {
         }
         let mut binds = std::collections::HashSet::new();
         for (n, l) in self.listeners.iter().enumerate() {
-            if !TCP_PROTOCOLS.contains(&l.protocol.as_str()) {
-                bad(
-                    &format!("listeners[{n}].protocol"),
-                    format!(
-                        "unknown protocol {:?}; known: {}",
-                        l.protocol,
-                        TCP_PROTOCOLS.join(", ")
-                    ),
-                );
-            }
+            let udp = match registry::lookup(&l.protocol) {
+                Some(spec) => matches!(spec.transport, registry::Transport::Datagram(_)),
+                None => {
+                    bad(
+                        &format!("listeners[{n}].protocol"),
+                        format!(
+                            "unknown protocol {:?}; known: {}",
+                            l.protocol,
+                            registry::names().join(", ")
+                        ),
+                    );
+                    false
+                }
+            };
             match l.bind.parse::<SocketAddr>() {
                 Err(e) => bad(
                     &format!("listeners[{n}].bind"),
                     format!("{:?} is not an address:port ({e})", l.bind),
                 ),
                 Ok(addr) => {
-                    if !binds.insert(addr) {
+                    // TCP and UDP may share a port (Teltonika uses 5027 for both).
+                    if !binds.insert((udp, addr)) {
                         bad(
                             &format!("listeners[{n}].bind"),
                             format!("{addr} is used twice"),
                         );
                     }
                 }
+            }
+        }
+        let mut paths = std::collections::HashSet::new();
+        for (n, s) in self.serial.iter().enumerate() {
+            let key = |k: &str| format!("serial[{n}].{k}");
+            match registry::lookup(&s.protocol) {
+                None => bad(
+                    &key("protocol"),
+                    format!(
+                        "unknown protocol {:?}; known: {}",
+                        s.protocol,
+                        registry::names().join(", ")
+                    ),
+                ),
+                Some(spec) if matches!(spec.transport, registry::Transport::Datagram(_)) => bad(
+                    &key("protocol"),
+                    format!(
+                        "{} is a UDP protocol; a serial port needs a stream protocol",
+                        s.protocol
+                    ),
+                ),
+                Some(spec) if spec.needs_device_id && s.device_id.is_none() => bad(
+                    &key("device_id"),
+                    format!(
+                        "{} frames carry no device id; set one for this port",
+                        s.protocol
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if s.path.is_empty() {
+                bad(&key("path"), "must not be empty".into());
+            } else if !paths.insert(s.path.as_str()) {
+                bad(&key("path"), format!("{} is used twice", s.path));
+            }
+            if !(50..=4_000_000).contains(&s.baud) {
+                bad(
+                    &key("baud"),
+                    format!("{} must be between 50 and 4000000", s.baud),
+                );
+            }
+            if s.device_id.as_deref().is_some_and(str::is_empty) {
+                bad(&key("device_id"), "must not be empty".into());
+            }
+            if !(500..=3_600_000).contains(&s.reopen_max_ms) {
+                bad(
+                    &key("reopen_max_ms"),
+                    format!("{} must be between 500 and 3600000", s.reopen_max_ms),
+                );
             }
         }
         if problems.is_empty() {
@@ -609,8 +698,18 @@ bind = "localhost"
     #[test]
     fn example_config_is_complete_and_valid() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleetedge.example.toml");
-        let s = Settings::load_with_env(&example, Some(HashMap::new())).unwrap();
-        let text = std::fs::read_to_string(&example).unwrap();
+        Settings::load_with_env(&example, Some(HashMap::new())).unwrap();
+        // Optional sections (a serial port) are shown commented out with `#: `; with the
+        // marker removed the example must still be valid and name every key.
+        let text = std::fs::read_to_string(&example)
+            .unwrap()
+            .lines()
+            .map(|l| l.strip_prefix("#: ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::load_with_env(&write(&dir, &text), Some(HashMap::new())).unwrap();
+        assert!(!s.serial.is_empty(), "the example shows no [[serial]] port");
         let file: toml::Table = toml::from_str(&text).unwrap();
         let mut listed = Vec::new();
         leaf_keys("", &toml::Value::Table(file), &mut listed);

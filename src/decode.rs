@@ -5,15 +5,21 @@
 //! {"frame":N,"device_id":…|null,"records":[record JSON…],"reply_hex":"…"|null,"error":null|"…"}
 //! ```
 //!
-//! Binary protocols read hex (whitespace ignored, so a hexdump-style paste of a whole
-//! device→server session works). `reply_hex` is what the gateway answers once the frame's
-//! records are stored. Decoding stops at the first bad frame, as a live session would.
+//! Binary stream protocols read hex (whitespace ignored, so a hexdump-style paste of a whole
+//! device→server session works); datagram protocols read one datagram in hex per line; text
+//! protocols read the capture as it is. `reply_hex` is what the gateway answers once the
+//! frame's records are stored. A frame the protocol skips (a bad text line) is printed with
+//! its error and decoding goes on; a frame that breaks the stream ends it, as a live session
+//! would. The exit status says whether every frame decoded.
 
 use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
-use firmware_protocols::{teltonika, StreamDecoder};
+use firmware_protocols::registry::{self, Transport};
+use firmware_protocols::{
+    teltonika, DatagramDecoder, Decoded, DecoderOptions, Protocol, StreamDecoder,
+};
 use serde_json::json;
 
 /// Largest frame the decode command accepts; generous, since a capture is trusted input.
@@ -21,14 +27,94 @@ const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
 /// Decodes `input` (a file, or stdin for `None` / `-`) and writes the frames to `out`.
 /// Returns whether every frame decoded.
-pub fn run(protocol: &str, input: Option<&Path>, out: &mut dyn Write) -> anyhow::Result<bool> {
-    let mut decoder: Box<dyn StreamDecoder> = match protocol {
-        "teltonika" => Box::new(teltonika::TcpDecoder::for_capture(MAX_FRAME_BYTES)),
-        other => anyhow::bail!("unknown protocol {other:?}; known: teltonika"),
+/// `device_id` is used by protocols whose frames carry none (NMEA).
+pub fn run(
+    protocol: &str,
+    device_id: Option<&str>,
+    input: Option<&Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let spec = registry::lookup(protocol).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown protocol {protocol:?}; known: {}",
+            registry::names().join(", ")
+        )
+    })?;
+    let options = DecoderOptions {
+        device_id: device_id.map(str::to_string),
+        ..DecoderOptions::new(MAX_FRAME_BYTES)
     };
     let text = read_input(input)?;
-    let bytes = parse_hex(&text)?;
-    decode_all(decoder.as_mut(), &bytes, out)
+    match spec.transport {
+        Transport::Datagram(make) => decode_datagrams(make(&options).as_ref(), &text, out),
+        Transport::Stream(make) => {
+            // A capture may start mid-session, after the IMEI packet.
+            let mut decoder: Box<dyn StreamDecoder> = match spec.protocol {
+                Protocol::Teltonika => {
+                    Box::new(teltonika::TcpDecoder::for_capture(MAX_FRAME_BYTES))
+                }
+                _ => make(&options),
+            };
+            let bytes = if spec.text {
+                text.into_bytes()
+            } else {
+                parse_hex(&text)?
+            };
+            decode_all(decoder.as_mut(), &bytes, out)
+        }
+    }
+}
+
+/// One datagram in hex per non-empty line.
+fn decode_datagrams(
+    decoder: &dyn DatagramDecoder,
+    text: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let now = crate::ingest::now_ms();
+    let mut all_ok = true;
+    let lines = text.lines().filter(|l| !l.trim().is_empty());
+    for (n, line) in lines.enumerate() {
+        let bytes = parse_hex(line).with_context(|| format!("datagram {}", n + 1))?;
+        let json = match decoder.decode(&bytes, now) {
+            Ok(d) => {
+                all_ok &= d.problem.is_none();
+                let device = d.records.first().map(|r| r.device_id.clone());
+                frame_json(n + 1, device.as_deref(), &d)
+            }
+            Err(e) => {
+                all_ok = false;
+                error_json(n + 1, None, e.to_string())
+            }
+        };
+        writeln!(out, "{json}")?;
+    }
+    Ok(all_ok)
+}
+
+fn frame_json(frame: usize, device: Option<&str>, d: &Decoded) -> serde_json::Value {
+    let records: Vec<_> = d.records.iter().map(|r| r.json(None)).collect();
+    let (reply, error) = match &d.problem {
+        None => (d.reply.accepted.as_deref(), None),
+        Some(p) => (d.reply.refused.as_deref(), Some(p.to_string())),
+    };
+    json!({
+        "frame": frame,
+        "device_id": device,
+        "records": records,
+        "reply_hex": reply.map(hex::encode),
+        "error": error,
+    })
+}
+
+fn error_json(frame: usize, device: Option<&str>, error: String) -> serde_json::Value {
+    json!({
+        "frame": frame,
+        "device_id": device,
+        "records": [],
+        "reply_hex": null,
+        "error": error,
+    })
 }
 
 fn read_input(input: Option<&Path>) -> anyhow::Result<String> {
@@ -74,20 +160,15 @@ fn decode_all(
     let now = crate::ingest::now_ms();
     let mut at = 0;
     let mut frame = 0;
+    let mut all_ok = true;
     while at < bytes.len() {
         frame += 1;
         let line = match decoder.decode(&bytes[at..], now) {
             Ok(Some(d)) => {
                 at += d.consumed.max(1);
-                let device = d.login.as_deref().or(decoder.device_id());
-                let records: Vec<_> = d.records.iter().map(|r| r.json(None)).collect();
-                json!({
-                    "frame": frame,
-                    "device_id": device,
-                    "records": records,
-                    "reply_hex": d.reply.accepted.as_deref().map(hex::encode),
-                    "error": null,
-                })
+                all_ok &= d.problem.is_none();
+                let device = d.login.clone().or(decoder.device_id().map(str::to_string));
+                frame_json(frame, device.as_deref(), &d)
             }
             Ok(None) => {
                 let e = format!(
@@ -109,7 +190,7 @@ fn decode_all(
         };
         writeln!(out, "{line}")?;
     }
-    Ok(true)
+    Ok(all_ok)
 }
 
 fn failed(
@@ -118,14 +199,7 @@ fn failed(
     decoder: &dyn StreamDecoder,
     error: String,
 ) -> anyhow::Result<()> {
-    let line = json!({
-        "frame": frame,
-        "device_id": decoder.device_id(),
-        "records": [],
-        "reply_hex": null,
-        "error": error,
-    });
-    writeln!(out, "{line}")?;
+    writeln!(out, "{}", error_json(frame, decoder.device_id(), error))?;
     Ok(())
 }
 

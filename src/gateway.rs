@@ -23,7 +23,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         next_seq = stats.next_seq,
         "buffer open"
     );
-    let listeners = ingest::tcp::bind_all(&settings).await?;
+    let sources = ingest::bind(&settings).await?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     let mut uplink = {
@@ -32,9 +32,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let ingest = {
         let (settings, buffer, shutdown) = (settings.clone(), buffer.clone(), shutdown.clone());
-        tokio::spawn(
-            async move { ingest::tcp::serve(listeners, &settings, buffer, shutdown).await },
-        )
+        tokio::spawn(async move { ingest::serve(sources, &settings, buffer, shutdown).await })
     };
     tracing::info!(gateway_id = %settings.gateway_id, version = env!("CARGO_PKG_VERSION"), "fleetedge running");
 

@@ -31,8 +31,13 @@ enum Command {
     },
     /// Decode a hex capture (or a file) with the gateway's own decoder; one JSON line a frame.
     Decode {
+        /// A protocol from the registry (teltonika, teltonika-udp, gt06, queclink, wialon,
+        /// nmea, jsonl).
         #[arg(long, short)]
         protocol: String,
+        /// Device id for protocols whose frames carry none (nmea).
+        #[arg(long)]
+        device_id: Option<String>,
         /// Capture file; `-` or nothing reads standard input.
         input: Option<PathBuf>,
     },
@@ -81,8 +86,18 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Decode { protocol, input } => {
-            match fleetedge::decode::run(&protocol, input.as_deref(), &mut std::io::stdout()) {
+        Command::Decode {
+            protocol,
+            device_id,
+            input,
+        } => {
+            let mut stdout = std::io::stdout();
+            match fleetedge::decode::run(
+                &protocol,
+                device_id.as_deref(),
+                input.as_deref(),
+                &mut stdout,
+            ) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {

@@ -1,28 +1,92 @@
 //! Ingest: device connections in, records into the buffer, replies out after durability.
 //!
-//! - [`tcp`]: listeners, the connection limit (taken before `accept`), one task per device.
-//! - [`session`]: one device connection: read, frame, decode, append, reply.
+//! - [`tcp`]: TCP listeners, the connection limit (taken before `accept`), one task per device.
+//! - [`udp`]: UDP listeners: one datagram, one frame, answered after its records are durable.
+//! - [`serial`]: serial ports, reopened with backoff when missing or unplugged.
+//! - [`session`]: one byte stream (TCP connection or serial port): read, frame, decode,
+//!   append, reply.
 //!
-//! Protocols are looked up by name in [`decoder_for`]; a listener names its protocol in the
-//! config.
+//! Protocols come from `firmware_protocols::registry`; a listener or port names its protocol
+//! in the config.
 
+pub mod serial;
 pub mod session;
 pub mod tcp;
+pub mod udp;
 
-use firmware_protocols::{teltonika, StreamDecoder};
+use std::sync::Arc;
 
-/// A fresh decoder for one connection of `protocol`, or `None` for an unknown name.
-pub fn decoder_for(
-    protocol: &str,
-    max_frame_bytes: usize,
-    keep_raw: bool,
-) -> Option<Box<dyn StreamDecoder>> {
-    match protocol {
-        "teltonika" => Some(Box::new(
-            teltonika::TcpDecoder::new(max_frame_bytes).keep_raw(keep_raw),
-        )),
-        _ => None,
+use firmware_protocols::registry::{self, Transport};
+use firmware_protocols::DecoderOptions;
+use tokio::sync::{watch, Semaphore};
+
+use crate::buffer::Buffer;
+use crate::config::Settings;
+
+/// Every source, bound (listeners) or prepared (serial ports), ready to serve.
+pub struct Sources {
+    pub tcp: Vec<tcp::BoundTcp>,
+    pub udp: Vec<udp::BoundUdp>,
+    pub serial: Vec<serial::SerialPort>,
+}
+
+/// Binds every listener up front, so a bad `bind` fails the start with its key.
+pub async fn bind(settings: &Settings) -> anyhow::Result<Sources> {
+    let mut sources = Sources {
+        tcp: Vec::new(),
+        udp: Vec::new(),
+        serial: Vec::new(),
+    };
+    for (index, l) in settings.listeners.iter().enumerate() {
+        let spec = registry::lookup(&l.protocol).ok_or_else(|| {
+            anyhow::anyhow!(
+                "listeners[{index}].protocol: unknown protocol {:?}",
+                l.protocol
+            )
+        })?;
+        match spec.transport {
+            Transport::Stream(make) => sources
+                .tcp
+                .push(tcp::BoundTcp::bind(index, l, make, settings).await?),
+            Transport::Datagram(make) => sources
+                .udp
+                .push(udp::BoundUdp::bind(index, l, make, settings).await?),
+        }
     }
+    for (index, s) in settings.serial.iter().enumerate() {
+        match registry::lookup(&s.protocol).map(|spec| spec.transport) {
+            Some(Transport::Stream(make)) => sources
+                .serial
+                .push(serial::SerialPort::new(index, s, make, settings)),
+            _ => anyhow::bail!(
+                "serial[{index}].protocol: {:?} is not a stream protocol",
+                s.protocol
+            ),
+        }
+    }
+    Ok(sources)
+}
+
+/// Serves every source until `shutdown`; returns once all of them stopped.
+pub async fn serve(
+    sources: Sources,
+    settings: &Settings,
+    buffer: Buffer,
+    shutdown: watch::Receiver<bool>,
+) {
+    // One limit over TCP connections and UDP datagrams in flight.
+    let limit = Arc::new(Semaphore::new(settings.ingest.max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in sources.tcp {
+        tasks.spawn(l.serve(limit.clone(), buffer.clone(), shutdown.clone()));
+    }
+    for l in sources.udp {
+        tasks.spawn(l.serve(limit.clone(), buffer.clone(), shutdown.clone()));
+    }
+    for p in sources.serial {
+        tasks.spawn(p.serve(buffer.clone(), shutdown.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Milliseconds since the Unix epoch, the receive time stamped on records.
@@ -30,4 +94,12 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Decoder options shared by every source, from `[ingest]`.
+pub fn decoder_options(settings: &Settings) -> DecoderOptions {
+    DecoderOptions {
+        keep_raw: settings.ingest.keep_raw,
+        ..DecoderOptions::new(settings.ingest.max_frame_bytes)
+    }
 }

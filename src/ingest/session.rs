@@ -13,12 +13,11 @@
 //! and the device resends everything it was not told was accepted.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use firmware_protocols::{Decoded, StreamDecoder};
+use firmware_protocols::{Decoded, DecoderOptions, StreamDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -27,8 +26,9 @@ use crate::metrics::{self, METRICS};
 
 pub struct SessionConfig {
     pub protocol: String,
-    pub max_frame_bytes: usize,
-    pub keep_raw: bool,
+    /// Builds one connection's decoder (from the protocol registry).
+    pub make_decoder: fn(&DecoderOptions) -> Box<dyn StreamDecoder>,
+    pub decoder: DecoderOptions,
     pub idle_timeout: Duration,
     /// Empty: every device is allowed.
     pub allowed_devices: Arc<HashSet<String>>,
@@ -36,7 +36,8 @@ pub struct SessionConfig {
 
 pub struct Session {
     cfg: Arc<SessionConfig>,
-    peer: SocketAddr,
+    /// `ip:port` of a TCP peer, or the serial port's path.
+    peer: String,
     buffer: Buffer,
     decoder: Box<dyn StreamDecoder>,
 }
@@ -54,16 +55,17 @@ enum End {
 }
 
 impl Session {
-    pub fn new(cfg: Arc<SessionConfig>, peer: SocketAddr, buffer: Buffer) -> Option<Session> {
-        let decoder = super::decoder_for(&cfg.protocol, cfg.max_frame_bytes, cfg.keep_raw)?;
-        Some(Session {
+    pub fn new(cfg: Arc<SessionConfig>, peer: String, buffer: Buffer) -> Session {
+        let decoder = (cfg.make_decoder)(&cfg.decoder);
+        Session {
             cfg,
             peer,
             buffer,
             decoder,
-        })
+        }
     }
 
+    /// Serves the device until it goes away, an error, the idle timeout or shutdown.
     pub async fn run<S>(mut self, mut stream: S, shutdown: watch::Receiver<bool>)
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -72,7 +74,7 @@ impl Session {
         let end = self.serve(&mut stream, shutdown).await;
         let _ = stream.shutdown().await;
         let device = self.decoder.device_id().unwrap_or("-");
-        let (peer, protocol) = (self.peer, &self.cfg.protocol);
+        let (peer, protocol) = (&self.peer, &self.cfg.protocol);
         match end {
             End::PeerClosed | End::Shutdown => {
                 tracing::debug!(%peer, device, %protocol, "device disconnected")

@@ -1,0 +1,153 @@
+//! UDP listeners: each datagram is one frame. Its records are appended and the answer is
+//! sent to the datagram's sender only once they are durable.
+//!
+//! Datagrams are handled concurrently (bounded by `ingest.max_connections`), so that many
+//! devices' records share one group commit instead of waiting for one fsync each. A bad
+//! datagram is logged with its peer and dropped; the device resends what was not answered.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use firmware_protocols::{DatagramDecoder, DecoderOptions};
+use tokio::net::UdpSocket;
+use tokio::sync::{watch, Semaphore};
+
+use crate::buffer::{Appended, Buffer};
+use crate::config::{ListenerSettings, Settings};
+use crate::metrics::{self, METRICS};
+
+/// The largest UDP payload; datagrams are read whole into a buffer this size.
+const MAX_DATAGRAM: usize = 65_535;
+
+pub struct BoundUdp {
+    pub index: usize,
+    pub local_addr: SocketAddr,
+    protocol: String,
+    socket: Arc<UdpSocket>,
+    decoder: Arc<dyn DatagramDecoder>,
+    allowed_devices: Arc<std::collections::HashSet<String>>,
+}
+
+impl BoundUdp {
+    pub async fn bind(
+        index: usize,
+        l: &ListenerSettings,
+        make_decoder: fn(&DecoderOptions) -> Box<dyn DatagramDecoder>,
+        settings: &Settings,
+    ) -> anyhow::Result<BoundUdp> {
+        let socket = UdpSocket::bind(&l.bind).await.map_err(|e| {
+            anyhow::anyhow!(
+                "listeners[{index}].bind: cannot listen on UDP {}: {e}",
+                l.bind
+            )
+        })?;
+        let local_addr = socket.local_addr()?;
+        let options = DecoderOptions {
+            ack_reports: l.ack_reports,
+            ..super::decoder_options(settings)
+        };
+        Ok(BoundUdp {
+            index,
+            local_addr,
+            protocol: l.protocol.clone(),
+            socket: Arc::new(socket),
+            decoder: Arc::from(make_decoder(&options)),
+            allowed_devices: Arc::new(l.allowed_devices.iter().cloned().collect()),
+        })
+    }
+
+    pub async fn serve(
+        self,
+        limit: Arc<Semaphore>,
+        buffer: Buffer,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let (index, protocol) = (self.index, self.protocol.as_str());
+        tracing::info!(listener = index, %protocol, addr = %self.local_addr, "listening on UDP");
+        let mut datagram = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let permit = tokio::select! {
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = shutdown.changed() => return,
+            };
+            let received = tokio::select! {
+                r = self.socket.recv_from(&mut datagram) => r,
+                _ = shutdown.changed() => return,
+            };
+            let (len, peer) = match received {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(listener = index, error = %e, "UDP receive failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let decoded = match self.decoder.decode(&datagram[..len], super::now_ms()) {
+                Ok(d) => d,
+                Err(e) => {
+                    metrics::add(&METRICS.frames_malformed, 1);
+                    tracing::warn!(%peer, %protocol, reason = %e, "malformed datagram dropped");
+                    continue;
+                }
+            };
+            if let Some(problem) = &decoded.problem {
+                metrics::add(&METRICS.frames_malformed, 1);
+                tracing::warn!(%peer, %protocol, reason = %problem, "malformed datagram answered as refused");
+                if let Some(no) = &decoded.reply.refused {
+                    let _ = self.socket.send_to(no, peer).await;
+                }
+                continue;
+            }
+            let device = decoded.records.first().map(|r| r.device_id.clone());
+            if let Some(device) = &device {
+                if !self.allowed_devices.is_empty() && !self.allowed_devices.contains(device) {
+                    metrics::add(&METRICS.devices_refused, 1);
+                    tracing::warn!(%peer, device, %protocol, "device refused: not in allowed_devices");
+                    continue;
+                }
+            }
+            let (socket, buffer) = (self.socket.clone(), buffer.clone());
+            let protocol = self.protocol.clone();
+            tokio::spawn(async move {
+                answer(decoded, peer, &socket, &buffer, &protocol).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn answer(
+    decoded: firmware_protocols::Decoded,
+    peer: SocketAddr,
+    socket: &UdpSocket,
+    buffer: &Buffer,
+    protocol: &str,
+) {
+    let n = decoded.records.len() as u64;
+    let reply = if decoded.records.is_empty() {
+        decoded.reply.accepted
+    } else {
+        match buffer.append(decoded.records).await {
+            Ok(Appended::Stored { .. }) => {
+                metrics::add(&METRICS.records_received, n);
+                decoded.reply.accepted
+            }
+            Ok(Appended::Rejected) => {
+                metrics::add(&METRICS.records_refused, n);
+                decoded.reply.refused
+            }
+            Err(e) => {
+                tracing::error!(%peer, %protocol, error = %e, "buffer failed, datagram not acknowledged");
+                None
+            }
+        }
+    };
+    if let Some(bytes) = reply {
+        if let Err(e) = socket.send_to(&bytes, peer).await {
+            tracing::info!(%peer, %protocol, error = %e, "UDP answer not sent");
+        }
+    }
+}
