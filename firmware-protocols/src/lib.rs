@@ -136,4 +136,10 @@ pub trait StreamDecoder: Send {
     /// The largest frame this decoder will buffer; a connection's read buffer never needs to
     /// grow beyond it.
     fn max_frame_bytes(&self) -> usize;
+
+    /// The stream ended: records the decoder was still holding back (NMEA combines the
+    /// sentences of one epoch and emits it when the next begins). Most decoders hold nothing.
+    fn finish(&mut self, _now_ms: i64) -> Vec<Record> {
+        Vec::new()
+    }
 }

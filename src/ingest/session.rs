@@ -73,6 +73,7 @@ impl Session {
         tracing::debug!(peer = %self.peer, protocol = %self.cfg.protocol, "device connected");
         let end = self.serve(&mut stream, shutdown).await;
         let _ = stream.shutdown().await;
+        self.store_held_back().await;
         let device = self.decoder.device_id().unwrap_or("-");
         let (peer, protocol) = (&self.peer, &self.cfg.protocol);
         match end {
@@ -92,6 +93,21 @@ impl Session {
             End::Buffer(e) => {
                 tracing::error!(%peer, device, %protocol, error = %e, "buffer failed, nothing acknowledged")
             }
+        }
+    }
+
+    /// Stores what the decoder held back when the stream ended. Nobody is answered (the
+    /// stream is gone), so this is only for protocols without acknowledgements.
+    async fn store_held_back(&mut self) {
+        let records = self.decoder.finish(super::now_ms());
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len() as u64;
+        match self.buffer.append(records).await {
+            Ok(Appended::Stored { .. }) => metrics::add(&METRICS.records_received, n),
+            Ok(Appended::Rejected) => metrics::add(&METRICS.records_refused, n),
+            Err(e) => tracing::error!(peer = %self.peer, error = %e, "buffer failed at stream end"),
         }
     }
 
