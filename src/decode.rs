@@ -18,7 +18,7 @@ use std::path::Path;
 use anyhow::Context;
 use firmware_protocols::registry::{self, Transport};
 use firmware_protocols::{
-    teltonika, DatagramDecoder, Decoded, DecoderOptions, Protocol, StreamDecoder,
+    gt06, teltonika, DatagramDecoder, Decoded, DecoderOptions, Protocol, StreamDecoder,
 };
 use serde_json::json;
 
@@ -48,11 +48,12 @@ pub fn run(
     match spec.transport {
         Transport::Datagram(make) => decode_datagrams(make(&options).as_ref(), &text, out),
         Transport::Stream(make) => {
-            // A capture may start mid-session, after the IMEI packet.
+            // A capture may start mid-session, after the login.
             let mut decoder: Box<dyn StreamDecoder> = match spec.protocol {
                 Protocol::Teltonika => {
                     Box::new(teltonika::TcpDecoder::for_capture(MAX_FRAME_BYTES))
                 }
+                Protocol::Gt06 => Box::new(gt06::Gt06Decoder::for_capture(&options)),
                 _ => make(&options),
             };
             let bytes = if spec.text {

@@ -17,7 +17,7 @@ const HDOP_IO: u16 = 182;
 const GPS_ELEMENT_BYTES: usize = 24;
 
 /// What every record of a packet shares.
-pub(super) struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub device_id: &'a str,
     pub now_ms: i64,
     /// Keep each record's raw bytes (codec id + the record's own AVL bytes, as hex).
@@ -68,7 +68,7 @@ impl Layout for Codec16 {
 }
 
 /// Parses `data` (the packet's bytes `[8, 8 + L)`, starting at the codec id) into records.
-pub(super) fn parse_data_field(data: &[u8], ctx: &Context<'_>) -> Result<Vec<Record>, DecodeError> {
+pub(crate) fn parse_data_field(data: &[u8], ctx: &Context<'_>) -> Result<Vec<Record>, DecodeError> {
     let mut cur = Cursor::new(data, DATA_OFFSET);
     let codec = cur.u8("codec id")?;
     let n1 = cur.u8("Number of Data 1")?;

@@ -44,7 +44,7 @@
 //! - [`TcpDecoder`]: the session state machine ([`StreamDecoder`](crate::StreamDecoder)).
 //! - [`encode`]: builds valid packets, for the load simulator and tests.
 
-mod avl;
+pub(crate) mod avl;
 mod codec12;
 mod cursor;
 pub mod encode;
@@ -67,4 +67,4 @@ pub const KEEP_ALIVE: u8 = 0xFF;
 pub const MAX_IMEI_DIGITS: usize = 20;
 
 /// Offset of the codec id: the data field starts after the preamble and the data length.
-const DATA_OFFSET: usize = 8;
+pub(crate) const DATA_OFFSET: usize = 8;

@@ -1,0 +1,358 @@
+//! Properties of the GT06 decoder: no panics on any input, honest `consumed`, never asking to
+//! buffer past the limit, encoder/decoder round trips, and coordinates always in range.
+
+use firmware_protocols::gt06::encode::{
+    self, alarm_content, heartbeat_content, location_content, Gps, Lbs, Status,
+};
+use firmware_protocols::gt06::{self, alarm_event, Gt06Decoder};
+use firmware_protocols::{DecoderOptions, IoKey, IoValue, Record, StreamDecoder};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+const NOW: i64 = 1_700_000_000_000;
+const IMEI: &str = "356307042441013";
+
+fn session(max: usize) -> Gt06Decoder {
+    Gt06Decoder::new(&DecoderOptions::new(max))
+}
+
+/// Feeds `input` as one buffer, consuming frames until an error or "need more", and checks
+/// the stream contract on the way.
+fn check_stream(dec: &mut Gt06Decoder, input: &[u8]) -> Result<(), TestCaseError> {
+    let max = dec.max_frame_bytes();
+    let mut rest = input;
+    while !rest.is_empty() {
+        match dec.decode(rest, NOW) {
+            Ok(Some(d)) => {
+                prop_assert!(d.consumed > 0, "consumed 0");
+                prop_assert!(
+                    d.consumed <= rest.len(),
+                    "consumed {} of {}",
+                    d.consumed,
+                    rest.len()
+                );
+                prop_assert!(
+                    d.consumed <= max,
+                    "frame of {} over limit {max}",
+                    d.consumed
+                );
+                if let Some(p) = &d.problem {
+                    prop_assert!(
+                        p.offset < d.consumed,
+                        "problem offset {} past frame",
+                        p.offset
+                    );
+                    prop_assert!(d.records.is_empty() && d.reply.accepted.is_none());
+                }
+                for r in &d.records {
+                    check_ranges(r)?;
+                }
+                rest = &rest[d.consumed..];
+            }
+            Ok(None) => {
+                prop_assert!(
+                    rest.len() < max,
+                    "need-more with {} bytes buffered, limit {max}",
+                    rest.len()
+                );
+                break;
+            }
+            Err(e) => {
+                prop_assert!(
+                    e.offset < rest.len(),
+                    "offset {} past input {}",
+                    e.offset,
+                    rest.len()
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whatever the bytes, a record's fields stay within what they can mean.
+fn check_ranges(r: &Record) -> Result<(), TestCaseError> {
+    if let Some(lat) = r.lat {
+        prop_assert!((-90.0..=90.0).contains(&lat), "lat {lat}");
+    }
+    if let Some(lon) = r.lon {
+        prop_assert!((-180.0..=180.0).contains(&lon), "lon {lon}");
+    }
+    prop_assert_eq!(r.lat.is_some(), r.lon.is_some());
+    if let Some(course) = r.course_deg {
+        prop_assert!((0.0..1024.0).contains(&course));
+    }
+    if let Some(sats) = r.satellites {
+        prop_assert!(sats < 16);
+    }
+    if let Some(t) = r.time_ms {
+        // 2000-01-01 .. 2256-01-01: the year is 2000 + one byte.
+        prop_assert!(
+            (946_684_800_000..9_025_257_600_000).contains(&t),
+            "time {t}"
+        );
+    }
+    prop_assert!(matches!(r.io.last(), Some((IoKey::Name(n), IoValue::U64(_))) if n == "serial"));
+    Ok(())
+}
+
+prop_compose! {
+    fn any_gps()(
+        time in (any::<u8>(), 0u8..14, 0u8..33, 0u8..25, 0u8..61, 0u8..61),
+        info_length in 0u8..16,
+        satellites in 0u8..16,
+        lat in prop_oneof![3 => 0u32..=162_000_000, 1 => any::<u32>()],
+        lon in prop_oneof![3 => 0u32..=324_000_000, 1 => any::<u32>()],
+        speed in any::<u8>(),
+        course_status in any::<u16>(),
+    ) -> Gps {
+        let (yy, mo, dd, hh, mi, ss) = time;
+        Gps { time: [yy, mo, dd, hh, mi, ss], info_length, satellites, lat, lon, speed, course_status }
+    }
+}
+
+prop_compose! {
+    fn any_lbs()(mcc in 0u16..0x8000, mnc in any::<u16>(), lac in any::<u16>(), cell_id in 0u32..1 << 24) -> Lbs {
+        Lbs { mcc, mnc, lac, cell_id }
+    }
+}
+
+prop_compose! {
+    fn any_status()(t in any::<u8>(), v in any::<u8>(), g in any::<u8>(), a in any::<u8>(), l in any::<u8>()) -> Status {
+        Status { terminal_info: t, voltage_level: v, gsm_signal: g, alarm: a, language: l }
+    }
+}
+
+fn logged_in() -> Gt06Decoder {
+    let mut dec = session(4096);
+    dec.decode(&encode::login(IMEI, 1).unwrap(), NOW)
+        .unwrap()
+        .unwrap();
+    dec
+}
+
+fn io_u64(r: &Record, name: &str) -> Option<u64> {
+    r.io.iter().find_map(|(k, v)| match (k, v) {
+        (IoKey::Name(n), IoValue::U64(v)) if n == name => Some(*v),
+        _ => None,
+    })
+}
+
+/// What the decoder must make of a GPS block.
+fn check_gps(r: &Record, g: &Gps) -> Result<(), TestCaseError> {
+    let (lat, lon) = (f64::from(g.lat) / 1.8e6, f64::from(g.lon) / 1.8e6);
+    if lat <= 90.0 && lon <= 180.0 {
+        let north = g.course_status & 0x400 != 0;
+        let west = g.course_status & 0x800 != 0;
+        prop_assert_eq!(r.lat, Some(if north { lat } else { 0.0 - lat }));
+        prop_assert_eq!(r.lon, Some(if west { 0.0 - lon } else { lon }));
+        prop_assert_eq!(r.valid, Some(g.course_status & 0x1000 != 0));
+    } else {
+        prop_assert_eq!((r.lat, r.lon, r.valid), (None, None, Some(false)));
+        prop_assert_eq!(io_u64(r, "latitude_raw"), Some(u64::from(g.lat)));
+    }
+    prop_assert_eq!(r.satellites, Some(g.satellites));
+    prop_assert_eq!(r.speed_kmh, Some(f64::from(g.speed)));
+    prop_assert_eq!(r.course_deg, Some(f64::from(g.course_status & 0x3FF)));
+    prop_assert_eq!(io_u64(r, "course_status"), Some(u64::from(g.course_status)));
+    prop_assert_eq!(io_u64(r, "gps_info_length"), Some(u64::from(g.info_length)));
+    if let Some(t) = r.time_ms {
+        let text = firmware_protocols::record::format_rfc3339_ms(t);
+        let [yy, mo, dd, hh, mi, ss] = g.time;
+        let want = format!(
+            "{:04}-{mo:02}-{dd:02}T{hh:02}:{mi:02}:{ss:02}.000Z",
+            2000 + u32::from(yy)
+        );
+        prop_assert_eq!(text, want);
+    } else {
+        prop_assert!(r
+            .io
+            .iter()
+            .any(|(k, _)| *k == IoKey::Name("time_raw".into())));
+    }
+    check_ranges(r)
+}
+
+fn check_lbs(r: &Record, l: &Lbs) -> Result<(), TestCaseError> {
+    prop_assert_eq!(io_u64(r, "mcc"), Some(u64::from(l.mcc)));
+    prop_assert_eq!(io_u64(r, "mnc"), Some(u64::from(l.mnc)));
+    prop_assert_eq!(io_u64(r, "lac"), Some(u64::from(l.lac)));
+    prop_assert_eq!(io_u64(r, "cell_id"), Some(u64::from(l.cell_id)));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_in_a_session(input in vec(any::<u8>(), 0..600), max in 1usize..700) {
+        check_stream(&mut session(max), &input)?;
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_in_capture_mode(input in vec(any::<u8>(), 0..600), max in 1usize..700) {
+        check_stream(&mut Gt06Decoder::for_capture(&DecoderOptions::new(max)), &input)?;
+    }
+
+    /// Random bytes rarely pass the start bits; give them a header and a valid login first.
+    #[test]
+    fn arbitrary_content_after_a_valid_login_never_panics(
+        long in any::<bool>(),
+        body in vec(any::<u8>(), 0..400),
+        max in 18usize..700,
+    ) {
+        let mut input = encode::login(IMEI, 1).unwrap();
+        input.extend_from_slice(if long { &[0x79, 0x79] } else { &[0x78, 0x78] });
+        input.extend(body);
+        check_stream(&mut session(max), &input)?;
+    }
+
+    /// Any content under any protocol number, with a correct CRC: never an `Err`, since the
+    /// framing is sound; a record or a problem.
+    #[test]
+    fn any_content_in_a_sound_frame_is_a_record_or_a_problem(
+        protocol in prop_oneof![
+            Just(0x01u8), Just(0x10), Just(0x12), Just(0x13), Just(0x16), Just(0x22), any::<u8>()
+        ],
+        content in vec(any::<u8>(), 0..80),
+        serial in any::<u16>(),
+        long in any::<bool>(),
+    ) {
+        let frame = if long {
+            encode::frame_long(protocol, &content, serial)
+        } else {
+            encode::frame(protocol, &content, serial)
+        }.unwrap();
+        let d = logged_in().decode(&frame, NOW);
+        prop_assert!(matches!(d, Ok(Some(_))), "{d:?}");
+        let d = d.unwrap().unwrap();
+        prop_assert_eq!(d.consumed, frame.len());
+        prop_assert!(d.records.len() + usize::from(d.problem.is_some()) + usize::from(d.login.is_some()) == 1);
+        for r in &d.records {
+            check_ranges(r)?;
+            prop_assert_eq!(io_u64(r, "serial"), Some(u64::from(serial)));
+        }
+    }
+
+    #[test]
+    fn corrupted_valid_frames_never_panic(
+        gps in any_gps(),
+        lbs in any_lbs(),
+        status in any_status(),
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut frame = encode::frame(0x16, &alarm_content(&gps, &lbs, &status), 1).unwrap();
+        for (at, byte) in flips {
+            let i = at.index(frame.len());
+            frame[i] = byte;
+        }
+        let mut input = encode::login(IMEI, 1).unwrap();
+        input.extend_from_slice(&frame[..cut.index(frame.len() + 1)]);
+        check_stream(&mut session(4096), &input)?;
+        check_stream(&mut Gt06Decoder::for_capture(&DecoderOptions::new(4096)), &frame)?;
+    }
+
+    #[test]
+    fn locations_round_trip(gps in any_gps(), lbs in any_lbs(), serial in any::<u16>(), gt06n in any::<bool>()) {
+        let mut content = location_content(&gps, &lbs);
+        let protocol = if gt06n {
+            content.extend_from_slice(&[1, 0, 1]);
+            0x22
+        } else {
+            0x12
+        };
+        let frame = encode::frame(protocol, &content, serial).unwrap();
+        let d = logged_in().decode(&frame, NOW).unwrap().unwrap();
+        prop_assert_eq!(d.consumed, frame.len());
+        prop_assert_eq!(d.reply.accepted, None);
+        let r = &d.records[0];
+        prop_assert_eq!(&r.device_id, IMEI);
+        prop_assert_eq!(&r.event, &None);
+        check_gps(r, &gps)?;
+        check_lbs(r, &lbs)?;
+        prop_assert_eq!(io_u64(r, "reupload"), gt06n.then_some(1));
+        prop_assert_eq!(io_u64(r, "serial"), Some(u64::from(serial)));
+    }
+
+    #[test]
+    fn alarms_round_trip(gps in any_gps(), lbs in any_lbs(), status in any_status(), serial in any::<u16>()) {
+        let frame = encode::frame(0x16, &alarm_content(&gps, &lbs, &status), serial).unwrap();
+        let d = logged_in().decode(&frame, NOW).unwrap().unwrap();
+        prop_assert_eq!(d.reply.accepted, Some(gt06::reply(0x16, serial)));
+        prop_assert_eq!(d.reply.refused, None);
+        let r = &d.records[0];
+        check_gps(r, &gps)?;
+        check_lbs(r, &lbs)?;
+        prop_assert_eq!(&r.event, &alarm_event(status.alarm));
+        prop_assert_eq!(io_u64(r, "terminal_info"), Some(u64::from(status.terminal_info)));
+        prop_assert_eq!(io_u64(r, "alarm"), Some(u64::from(status.alarm)));
+        prop_assert_eq!(io_u64(r, "language"), Some(u64::from(status.language)));
+    }
+
+    #[test]
+    fn heartbeats_round_trip(status in any_status(), serial in any::<u16>()) {
+        let frame = encode::frame(0x13, &heartbeat_content(&status), serial).unwrap();
+        let d = logged_in().decode(&frame, NOW).unwrap().unwrap();
+        prop_assert_eq!(d.reply.accepted, Some(gt06::reply(0x13, serial)));
+        let r = &d.records[0];
+        prop_assert_eq!(r.event.as_deref(), Some("heartbeat"));
+        prop_assert_eq!(io_u64(r, "voltage_level"), Some(u64::from(status.voltage_level)));
+        prop_assert_eq!(io_u64(r, "gsm_signal"), Some(u64::from(status.gsm_signal)));
+        prop_assert_eq!(io_u64(r, "acc"), Some(u64::from(status.terminal_info >> 1 & 1)));
+    }
+
+    #[test]
+    fn logins_round_trip(digits in "[0-9]{15}", serial in any::<u16>()) {
+        let frame = encode::login(&digits, serial).unwrap();
+        let mut dec = session(64);
+        let d = dec.decode(&frame, NOW).unwrap().unwrap();
+        prop_assert_eq!(d.login.as_deref(), Some(digits.as_str()));
+        prop_assert_eq!(d.reply.accepted, Some(gt06::reply(0x01, serial)));
+        prop_assert_eq!(dec.device_id(), Some(digits.as_str()));
+    }
+
+    /// A stream of valid frames cut into arbitrary reads decodes like the whole buffer.
+    #[test]
+    fn arbitrary_read_boundaries_do_not_change_the_result(
+        frames in vec((any_gps(), any_lbs(), any_status(), 0u8..3), 1..6),
+        cuts in vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let mut all = encode::login(IMEI, 1).unwrap();
+        for (gps, lbs, status, kind) in &frames {
+            let frame = match kind {
+                0 => encode::frame(0x12, &location_content(gps, lbs), 2),
+                1 => encode::frame_long(0x16, &alarm_content(gps, lbs, status), 3),
+                _ => encode::frame(0x13, &heartbeat_content(status), 4),
+            };
+            all.extend(frame.unwrap());
+        }
+        let mut expected = Vec::new();
+        let mut whole = session(4096);
+        let mut rest = &all[..];
+        while let Some(d) = whole.decode(rest, NOW).unwrap() {
+            rest = &rest[d.consumed..];
+            expected.push(d);
+        }
+        prop_assert_eq!(expected.len(), frames.len() + 1);
+
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(all.len() + 1)).collect();
+        cuts.push(all.len());
+        cuts.sort_unstable();
+        let mut dec = session(4096);
+        let mut buf = Vec::new();
+        let mut fed = 0;
+        let mut got = Vec::new();
+        for cut in cuts {
+            buf.extend_from_slice(&all[fed..cut]);
+            fed = cut;
+            while let Some(d) = dec.decode(&buf, NOW).unwrap() {
+                buf.drain(..d.consumed);
+                got.push(d);
+            }
+        }
+        prop_assert!(buf.is_empty());
+        prop_assert_eq!(got, expected);
+    }
+}
