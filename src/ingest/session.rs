@@ -196,6 +196,18 @@ impl Session {
             }
             return Ok(());
         }
+        // Protocols without a login frame (Queclink) name their device in every report.
+        let allowed = &self.cfg.allowed_devices;
+        if let Some(stranger) = records
+            .iter()
+            .find(|r| !allowed.is_empty() && !allowed.contains(&r.device_id))
+        {
+            let why = format!("{} is not in allowed_devices", stranger.device_id);
+            if let Some(no) = reply.refused {
+                write(stream, &no).await?;
+            }
+            return Err(End::Refused(why));
+        }
         let n = records.len();
         match self.buffer.append(records).await {
             Ok(Appended::Stored { .. }) => {
