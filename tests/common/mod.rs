@@ -288,6 +288,41 @@ pub struct GatewayConfig {
     pub gateway_id: String,
     keys: BTreeMap<String, String>,
     listener_keys: BTreeMap<String, String>,
+    /// Listeners added with [`GatewayConfig::listener`]; when there are none, the config has
+    /// the one default Teltonika listener (with the [`GatewayConfig::set_listener`] keys).
+    listeners: Vec<AddedListener>,
+    /// `[[serial]]` entries added with [`GatewayConfig::serial`], each as (key, TOML value).
+    serial: Vec<Vec<(String, String)>>,
+}
+
+/// One `[[listeners]]` entry added with [`GatewayConfig::listener`]; its port is chosen by
+/// [`Gateway::start`].
+#[derive(Debug, Clone)]
+struct AddedListener {
+    protocol: String,
+    keys: Vec<(String, String)>,
+}
+
+/// Whether `protocol` runs over UDP (per the registry); unknown names count as TCP so the
+/// gateway itself reports them.
+pub fn is_udp_protocol(protocol: &str) -> bool {
+    firmware_protocols::registry::lookup(protocol).is_some_and(|spec| {
+        matches!(
+            spec.transport,
+            firmware_protocols::registry::Transport::Datagram(_)
+        )
+    })
+}
+
+/// A loopback port free for both TCP (see [`free_port`]) and UDP a moment ago.
+pub fn free_udp_port() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if std::net::UdpSocket::bind(loopback(port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port in 100 tries");
 }
 
 impl GatewayConfig {
@@ -312,7 +347,38 @@ impl GatewayConfig {
             gateway_id: gateway_id.to_string(),
             keys,
             listener_keys: BTreeMap::new(),
+            listeners: Vec::new(),
+            serial: Vec::new(),
         }
+    }
+
+    /// Adds a `[[listeners]]` entry for `protocol` on a free loopback port (TCP, or UDP for
+    /// datagram protocols such as `teltonika-udp`), with extra keys as (key, TOML value
+    /// literal), e.g. `&[("ack_reports", "true")]`. Once one is added, the default Teltonika
+    /// listener is not written; at least one added listener must be TCP ([`Gateway::start`]
+    /// waits for it to accept). [`Gateway::listener_addr`] gives the bound address.
+    pub fn listener(mut self, protocol: &str, keys: &[(&str, &str)]) -> GatewayConfig {
+        self.listeners.push(AddedListener {
+            protocol: protocol.to_string(),
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        self
+    }
+
+    /// Adds a `[[serial]]` entry: `path`, `protocol`, and extra keys as (key, TOML value
+    /// literal), e.g. `&[("device_id", "\"gnss-1\""), ("reopen_max_ms", "1000")]`. Listeners
+    /// are unaffected (the default Teltonika listener stays unless others are added).
+    pub fn serial(mut self, path: &Path, protocol: &str, keys: &[(&str, &str)]) -> GatewayConfig {
+        let mut entry = vec![
+            ("path".to_string(), toml_string(&path.display().to_string())),
+            ("protocol".to_string(), toml_string(protocol)),
+        ];
+        entry.extend(keys.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.serial.push(entry);
+        self
     }
 
     /// Sets `key` (dotted, e.g. `buffer.when_full`) to a TOML value literal (`"\"block\""`,
@@ -329,7 +395,8 @@ impl GatewayConfig {
         self
     }
 
-    fn render(&self, buffer_dir: &Path, listen_port: u16) -> String {
+    /// `ports[i]` is the port of added listener `i` (unused without added listeners).
+    fn render(&self, buffer_dir: &Path, listen_port: u16, ports: &[u16]) -> String {
         let mut text = format!("gateway_id = \"{}\"\n", self.gateway_id);
         let mut keys = self.keys.clone();
         keys.insert(
@@ -342,20 +409,44 @@ impl GatewayConfig {
         for (k, v) in &keys {
             text.push_str(&format!("{k} = {v}\n"));
         }
-        text.push_str(&format!(
-            "\n[[listeners]]\nprotocol = \"teltonika\"\nbind = \"127.0.0.1:{listen_port}\"\n"
-        ));
-        for (k, v) in &self.listener_keys {
-            text.push_str(&format!("{k} = {v}\n"));
+        if self.listeners.is_empty() {
+            text.push_str(&format!(
+                "\n[[listeners]]\nprotocol = \"teltonika\"\nbind = \"127.0.0.1:{listen_port}\"\n"
+            ));
+            for (k, v) in &self.listener_keys {
+                text.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        for (l, port) in self.listeners.iter().zip(ports) {
+            text.push_str(&format!(
+                "\n[[listeners]]\nprotocol = {}\nbind = \"127.0.0.1:{port}\"\n",
+                toml_string(&l.protocol)
+            ));
+            for (k, v) in &l.keys {
+                text.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        for entry in &self.serial {
+            text.push_str("\n[[serial]]\n");
+            for (k, v) in entry {
+                text.push_str(&format!("{k} = {v}\n"));
+            }
         }
         text
     }
+}
+
+/// `s` as a TOML basic string literal.
+pub fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The real `fleetedge run`, as a child process.
 pub struct Gateway {
     pub gateway_id: String,
     pub listen_port: u16,
+    /// (protocol, port) of each listener added with [`GatewayConfig::listener`], in order.
+    pub listeners: Vec<(String, u16)>,
     dir: tempfile::TempDir,
     config_path: PathBuf,
     log_path: PathBuf,
@@ -368,14 +459,41 @@ impl Gateway {
     /// port), starts the binary and waits until the listener accepts.
     pub async fn start(config: GatewayConfig) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir for the gateway");
-        let listen_port = free_port();
+        let ports: Vec<u16> = config
+            .listeners
+            .iter()
+            .map(|l| {
+                if is_udp_protocol(&l.protocol) {
+                    free_udp_port()
+                } else {
+                    free_port()
+                }
+            })
+            .collect();
+        let listen_port = if config.listeners.is_empty() {
+            free_port()
+        } else {
+            config
+                .listeners
+                .iter()
+                .zip(&ports)
+                .find(|(l, _)| !is_udp_protocol(&l.protocol))
+                .map(|(_, port)| *port)
+                .expect("Gateway::start waits for a TCP listener: add at least one")
+        };
         let config_path = dir.path().join("fleetedge.toml");
-        let text = config.render(&dir.path().join("buffer"), listen_port);
+        let text = config.render(&dir.path().join("buffer"), listen_port, &ports);
         std::fs::write(&config_path, text).expect("write the gateway config");
         let log_path = dir.path().join("fleetedge.log");
         let mut gateway = Gateway {
             gateway_id: config.gateway_id.clone(),
             listen_port,
+            listeners: config
+                .listeners
+                .iter()
+                .map(|l| l.protocol.clone())
+                .zip(ports)
+                .collect(),
             dir,
             config_path,
             log_path,
@@ -392,6 +510,42 @@ impl Gateway {
 
     pub fn log(&self) -> String {
         read_log(&self.log_path)
+    }
+
+    /// The loopback address of added listener `index` (in [`GatewayConfig::listener`] order).
+    pub fn listener_addr(&self, index: usize) -> SocketAddr {
+        loopback(self.listeners[index].1)
+    }
+
+    /// The loopback address of the first added listener for `protocol`.
+    pub fn listener_addr_of(&self, protocol: &str) -> SocketAddr {
+        let port = self
+            .listeners
+            .iter()
+            .find(|(p, _)| p == protocol)
+            .unwrap_or_else(|| panic!("no {protocol} listener in {:?}", self.listeners))
+            .1;
+        loopback(port)
+    }
+
+    /// Waits up to `timeout` for a log line holding every one of `parts`; returns it.
+    pub async fn wait_for_log_line(&self, parts: &[&str], timeout: Duration) -> Option<String> {
+        let find = || {
+            self.log()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .map(str::to_string)
+        };
+        wait_until(timeout, || find().is_some()).await;
+        find()
+    }
+
+    /// How many log lines hold every one of `parts`.
+    pub fn count_log_lines(&self, parts: &[&str]) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
     }
 
     pub fn config_text(&self) -> String {
@@ -541,6 +695,10 @@ pub struct Collected {
     pub unique: HashSet<(String, String)>,
     /// Every way a batch broke the cloud contract.
     pub errors: Vec<String>,
+    /// Every record JSON of every batch, in arrival order, including records that `records`
+    /// leaves out (e.g. a null `time`, which the contract allows for records without a
+    /// device time).
+    pub every_record: Vec<Value>,
 }
 
 /// An MQTT subscriber to every gateway's record batches.
@@ -635,6 +793,21 @@ impl Collector {
         self.state.lock().unwrap().max_payload_bytes
     }
 
+    /// Every record JSON so far (see [`Collected::every_record`]).
+    pub fn every_record(&self) -> Vec<Value> {
+        self.state.lock().unwrap().every_record.clone()
+    }
+
+    /// Waits up to `timeout` until `done` holds for every record so far; returns them.
+    pub async fn wait_for_records(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        wait_until(timeout, || done(&self.state.lock().unwrap().every_record)).await;
+        self.every_record()
+    }
+
     pub fn snapshot(&self) -> (Vec<Got>, Vec<String>, u64) {
         let s = self.state.lock().unwrap();
         (s.records.clone(), s.errors.clone(), s.batches)
@@ -710,6 +883,7 @@ fn take_batch(s: &mut Collected, topic: &str, payload: &[u8]) {
         ));
     }
     for r in records {
+        s.every_record.push(r.clone());
         let (Some(seq), Some(device_id), Some(time)) = (
             r["seq"].as_u64(),
             r["device_id"].as_str(),
@@ -1375,4 +1549,99 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let mut f = File::create(&path).expect("create file");
     f.write_all(text.as_bytes()).expect("write file");
     path
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expected records (any protocol), checked against what reached the broker
+// ---------------------------------------------------------------------------------------------
+
+/// Numbers within 1e-6 (relative to their size), everything else equal.
+pub fn same_value(got: &Value, want: &Value) -> bool {
+    match (got.as_f64(), want.as_f64()) {
+        (Some(g), Some(w)) => (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+        _ => got == want,
+    }
+}
+
+/// How record JSON `got` differs from `want`: every top-level key of `want` must match
+/// (numbers approximately); `want["io"]` must be a subset of `got["io"]`.
+pub fn record_mismatches(got: &Value, want: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, w) in want.as_object().expect("want is an object") {
+        if key == "io" {
+            for (io_key, wv) in w.as_object().expect("want io is an object") {
+                let gv = &got["io"][io_key];
+                if !same_value(gv, wv) {
+                    problems.push(format!("io.{io_key}: want {wv}, got {gv}"));
+                }
+            }
+        } else if !same_value(&got[key], w) {
+            problems.push(format!("{key}: want {w}, got {}", got[key]));
+        }
+    }
+    problems
+}
+
+/// A record JSON's (device_id, time), both as JSON text (a null time is `null`).
+pub fn record_key(v: &Value) -> (String, String) {
+    (v["device_id"].to_string(), v["time"].to_string())
+}
+
+/// Waits up to `timeout` until a record for every `want` (by device_id and time) reached the
+/// broker, then panics with every problem: a want that never arrived, arrived more than once
+/// or differs in a field it names; a record of one of `devices` that is not wanted and not
+/// accepted by `extra_ok` (e.g. a heartbeat record).
+pub async fn expect_records(
+    collector: &Collector,
+    timeout: Duration,
+    devices: &[&str],
+    wants: &[Value],
+    extra_ok: impl Fn(&Value) -> bool,
+) {
+    let keys: Vec<(String, String)> = wants.iter().map(record_key).collect();
+    let all = collector
+        .wait_for_records(timeout, |recs| {
+            keys.iter()
+                .all(|k| recs.iter().any(|r| record_key(r) == *k))
+        })
+        .await;
+    let mut problems = Vec::new();
+    for (want, key) in wants.iter().zip(&keys) {
+        let found: Vec<&Value> = all.iter().filter(|r| record_key(r) == *key).collect();
+        let at = format!("{} @ {}", want["device_id"], want["time"]);
+        match found.as_slice() {
+            [] => problems.push(format!("never arrived (within {timeout:?}): {at}")),
+            [got] => {
+                for p in record_mismatches(got, want) {
+                    problems.push(format!("{at}: {p}"));
+                }
+            }
+            more => problems.push(format!("{at} arrived {} times: {more:?}", more.len())),
+        }
+    }
+    for r in &all {
+        let ours = devices.iter().any(|d| r["device_id"] == *d);
+        if ours && !keys.contains(&record_key(r)) && !extra_ok(r) {
+            problems.push(format!("unexpected record: {r}"));
+        }
+    }
+    assert_no_problems("records at the broker", &problems);
+}
+
+/// The collector's contract errors, except records with a null `time` that carry a seq and
+/// a device_id: the contract writes absent values as null, and some records (a GT06
+/// heartbeat) have no device time.
+pub fn contract_errors(collector: &Collector) -> Vec<String> {
+    const TIMELESS: &str = "a record without seq, device_id or time: ";
+    let (_, errors, _) = collector.snapshot();
+    errors
+        .into_iter()
+        .filter(|e| {
+            let Some(at) = e.find(TIMELESS) else {
+                return true;
+            };
+            let record: Value = serde_json::from_str(&e[at + TIMELESS.len()..]).unwrap_or_default();
+            !(record["seq"].is_u64() && record["device_id"].is_string() && record["time"].is_null())
+        })
+        .collect()
 }
