@@ -46,6 +46,27 @@ impl Backoff {
         delay
     }
 
+    /// The broker refused the connection (CONNACK with a refusal code: bad credentials, not
+    /// authorised, …). Retrying sooner will not help, so the schedule jumps straight to its
+    /// cap and stays there until a stable connection resets it. The delay is drawn from the
+    /// upper half of the cap, not from zero: a refused gateway must not hammer the broker,
+    /// yet a fleet refused at the same moment (an auth backend outage) still spreads out.
+    pub fn refused(&mut self, unit_random: f64) -> Duration {
+        let steps = self
+            .max
+            .as_nanos()
+            .checked_div(self.initial.as_nanos().max(1))
+            .unwrap_or(u128::MAX);
+        // The smallest failure count whose ceiling is the cap (2^k ≥ max / initial).
+        let to_cap = steps
+            .max(1)
+            .checked_next_power_of_two()
+            .map_or(32, u128::trailing_zeros);
+        self.failures = self.failures.max(to_cap).saturating_add(1);
+        let half = self.max / 2;
+        half + (self.max - half).mul_f64(unit_random.clamp(0.0, 1.0))
+    }
+
     pub fn failures(&self) -> u32 {
         self.failures
     }
@@ -100,6 +121,40 @@ mod tests {
         let after_stable = b.next_delay(Some(start), start + Duration::from_secs(31), 1.0);
         assert_eq!(after_stable, Duration::from_millis(100));
         assert_eq!(b.failures(), 1);
+    }
+
+    #[test]
+    fn a_refusal_goes_straight_to_the_cap_and_stays_there() {
+        let mut b = backoff();
+        let now = Instant::now();
+        assert_eq!(b.refused(1.0), Duration::from_secs(5));
+        assert_eq!(
+            b.refused(0.0),
+            Duration::from_millis(2500),
+            "upper half of the cap"
+        );
+        assert!(b.ceiling() == Duration::from_secs(5));
+        // An ordinary failure after a refusal stays at the cap too.
+        assert_eq!(b.next_delay(None, now, 0.999_999).as_millis(), 4999);
+        // A stable connection resets it.
+        let start = now;
+        let after_stable = b.next_delay(Some(start), start + Duration::from_secs(31), 1.0);
+        assert_eq!(after_stable, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_refusal_after_many_failures_keeps_the_count() {
+        let mut b = backoff();
+        b.failures = 40;
+        assert_eq!(b.refused(1.0), Duration::from_secs(5));
+        assert_eq!(b.failures(), 41);
+        let mut same = Backoff::new(
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+        );
+        assert_eq!(same.refused(1.0), Duration::from_secs(5));
+        assert_eq!(same.ceiling(), Duration::from_secs(5));
     }
 
     #[test]

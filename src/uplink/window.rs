@@ -9,6 +9,11 @@
 //!  the buffer removes every record up to the prefix's last seq.
 //! ```
 //!
+//! Publishes that carry no records (the retained status message) go through the same
+//! window, because they too produce `Outgoing::Publish(pkid)` and `PubAck(pkid)` events in
+//! publish order: [`Window::sent_without_records`] queues such an entry, it learns its pkid
+//! and is acked like a batch, and the release skips it (it frees no records).
+//!
 //! The window lives and dies with one connection: on any error the whole window is dropped
 //! and the next connection resends from the oldest unacked record in the buffer. rumqttc's own
 //! retransmission is therefore never relied on (it silently drops QoS 1 publishes when the
@@ -17,8 +22,19 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+/// What an outstanding publish carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carries {
+    /// Records `first_seq..=last_seq`: its PUBACK lets the buffer remove them.
+    Records,
+    /// No records (a status message): tracked only so packet ids stay matched.
+    Nothing,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlight {
+    pub carries: Carries,
+    /// For [`Carries::Nothing`], the seqs are meaningless (0).
     pub first_seq: u64,
     pub last_seq: u64,
     pub records: usize,
@@ -80,7 +96,19 @@ impl Window {
 
     /// The highest seq handed to the connection, if any batch is outstanding.
     pub fn last_sent_seq(&self) -> Option<u64> {
-        self.batches.back().map(|b| b.last_seq)
+        self.batches
+            .iter()
+            .rev()
+            .find(|b| b.carries == Carries::Records)
+            .map(|b| b.last_seq)
+    }
+
+    /// Outstanding publishes that carry records.
+    pub fn batches_outstanding(&self) -> usize {
+        self.batches
+            .iter()
+            .filter(|b| b.carries == Carries::Records)
+            .count()
     }
 
     /// A batch was queued for publishing.
@@ -93,9 +121,25 @@ impl Window {
         now: Instant,
     ) {
         self.batches.push_back(InFlight {
+            carries: Carries::Records,
             first_seq,
             last_seq,
             records,
+            payload_bytes,
+            pkid: None,
+            acked: false,
+            sent_at: now,
+        });
+    }
+
+    /// A QoS 1 publish that carries no records (the status message) was queued. It takes a
+    /// place in the window like a batch (rumqttc counts it against the same in-flight limit).
+    pub fn sent_without_records(&mut self, payload_bytes: usize, now: Instant) {
+        self.batches.push_back(InFlight {
+            carries: Carries::Nothing,
+            first_seq: 0,
+            last_seq: 0,
+            records: 0,
             payload_bytes,
             pkid: None,
             acked: false,
@@ -115,7 +159,8 @@ impl Window {
     }
 
     /// The broker acknowledged `pkid`. Returns what can now be removed from the buffer: the
-    /// acked prefix, so records leave in seq order even if acks arrive out of order.
+    /// acked prefix, so records leave in seq order even if acks arrive out of order. Acked
+    /// entries without records leave the window with the prefix but are not in `batches`.
     pub fn on_puback(&mut self, pkid: u16) -> Result<Option<Released>, WindowError> {
         let batch = self
             .batches
@@ -126,7 +171,9 @@ impl Window {
         let mut released = Vec::new();
         while self.batches.front().is_some_and(|b| b.acked) {
             if let Some(b) = self.batches.pop_front() {
-                released.push(b);
+                if b.carries == Carries::Records {
+                    released.push(b);
+                }
             }
         }
         Ok(released
@@ -173,6 +220,48 @@ mod tests {
         w.sent(2, 2, 1, 1, now);
         w.on_outgoing_publish(1).unwrap();
         assert_eq!(w.on_puback(1).unwrap().unwrap().last_seq, 2);
+    }
+
+    #[test]
+    fn status_entries_take_pkids_in_order_and_release_nothing() {
+        let now = Instant::now();
+        let mut w = Window::new(4);
+        w.sent_without_records(50, now); // status on connect
+        w.sent(1, 10, 10, 100, now);
+        w.sent_without_records(50, now); // periodic status between batches
+        w.sent(11, 20, 10, 100, now);
+        assert!(!w.has_room(), "status entries count against the window");
+        assert_eq!(w.batches_outstanding(), 2);
+        for pkid in [1, 2, 3, 4] {
+            w.on_outgoing_publish(pkid).unwrap();
+        }
+        assert_eq!(w.last_sent_seq(), Some(20));
+        // The batch after the unacked status waits for it, like any later batch.
+        assert_eq!(w.on_puback(2).unwrap(), None);
+        // Acking the first status releases the batch behind it, and only the batch.
+        let released = w.on_puback(1).unwrap().unwrap();
+        assert_eq!(released.last_seq, 10);
+        assert_eq!(released.batches.len(), 1);
+        assert_eq!(released.batches[0].first_seq, 1);
+        assert_eq!(w.len(), 2);
+        // A status acked at the head leaves the window with nothing to release.
+        assert_eq!(w.on_puback(3).unwrap(), None);
+        assert_eq!(w.len(), 1);
+        let released = w.on_puback(4).unwrap().unwrap();
+        assert_eq!(released.last_seq, 20);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_window_of_only_status_entries_empties_without_releasing() {
+        let now = Instant::now();
+        let mut w = Window::new(2);
+        w.sent_without_records(40, now);
+        w.on_outgoing_publish(9).unwrap();
+        assert_eq!(w.last_sent_seq(), None);
+        assert_eq!(w.on_puback(9).unwrap(), None);
+        assert!(w.is_empty());
+        assert_eq!(w.on_puback(9), Err(WindowError::UnknownPubAck(9)));
     }
 
     #[test]
