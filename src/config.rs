@@ -36,6 +36,8 @@ pub struct Settings {
     pub uplink: UplinkSettings,
     #[serde(default)]
     pub ingest: IngestSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
     /// TCP and UDP listeners, one per protocol and port (the protocol decides the
     /// transport). At least one listener or serial port is required.
     #[serde(default)]
@@ -93,6 +95,17 @@ pub struct BufferSettings {
     /// sled's page cache in bytes. sled's own default is 1 GiB and ignores cgroup limits;
     /// RSS runs a few times this. Default 8,388,608 (8 MiB).
     pub cache_capacity_bytes: u64,
+    /// Alert level in stored records: a warning is logged once when the backlog reaches it
+    /// and an info line once when it falls back to 90 % of it; the `above_alert` gauge
+    /// follows. 0 turns it off; at most `max_records`. Default (absent): half of
+    /// `max_records`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_records: Option<u64>,
+    /// Once the backlog has drained to empty and sled's files take more than this many
+    /// bytes, they are replaced by a fresh database (the seq counter is kept), so disk use
+    /// follows the backlog. 0 = never; otherwise at least 1,048,576 (1 MiB). Default
+    /// 67,108,864 (64 MiB).
+    pub reclaim_above_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +125,8 @@ impl Default for BufferSettings {
             when_full: WhenFullSetting::Block,
             resume_below_percent: crate::buffer::DEFAULT_RESUME_BELOW_PERCENT,
             cache_capacity_bytes: crate::buffer::DEFAULT_CACHE_CAPACITY_BYTES,
+            alert_records: None,
+            reclaim_above_bytes: crate::buffer::DEFAULT_RECLAIM_ABOVE_BYTES,
         }
     }
 }
@@ -125,6 +140,8 @@ impl BufferSettings {
             resume_below_percent: self.resume_below_percent,
             cache_capacity_bytes: self.cache_capacity_bytes,
             seq_floor: None,
+            alert_records: self.alert_records,
+            reclaim_above_bytes: self.reclaim_above_bytes,
             when_full: match self.when_full {
                 WhenFullSetting::Block => WhenFull::Block,
                 WhenFullSetting::Reject => WhenFull::Reject,
@@ -159,6 +176,114 @@ pub struct MqttSettings {
     /// connection. On slow links with large batches, allow for
     /// `max_packet_bytes × max_inflight_batches` at the link's rate. Default 60.
     pub write_timeout_s: u64,
+    /// User name for the broker. Default none (no credentials sent).
+    pub username: Option<String>,
+    /// Password for `username`. Meant for the environment (`FLEETEDGE__MQTT__PASSWORD`,
+    /// taken verbatim); in a file prefer `password_file`. Never logged. Default none.
+    pub password: Option<Secret>,
+    /// File holding the password (read at start; a trailing newline is ignored). Use either
+    /// this or `password`. Default none.
+    pub password_file: Option<PathBuf>,
+    /// Seconds between refreshes of the retained status message on
+    /// `{topic_prefix}/{gateway_id}/status` (it is always published on connect); 0 = only on
+    /// connect. Default 60.
+    pub status_interval_s: u64,
+    /// TLS to the broker (`[mqtt.tls]`).
+    pub tls: MqttTlsSettings,
+}
+
+/// `[mqtt.tls]`: TLS to the broker with rustls. Mutual TLS when a client certificate is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttTlsSettings {
+    /// Connect with TLS (usually to port 8883). Default false.
+    pub enabled: bool,
+    /// PEM file of the CA certificate(s) the broker's certificate must chain to. Required
+    /// when `enabled`. Default none.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; set with `client_key_file`, or neither.
+    /// Default none.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`. Default none.
+    pub client_key_file: Option<PathBuf>,
+    /// The name the broker's certificate must carry (a DNS name or an IP address), when it
+    /// is not `mqtt.host` (e.g. connecting by address to a broker certified by name).
+    /// Default none: `mqtt.host`.
+    pub server_name: Option<String>,
+}
+
+/// A password: deserialised like a string, but printed (`Debug`) and serialised as `***`, so
+/// `Settings` can be logged or dumped without leaking it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The password itself; hand it to the MQTT client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Largest password file read (MQTT passwords are at most 65,535 bytes).
+const MAX_PASSWORD_FILE_BYTES: u64 = 65_535 + 2;
+
+impl MqttSettings {
+    /// The user name and password to connect with: `password`, or `password_file` read now
+    /// with trailing `\n`/`\r\n` removed. Errors name the key and the file, never the
+    /// password.
+    pub fn credentials(&self) -> Result<Option<(String, Secret)>, String> {
+        let password = match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err("mqtt.password_file: set either mqtt.password or \
+                            mqtt.password_file, not both"
+                    .into())
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(path)) => Some(read_password_file(path)?),
+            (None, None) => None,
+        };
+        match (&self.username, password) {
+            (Some(user), password) => Ok(Some((user.clone(), password.unwrap_or_default()))),
+            (None, Some(_)) => Err("mqtt.username: a password is set but no user name; \
+                                    MQTT sends a password only with a user name"
+                .into()),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn read_password_file(path: &Path) -> Result<Secret, String> {
+    use std::io::Read;
+    let why = |e: &dyn std::fmt::Display| {
+        format!("mqtt.password_file: cannot read {}: {e}", path.display())
+    };
+    let file = std::fs::File::open(path).map_err(|e| why(&e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PASSWORD_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| why(&e))?;
+    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
+        return Err(why(&"larger than an MQTT password can be (65535 bytes)"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| why(&"not UTF-8 text"))?;
+    Ok(Secret(text.trim_end_matches(['\n', '\r']).to_string()))
 }
 
 impl Default for MqttSettings {
@@ -173,6 +298,11 @@ impl Default for MqttSettings {
             max_inflight_batches: 8,
             connect_timeout_s: 10,
             write_timeout_s: 60,
+            username: None,
+            password: None,
+            password_file: None,
+            status_interval_s: 60,
+            tls: MqttTlsSettings::default(),
         }
     }
 }
@@ -180,6 +310,12 @@ impl Default for MqttSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UplinkSettings {
+    /// What the records are published as: `batch` — `fleetedge.batch.v1` batches on
+    /// `{topic_prefix}/{gateway_id}/records`, compressed per `compression` (the default);
+    /// `ngp` — one Navixy Generic Protocol 1.0 JSON object per record on `ngp/{device_id}`,
+    /// uncompressed (`batch_max_records`, `linger_ms`, `compression` and `zstd_level` do not
+    /// apply; `mqtt.max_inflight_batches` counts messages).
+    pub format: UplinkFormat,
     /// Most records in one published batch. Default 1000.
     pub batch_max_records: usize,
     /// How long a partial batch may wait for more records, milliseconds. Default 200.
@@ -194,11 +330,32 @@ pub struct UplinkSettings {
     pub backoff_max_ms: u64,
     /// A connection that stayed up this many seconds resets the backoff. Default 30.
     pub backoff_reset_after_s: u64,
+    /// Most MQTT messages published per second (batches and status; token bucket with a
+    /// burst of one second's worth). 0 = unlimited, the default.
+    pub max_messages_per_s: u32,
+    /// Most MQTT payload bytes published per second (token bucket with a burst of
+    /// `max(this, mqtt.max_packet_bytes)`, so the largest batch always goes through).
+    /// 0 = unlimited, the default.
+    pub max_bytes_per_s: u64,
+    /// On SIGTERM/SIGINT, after the devices are stopped, seconds to keep publishing what
+    /// the buffer holds and to wait for the broker's acknowledgements; records not
+    /// acknowledged by then stay in the buffer for the next start. The offline status and
+    /// the DISCONNECT that follow take at most about 2 s more. 0 = publish nothing more
+    /// (only the offline status). Default 5.
+    pub shutdown_publish_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UplinkFormat {
+    Batch,
+    Ngp,
 }
 
 impl Default for UplinkSettings {
     fn default() -> Self {
         UplinkSettings {
+            format: UplinkFormat::Batch,
             batch_max_records: 1000,
             linger_ms: 200,
             compression: Compression::Zstd,
@@ -206,6 +363,9 @@ impl Default for UplinkSettings {
             backoff_initial_ms: 500,
             backoff_max_ms: 30_000,
             backoff_reset_after_s: 30,
+            max_messages_per_s: 0,
+            max_bytes_per_s: 0,
+            shutdown_publish_s: 5,
         }
     }
 }
@@ -223,6 +383,10 @@ pub struct IngestSettings {
     pub max_frame_bytes: usize,
     /// Keep each record's raw bytes (hex or text) in `raw`. Default false.
     pub keep_raw: bool,
+    /// UDP datagrams decoded and waiting for their append at once, over all UDP
+    /// listeners; more wait in the socket's receive queue. Separate from
+    /// `max_connections` so long-lived TCP devices cannot starve UDP devices. Default 64.
+    pub max_datagrams_in_flight: usize,
 }
 
 impl Default for IngestSettings {
@@ -232,6 +396,45 @@ impl Default for IngestSettings {
             idle_timeout_s: 600,
             max_frame_bytes: 16 * 1024,
             keep_raw: false,
+            max_datagrams_in_flight: 64,
+        }
+    }
+}
+
+/// The operations endpoint: `/metrics` (Prometheus text), `/health`, `/ready`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address and port of the endpoint; an empty string turns it off. It has no
+    /// authentication: keep it on loopback (or a management-only interface).
+    /// Default `127.0.0.1:9780`.
+    pub bind: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            bind: "127.0.0.1:9780".into(),
+        }
+    }
+}
+
+impl HttpSettings {
+    /// The address to listen on, `None` when the endpoint is off; the error names the key.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.bind.is_empty() {
+            return Ok(None);
+        }
+        match self.bind.parse::<SocketAddr>() {
+            Ok(addr) if addr.port() == 0 => Err(format!(
+                "http.bind: {:?} needs a port other than 0",
+                self.bind
+            )),
+            Ok(addr) => Ok(Some(addr)),
+            Err(e) => Err(format!(
+                "http.bind: {:?} is not an address:port ({e}); e.g. \"127.0.0.1:9780\", or \"\" for off",
+                self.bind
+            )),
         }
     }
 }
@@ -318,6 +521,8 @@ impl Settings {
                 path.display()
             )));
         }
+        let env_ref = env.clone();
+        let env_ref = env_ref.as_ref();
         let built = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .add_source(
@@ -335,12 +540,66 @@ impl Settings {
         if settings.mqtt.client_id.is_empty() {
             settings.mqtt.client_id = format!("fleetedge-{}", settings.gateway_id);
         }
+        // `try_parsing` turns a numeric-looking value into a number and back (`0012` would
+        // become "12", `TRUE` "true"): credentials from the environment are taken verbatim.
+        if let Some(user) = raw_env(env_ref, "MQTT__USERNAME") {
+            settings.mqtt.username = Some(user);
+        }
+        if let Some(password) = raw_env(env_ref, "MQTT__PASSWORD") {
+            settings.mqtt.password = Some(Secret(password));
+        }
         settings.validate()?;
         Ok(settings)
     }
 
     /// Every problem at once, each naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = self.validate_basics();
+        let m = &self.mqtt;
+        if let Err(e) = m.credentials() {
+            problems.push(e);
+        }
+        if let Some(user) = &m.username {
+            if user.is_empty() || user.len() > 65_535 {
+                problems.push("mqtt.username: must be 1 to 65535 bytes".into());
+            }
+        }
+        if m.status_interval_s > 86_400 {
+            problems.push(format!(
+                "mqtt.status_interval_s: {} must be between 0 and 86400",
+                m.status_interval_s
+            ));
+        }
+        if m.tls.enabled {
+            if let Err(e) = crate::uplink::tls::client_config(m) {
+                problems.push(e);
+            }
+        }
+        let u = &self.uplink;
+        if u.max_bytes_per_s > u64::from(u32::MAX) {
+            problems.push(format!(
+                "uplink.max_bytes_per_s: {} must be at most {}",
+                u.max_bytes_per_s,
+                u32::MAX
+            ));
+        }
+        if u.shutdown_publish_s > 3600 {
+            problems.push(format!(
+                "uplink.shutdown_publish_s: {} must be between 0 and 3600",
+                u.shutdown_publish_s
+            ));
+        }
+        if let Err(e) = self.http.addr() {
+            problems.push(e);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    fn validate_basics(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut bad = |key: &str, why: String| problems.push(format!("{key}: {why}"));
 
@@ -395,6 +654,24 @@ impl Settings {
                 format!(
                     "{} is below the minimum of 1048576 (1 MiB)",
                     b.cache_capacity_bytes
+                ),
+            );
+        }
+        if let Some(alert) = b.alert_records.filter(|&a| a > b.max_records) {
+            bad(
+                "buffer.alert_records",
+                format!(
+                    "{alert} is above buffer.max_records ({}); 0 turns the alert off",
+                    b.max_records
+                ),
+            );
+        }
+        if b.reclaim_above_bytes != 0 && b.reclaim_above_bytes < 1024 * 1024 {
+            bad(
+                "buffer.reclaim_above_bytes",
+                format!(
+                    "{} must be 0 (never) or at least 1048576 (1 MiB)",
+                    b.reclaim_above_bytes
                 ),
             );
         }
@@ -476,6 +753,12 @@ impl Settings {
         if i.max_connections == 0 {
             bad("ingest.max_connections", "must be at least 1".into());
         }
+        if !(1..=65_536).contains(&i.max_datagrams_in_flight) {
+            bad(
+                "ingest.max_datagrams_in_flight",
+                format!("{} must be between 1 and 65536", i.max_datagrams_in_flight),
+            );
+        }
         if i.idle_timeout_s == 0 {
             bad("ingest.idle_timeout_s", "must be at least 1".into());
         }
@@ -519,6 +802,16 @@ impl Settings {
         let mut binds = std::collections::HashSet::new();
         for (n, l) in self.listeners.iter().enumerate() {
             let udp = match registry::lookup(&l.protocol) {
+                Some(spec) if spec.needs_device_id => {
+                    bad(
+                        &format!("listeners[{n}].protocol"),
+                        format!(
+                            "{} frames carry no device id; use it on a [[serial]] port with device_id",
+                            l.protocol
+                        ),
+                    );
+                    false
+                }
                 Some(spec) => matches!(spec.transport, registry::Transport::Datagram(_)),
                 None => {
                     bad(
@@ -597,12 +890,24 @@ impl Settings {
                 );
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        problems
     }
+}
+
+/// `FLEETEDGE__{key}` exactly as set (any case of the name, as the `config` crate allows),
+/// from `env` when given, else from the process environment.
+fn raw_env(env: Option<&HashMap<String, String>>, key: &str) -> Option<String> {
+    let name = format!("{ENV_PREFIX}__{key}");
+    match env {
+        Some(map) => map
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+            .map(|(_, v)| v.clone()),
+        None => std::env::vars_os()
+            .find(|(k, _)| k.to_str().is_some_and(|k| k.eq_ignore_ascii_case(&name)))
+            .and_then(|(_, v)| v.into_string().ok()),
+    }
+    .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -694,6 +999,76 @@ bind = "localhost"
         assert!(missing.to_string().contains("none.toml"), "{missing}");
     }
 
+    #[test]
+    fn passwords_come_verbatim_from_the_environment_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[mqtt]\nusername = \"gw\"\n");
+        let env = HashMap::from([("FLEETEDGE__MQTT__PASSWORD".to_string(), "0012".to_string())]);
+        let s = Settings::load_with_env(&write(&dir, &text), Some(env)).unwrap();
+        let (user, password) = s.mqtt.credentials().unwrap().unwrap();
+        assert_eq!(user, "gw");
+        assert_eq!(password.expose(), "0012", "not parsed as the number 12");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("0012"), "{shown}");
+        assert!(shown.contains("password: Some(\"***\")"), "{shown}");
+        let dumped = toml::to_string(&s).unwrap();
+        assert!(!dumped.contains("0012"), "{dumped}");
+    }
+
+    #[test]
+    fn password_file_is_read_and_trimmed_and_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret word\r\n").unwrap();
+        let text = format!(
+            "{MINIMAL}\n[mqtt]\nusername = \"gw\"\npassword_file = \"{}\"\n",
+            file.display()
+        );
+        let s = Settings::load_with_env(&write(&dir, &text), Some(HashMap::new())).unwrap();
+        let (_, password) = s.mqtt.credentials().unwrap().unwrap();
+        assert_eq!(password.expose(), "s3cret word");
+
+        std::fs::remove_file(&file).unwrap();
+        let err = Settings::load_with_env(&write(&dir, &text), Some(HashMap::new())).unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("mqtt.password_file: cannot read"), "{all}");
+        assert!(all.contains(&file.display().to_string()), "{all}");
+
+        std::fs::write(&file, "x\n").unwrap();
+        let env = HashMap::from([("FLEETEDGE__MQTT__PASSWORD".to_string(), "y".to_string())]);
+        let err = Settings::load_with_env(&write(&dir, &text), Some(env)).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn uplink_and_tls_keys_are_validated_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{MINIMAL}\n[mqtt]\npassword = \"pw\"\nstatus_interval_s = 100000\n\
+             [mqtt.tls]\nenabled = true\nclient_cert_file = \"/c.pem\"\n\
+             [uplink]\nmax_bytes_per_s = 5000000000\nshutdown_publish_s = 4000\n"
+        );
+        let err = Settings::load_with_env(&write(&dir, &text), Some(HashMap::new())).unwrap_err();
+        let all = err.to_string();
+        for key in [
+            "mqtt.username:",
+            "mqtt.status_interval_s:",
+            "mqtt.tls.ca_file:",
+            "uplink.max_bytes_per_s:",
+            "uplink.shutdown_publish_s:",
+        ] {
+            assert!(all.contains(key), "{key} missing from:\n{all}");
+        }
+        assert!(!all.contains("pw"), "the password leaked into:\n{all}");
+        // Disabled TLS checks no files; defaults are the documented ones.
+        let s = Settings::load_with_env(&write(&dir, MINIMAL), Some(HashMap::new())).unwrap();
+        assert!(!s.mqtt.tls.enabled);
+        assert_eq!(s.mqtt.status_interval_s, 60);
+        assert_eq!(s.uplink.max_messages_per_s, 0);
+        assert_eq!(s.uplink.max_bytes_per_s, 0);
+        assert_eq!(s.uplink.shutdown_publish_s, 5);
+    }
+
     /// The commented example must name every setting, so installers can find them all.
     #[test]
     fn example_config_is_complete_and_valid() {
@@ -721,6 +1096,24 @@ bind = "localhost"
                 listed.contains(key),
                 "fleetedge.example.toml does not list {key}"
             );
+        }
+    }
+
+    #[test]
+    fn http_bind_is_an_address_or_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |bind: &str| {
+            let text = format!("{MINIMAL}\n[http]\nbind = {bind:?}\n");
+            Settings::load_with_env(&write(&dir, &text), Some(HashMap::new()))
+        };
+        let s = Settings::load_with_env(&write(&dir, MINIMAL), Some(HashMap::new())).unwrap();
+        assert_eq!(s.http.bind, "127.0.0.1:9780");
+        assert_eq!(load("").unwrap().http.addr(), Ok(None));
+        let v6 = load("[::1]:9100").unwrap().http.addr().unwrap();
+        assert_eq!(v6, Some("[::1]:9100".parse().unwrap()));
+        for bad in ["localhost", "localhost:9780", "127.0.0.1", "127.0.0.1:0"] {
+            let err = load(bad).unwrap_err().to_string();
+            assert!(err.contains("http.bind:"), "{bad}: {err}");
         }
     }
 

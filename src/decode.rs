@@ -44,9 +44,11 @@ pub fn run(
         device_id: device_id.map(str::to_string),
         ..DecoderOptions::new(MAX_FRAME_BYTES)
     };
-    let text = read_input(input)?;
+    // Bytes, not text: a serial capture may hold line noise that a live session skips.
+    let raw = read_input(input)?;
+    let text = || String::from_utf8_lossy(&raw).into_owned();
     match spec.transport {
-        Transport::Datagram(make) => decode_datagrams(make(&options).as_ref(), &text, out),
+        Transport::Datagram(make) => decode_datagrams(make(&options).as_ref(), &text(), out),
         Transport::Stream(make) => {
             // A capture may start mid-session, after the login.
             let mut decoder: Box<dyn StreamDecoder> = match spec.protocol {
@@ -57,9 +59,9 @@ pub fn run(
                 _ => make(&options),
             };
             let bytes = if spec.text {
-                text.into_bytes()
+                raw
             } else {
-                parse_hex(&text)?
+                parse_hex(&text())?
             };
             decode_all(decoder.as_mut(), &bytes, out)
         }
@@ -118,19 +120,19 @@ fn error_json(frame: usize, device: Option<&str>, error: String) -> serde_json::
     })
 }
 
-fn read_input(input: Option<&Path>) -> anyhow::Result<String> {
-    let mut text = String::new();
+fn read_input(input: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     match input {
         Some(p) if p != Path::new("-") => {
-            text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
         }
         _ => {
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .context("reading standard input")?;
+            Ok(bytes)
         }
     }
-    Ok(text)
 }
 
 /// Hex digits with any whitespace between them.
@@ -184,11 +186,25 @@ fn decode_all(
                     out,
                     frame,
                     decoder,
-                    format!("at input byte {}: {e}", at + e.offset),
+                    format!("{} (input byte {})", e.reason, at + e.offset),
                 )?;
                 return Ok(false);
             }
         };
+        writeln!(out, "{line}")?;
+    }
+    // What the decoder held back (NMEA's last epoch) belongs to the capture too.
+    let held_back = decoder.finish(now);
+    if !held_back.is_empty() {
+        frame += 1;
+        let records: Vec<_> = held_back.iter().map(|r| r.json(None)).collect();
+        let line = json!({
+            "frame": frame,
+            "device_id": decoder.device_id(),
+            "records": records,
+            "reply_hex": null,
+            "error": null,
+        });
         writeln!(out, "{line}")?;
     }
     Ok(all_ok)
@@ -254,6 +270,23 @@ mod tests {
         assert!(!ok);
         let err = lines[0]["error"].as_str().unwrap();
         assert!(err.contains("CRC") || err.contains("crc"), "{err}");
+    }
+
+    /// NMEA holds an epoch back until the next begins; the capture's last one is printed too.
+    #[test]
+    fn the_last_held_back_epoch_is_printed() {
+        let capture = b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\r\n";
+        let options = DecoderOptions {
+            device_id: Some("gnss-1".into()),
+            ..DecoderOptions::new(MAX_FRAME_BYTES)
+        };
+        let mut decoder = firmware_protocols::nmea::NmeaDecoder::new(&options);
+        let mut out = Vec::new();
+        assert!(decode_all(&mut decoder, capture, &mut out).unwrap());
+        let text = String::from_utf8(out).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["records"][0]["device_id"], "gnss-1");
+        assert_eq!(last["records"][0]["time"], "1994-03-23T12:35:19.000Z");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::buffer::Buffer;
 use crate::config::Settings;
-use crate::{ingest, uplink};
+use crate::{ingest, ops, uplink};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let buffer = Buffer::open(settings.buffer.options()).with_context(|| {
@@ -24,11 +24,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "buffer open"
     );
     let sources = ingest::bind(&settings).await?;
+    // Bound before anything runs, so a bad `http.bind` fails the start; served until `run`
+    // returns (dropping `_http` stops it), so `/metrics` stays readable during shutdown.
+    let _http = ops::http::bind(&settings.http)
+        .await?
+        .map(|endpoint| endpoint.spawn(buffer.clone()));
     let (shutdown_tx, shutdown) = watch::channel(false);
+    // The uplink is told to stop only once ingest has stopped, so its last publishes
+    // (`uplink.shutdown_publish_s`) carry every record a device was told was accepted.
+    let (uplink_stop_tx, uplink_stop) = watch::channel(false);
 
     let mut uplink = {
-        let (settings, buffer, shutdown) = (settings.clone(), buffer.clone(), shutdown.clone());
-        tokio::spawn(async move { uplink::run(&settings, buffer, shutdown).await })
+        let (settings, buffer) = (settings.clone(), buffer.clone());
+        tokio::spawn(async move { uplink::run(&settings, buffer, uplink_stop).await })
     };
     let ingest = {
         let (settings, buffer, shutdown) = (settings.clone(), buffer.clone(), shutdown.clone());
@@ -54,6 +62,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     let _ = ingest.await;
+    // Then the uplink publishes what the buffer holds (bounded by
+    // `uplink.shutdown_publish_s`), publishes the offline status and disconnects.
+    let _ = uplink_stop_tx.send(true);
     if !uplink.is_finished() {
         let _ = uplink.await;
     }

@@ -19,6 +19,7 @@
 //! - [`simulate`]: `fleetedge simulate`, simulated devices for site checks and load tests.
 //! - [`logging`]: tracing setup.
 //! - [`metrics`]: process-wide counters, logged periodically.
+//! - [`ops`]: the HTTP endpoint: Prometheus `/metrics`, `/health`, `/ready`.
 //!
 //! The protocol decoders live in the `firmware-protocols` crate, which does no IO.
 
@@ -29,5 +30,6 @@ pub mod gateway;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod simulate;
 pub mod uplink;

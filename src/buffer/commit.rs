@@ -3,6 +3,10 @@
 //! all chunks plus the next-seq counter in ONE `sled::Batch`, calls ONE `flush()` (fsync), and
 //! then answers every caller of the round. Per request it only moves the encoded value into
 //! the batch: no per-record work happens here.
+//!
+//! Between rounds it also runs the disk reclaim (`reclaim.rs`) when an ack has emptied the
+//! buffer: being the only writer, it is the one place where "nothing is being added" holds
+//! without any further locking, and appends that arrive meanwhile simply wait in its queue.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,6 +15,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::limits::Amount;
+use super::reclaim::Reclaimer;
 use super::store::{seq_key, NEXT_SEQ_KEY};
 use super::{BufferError, Shared};
 
@@ -21,6 +26,13 @@ pub(super) const MAX_ROUND_BYTES: usize = 32 << 20;
 
 /// The seqs a stored chunk got: first and last, inclusive.
 pub(super) type Reply = Result<(u64, u64), BufferError>;
+
+/// What the commit thread is asked to do.
+pub(super) enum Msg {
+    Append(Request),
+    /// An ack may have left the buffer empty: reclaim disk space if it did.
+    Reclaim,
+}
 
 /// One append, already encoded and admitted (its room is reserved).
 pub(super) struct Request {
@@ -58,17 +70,37 @@ impl TestGate {
 /// Starts the committer. It exits when every sender is dropped and the queue is empty.
 pub(super) fn spawn(
     shared: Arc<Shared>,
-    rx: mpsc::UnboundedReceiver<Request>,
+    rx: mpsc::UnboundedReceiver<Msg>,
     next_seq: u64,
+    reclaimer: Reclaimer,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("buffer-commit".to_string())
-        .spawn(move || run(&shared, rx, next_seq))
+        .spawn(move || run(&shared, rx, next_seq, reclaimer))
 }
 
-fn run(shared: &Shared, mut rx: mpsc::UnboundedReceiver<Request>, mut next_seq: u64) {
+fn run(
+    shared: &Shared,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    mut next_seq: u64,
+    mut reclaimer: Reclaimer,
+) {
     let mut round: Vec<Request> = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
+    while let Some(msg) = rx.blocking_recv() {
+        let first = match msg {
+            Msg::Append(first) => first,
+            Msg::Reclaim => {
+                shared.reclaim_hint.store(false, Ordering::Release);
+                let alive = reclaimer.maybe_reclaim(shared, next_seq);
+                // Drop-oldest appenders that found nothing to drop while the store was
+                // swapped look again.
+                shared.space.committed.notify_waiters();
+                if !alive {
+                    break;
+                }
+                continue;
+            }
+        };
         // Tests close this gate to make every append of a burst land in one round.
         #[cfg(test)]
         shared.commit_gate.wait_open();
@@ -76,10 +108,13 @@ fn run(shared: &Shared, mut rx: mpsc::UnboundedReceiver<Request>, mut next_seq: 
         round.push(first);
         while round.len() < MAX_ROUND_REQUESTS && bytes < MAX_ROUND_BYTES {
             match rx.try_recv() {
-                Ok(req) => {
+                Ok(Msg::Append(req)) => {
                     bytes += req.value.len();
                     round.push(req);
                 }
+                // This round makes the buffer non-empty; the ack that empties it again sends
+                // a new hint.
+                Ok(Msg::Reclaim) => shared.reclaim_hint.store(false, Ordering::Release),
                 Err(_) => break,
             }
         }
@@ -88,16 +123,26 @@ fn run(shared: &Shared, mut rx: mpsc::UnboundedReceiver<Request>, mut next_seq: 
         // drop-oldest appenders that were waiting for it.
         shared.space.committed.notify_waiters();
     }
-    tracing::debug!(path = %shared.store.path.display(), "buffer commit thread stopped");
+    tracing::debug!(path = %shared.path.display(), "buffer commit thread stopped");
 }
 
 /// Commits `round` (leaving it empty) and answers its callers.
 fn commit_round(shared: &Shared, next_seq: &mut u64, round: &mut Vec<Request>) {
-    let store = &shared.store;
     let amount = round.iter().fold(Amount::default(), |acc, r| Amount {
         records: acc.records + r.records,
         bytes: acc.bytes + r.value.len() as u64,
     });
+    // The commit thread runs every reclaim itself, so this never waits; `None` only after a
+    // reclaim that could not reopen any database, and then the thread has stopped.
+    let Some(store) = shared.store.wait() else {
+        shared.space.release_reserved(amount);
+        for req in round.drain(..) {
+            let _ = req.reply.send(Err(BufferError::Closed {
+                path: shared.path.clone(),
+            }));
+        }
+        return;
+    };
     let first_seq = *next_seq;
     // Seq u64::MAX would collide with the meta prefix, and the counter must never wrap.
     let end = match first_seq.checked_add(amount.records) {

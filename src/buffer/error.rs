@@ -31,6 +31,16 @@ pub enum BufferError {
         source: std::io::Error,
     },
 
+    /// A disk reclaim interrupted by a crash could not be settled at open (the database from
+    /// before it could not be put back at the path).
+    #[error("buffer at {path}: {step}: {source}")]
+    Reclaim {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A sled operation failed at run time.
     #[error("buffer at {path}: sled failed while {op}: {source}")]
     Sled {

@@ -1,6 +1,6 @@
 //! Space accounting and backpressure: how many records and bytes are stored and reserved,
-//! the limits and the low-water mark, the "full" state, and the wake-ups for appenders that
-//! wait.
+//! the limits and the low-water mark, the "full" state, the alert level, and the wake-ups
+//! for appenders that wait.
 //!
 //! One `std::sync::Mutex` guards the depth: a reservation must check and add two quantities
 //! (records and bytes) at once against the limits, which two separate atomics cannot do
@@ -30,6 +30,67 @@ struct Depth {
     /// Set when an append did not fit (block/reject); cleared when the total falls to or
     /// below the low-water mark.
     full: bool,
+    /// Follows the stored records against the alert level.
+    alert: AlertLevel,
+}
+
+/// A change of the alert state, to be logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AlertChange {
+    /// The stored records reached the level.
+    Raised,
+    /// The stored records fell to the clear mark.
+    Cleared,
+}
+
+/// The alert level as a small state machine, pure so its once-only behaviour is tested
+/// directly. Raised when the stored records reach `level`; cleared when they fall to
+/// [`AlertLevel::clear_at`] (90 % of the level) or below. The gap keeps a depth that hovers
+/// at the level (an uplink that just keeps up) from logging a pair of lines per commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct AlertLevel {
+    /// 0: off.
+    level: u64,
+    above: bool,
+}
+
+impl AlertLevel {
+    /// A level of 0 never raises.
+    pub fn new(level: u64) -> AlertLevel {
+        AlertLevel {
+            level,
+            above: false,
+        }
+    }
+
+    pub fn level(&self) -> u64 {
+        self.level
+    }
+
+    pub fn above(&self) -> bool {
+        self.above
+    }
+
+    /// The depth at or below which a raised alert clears: 90 % of the level, rounded down.
+    pub fn clear_at(&self) -> u64 {
+        percent_of(self.level, 90)
+    }
+
+    /// Feeds the current depth; returns the change to log, if the state changed.
+    pub fn update(&mut self, records: u64) -> Option<AlertChange> {
+        if self.level == 0 {
+            return None;
+        }
+        if !self.above && records >= self.level {
+            self.above = true;
+            return Some(AlertChange::Raised);
+        }
+        if self.above && records <= self.clear_at() {
+            self.above = false;
+            return Some(AlertChange::Cleared);
+        }
+        None
+    }
 }
 
 impl Depth {
@@ -47,6 +108,8 @@ pub(super) struct SpaceSnapshot {
     pub stored: Amount,
     pub reserved: Amount,
     pub full: bool,
+    pub alert_records: u64,
+    pub above_alert: bool,
 }
 
 pub(super) struct Space {
@@ -86,6 +149,39 @@ impl Space {
             committed: Notify::new(),
             dropped_records: AtomicU64::new(0),
             rejected_appends: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets the alert level (0: off) and logs at once if the depth found at open is already
+    /// at it.
+    pub fn set_alert_level(&self, level: u64) {
+        let mut depth = self.lock();
+        depth.alert = AlertLevel::new(level);
+        self.update_alert(depth);
+    }
+
+    /// Feeds the stored depth to the alert level and logs a change (after unlocking).
+    fn update_alert(&self, mut depth: MutexGuard<'_, Depth>) {
+        let records = depth.stored.records;
+        let change = depth.alert.update(records);
+        let alert = depth.alert;
+        drop(depth);
+        match change {
+            Some(AlertChange::Raised) => tracing::warn!(
+                path = %self.path.display(),
+                records,
+                alert_records = alert.level(),
+                max_records = self.max.records,
+                "buffer backlog reached the alert level; is the uplink keeping up?"
+            ),
+            Some(AlertChange::Cleared) => tracing::info!(
+                path = %self.path.display(),
+                records,
+                alert_records = alert.level(),
+                clear_at = alert.clear_at(),
+                "buffer backlog back below the alert level"
+            ),
+            None => {}
         }
     }
 
@@ -181,6 +277,7 @@ impl Space {
         depth.reserved.bytes = depth.reserved.bytes.saturating_sub(amount.bytes);
         depth.stored.records += amount.records;
         depth.stored.bytes += amount.bytes;
+        self.update_alert(depth);
     }
 
     /// A reservation that will never be stored (the commit failed, or the committer is gone).
@@ -202,11 +299,11 @@ impl Space {
         self.maybe_resume(depth);
     }
 
+    /// Clears the full state at the low-water mark, and follows the alert level down.
     fn maybe_resume(&self, mut depth: MutexGuard<'_, Depth>) {
         if depth.full && self.at_or_below_low_water(&depth) {
             depth.full = false;
             let total = depth.total();
-            drop(depth);
             tracing::info!(
                 path = %self.path.display(),
                 records = total.records,
@@ -215,6 +312,14 @@ impl Space {
             );
             self.drained.notify_waiters();
         }
+        self.update_alert(depth);
+    }
+
+    /// Whether nothing is stored and nothing is on its way to be (the moment a disk reclaim
+    /// may run).
+    pub fn is_empty(&self) -> bool {
+        let depth = self.lock();
+        depth.stored == Amount::default() && depth.reserved == Amount::default()
     }
 
     pub fn snapshot(&self) -> SpaceSnapshot {
@@ -223,6 +328,8 @@ impl Space {
             stored: depth.stored,
             reserved: depth.reserved,
             full: depth.full,
+            alert_records: depth.alert.level(),
+            above_alert: depth.alert.above(),
         }
     }
 }
@@ -257,6 +364,74 @@ mod tests {
         let snap = space.snapshot();
         assert_eq!(snap.stored, amt(5, 8));
         assert_eq!(snap.reserved, amt(5, 10));
+    }
+
+    /// The alert logs once each way: every call that returns `Some` is one log line.
+    #[test]
+    fn the_alert_level_changes_once_each_way_with_a_gap() {
+        let mut alert = AlertLevel::new(10);
+        assert_eq!(alert.clear_at(), 9);
+        let changes: Vec<Option<AlertChange>> = [0, 9, 10, 11, 50, 10, 10, 9, 9, 0, 9, 10, 10]
+            .into_iter()
+            .map(|depth| alert.update(depth))
+            .collect();
+        use AlertChange::{Cleared, Raised};
+        assert_eq!(
+            changes,
+            [
+                None,
+                None,
+                Some(Raised),
+                None,
+                None,
+                None,
+                None,
+                Some(Cleared),
+                None,
+                None,
+                None,
+                Some(Raised),
+                None
+            ]
+        );
+        assert!(alert.above());
+        // Hovering between the clear mark and the level logs nothing.
+        let mut hover = AlertLevel::new(5000);
+        assert_eq!(hover.update(5000), Some(Raised));
+        for depth in (4501..5200).chain(4501..5000) {
+            assert_eq!(hover.update(depth), None, "at {depth}");
+        }
+        assert_eq!(hover.update(4500), Some(Cleared));
+        // Off, and the smallest levels.
+        let mut off = AlertLevel::new(0);
+        assert!((0..1000).all(|d| off.update(d).is_none()) && !off.above());
+        let mut one = AlertLevel::new(1);
+        assert_eq!(
+            [1, 1, 0, 0, 1].map(|d| one.update(d)),
+            [Some(Raised), None, Some(Cleared), None, Some(Raised)]
+        );
+    }
+
+    #[test]
+    fn the_space_follows_the_alert_level_on_stored_records() {
+        let space = Space::new(PathBuf::from("t"), amt(100, 10_000), 90, amt(50, 50));
+        space.set_alert_level(50);
+        assert!(
+            space.snapshot().above_alert,
+            "raised at open by what is stored"
+        );
+        space.release_stored(amt(4, 4));
+        assert!(space.snapshot().above_alert, "46 > 45, the clear mark");
+        space.release_stored(amt(1, 1));
+        assert!(!space.snapshot().above_alert);
+        assert!(space.try_reserve(amt(10, 10)));
+        assert!(
+            !space.snapshot().above_alert,
+            "reserved records do not count"
+        );
+        space.commit_reserved(amt(10, 10));
+        let snap = space.snapshot();
+        assert_eq!((snap.alert_records, snap.above_alert), (50, true));
     }
 
     #[test]

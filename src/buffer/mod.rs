@@ -7,7 +7,9 @@
 //! - `mod.rs`: the public API ([`Buffer`], options, results, stats).
 //! - `store.rs`: the sled layout, value encoding, open (and moving a corrupt database aside).
 //! - `commit.rs`: the group-commit thread (one batch + one fsync per round).
-//! - `limits.rs`: space accounting, the full state and the low-water mark.
+//! - `limits.rs`: space accounting, the full state, the low-water mark and the alert level.
+//! - `reclaim.rs`: giving sled's disk space back once the backlog has drained (with its
+//!   crash-safety argument).
 //! - `error.rs`: [`BufferError`].
 //!
 //! # Layout on disk
@@ -53,21 +55,31 @@
 //! where seqs restart at 1. Other open errors (permissions, a lock held by another process)
 //! are returned and the directory is left alone.
 //!
-//! # Not done here
+//! # Disk space
 //!
-//! sled never shrinks its files after a backlog drains; [`BufferStats::disk_bytes`] shows
-//! the size so it can be watched.
+//! sled never shrinks its files after a backlog drains. Once the queue is empty and sled's
+//! files exceed [`BufferOptions::reclaim_above_bytes`], the commit thread swaps in a fresh
+//! database that keeps the seq counter and the quarantine tree (see `reclaim.rs`, which also
+//! settles a reclaim interrupted by a crash at the next open). [`BufferStats::disk_bytes`]
+//! shows the size.
+//!
+//! # Alert level
+//!
+//! [`BufferOptions::alert_records`]: a warning is logged once when the stored records reach
+//! it and an info line once when they fall back to 90 % of it;
+//! [`BufferStats::above_alert`] is the gauge.
 
 mod commit;
 mod error;
 mod limits;
+mod reclaim;
 mod store;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -78,7 +90,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use error::BufferError;
 
 use limits::{Amount, Space};
-use store::{chunk_header, decode_chunk, key_seq, seq_key, Store, MAX_CHUNK_BYTES};
+use store::{chunk_header, decode_chunk, key_seq, seq_key, Store, StoreCell, MAX_CHUNK_BYTES};
 
 /// Default [`BufferOptions::max_records`].
 pub const DEFAULT_MAX_RECORDS: u64 = 1_000_000;
@@ -89,6 +101,8 @@ pub const DEFAULT_RESUME_BELOW_PERCENT: u8 = 90;
 /// Default [`BufferOptions::cache_capacity_bytes`]: 8 MiB, sized for a 256 MiB gateway
 /// (sled's own default is 1 GiB and ignores cgroup limits; RSS runs a few times this).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 8 << 20;
+/// Default [`BufferOptions::reclaim_above_bytes`]: 64 MiB.
+pub const DEFAULT_RECLAIM_ABOVE_BYTES: u64 = 64 << 20;
 
 /// What an append does when the buffer has no room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -129,6 +143,15 @@ pub struct BufferOptions {
     /// gateway that lost its buffer never hands out a seq consumers have already seen.
     /// Tests pin it to get small, predictable seqs.
     pub seq_floor: Option<u64>,
+    /// The alert level in stored records: a warning is logged once when the depth reaches
+    /// it, an info line once when it falls back to 90 % of it, and
+    /// [`BufferStats::above_alert`] follows. `None` (the default): half of `max_records`;
+    /// `Some(0)`: off. At most `max_records`.
+    pub alert_records: Option<u64>,
+    /// Once the queue has drained to empty and sled's files are larger than this many bytes,
+    /// they are replaced by a fresh database (keeping the seq counter), so disk use follows
+    /// the backlog. 0: never. Default [`DEFAULT_RECLAIM_ABOVE_BYTES`].
+    pub reclaim_above_bytes: u64,
 }
 
 impl BufferOptions {
@@ -142,7 +165,14 @@ impl BufferOptions {
             cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             when_full: WhenFull::Block,
             seq_floor: None,
+            alert_records: None,
+            reclaim_above_bytes: DEFAULT_RECLAIM_ABOVE_BYTES,
         }
+    }
+
+    /// The alert level in effect (0: off).
+    pub fn alert_level(&self) -> u64 {
+        self.alert_records.unwrap_or(self.max_records / 2)
     }
 
     fn validate(&self) -> Result<(), BufferError> {
@@ -152,6 +182,8 @@ impl BufferOptions {
             "max_bytes must be at least 1"
         } else if self.resume_below_percent > 100 {
             "resume_below_percent must be between 0 and 100"
+        } else if self.alert_level() > self.max_records {
+            "alert_records must not exceed max_records"
         } else {
             return Ok(());
         };
@@ -215,11 +247,22 @@ pub struct BufferStats {
     pub flushes: u64,
     /// sled's files on disk (0 if sled cannot tell).
     pub disk_bytes: u64,
+    /// The alert level in records (0: off); see [`BufferOptions::alert_records`].
+    pub alert_records: u64,
+    /// The stored records reached the alert level and have not yet fallen back to 90 % of it.
+    pub above_alert: bool,
+    /// Disk reclaims done since open (see [`BufferOptions::reclaim_above_bytes`]).
+    pub disk_reclaims: u64,
+    /// Bytes those reclaims gave back to the filesystem.
+    pub disk_reclaimed_bytes: u64,
 }
 
 /// State shared by the handles and the commit thread.
 struct Shared {
-    store: Store,
+    /// The database directory (for logs and errors).
+    path: PathBuf,
+    /// The live database; swapped only by a disk reclaim.
+    store: StoreCell,
     space: Space,
     when_full: WhenFull,
     /// Every chunk whose first seq is below this is durable. Readers and removers never look
@@ -232,15 +275,26 @@ struct Shared {
     next_seq: AtomicU64,
     flushes: AtomicU64,
     quarantined_chunks: AtomicU64,
+    /// sled's size on disk when last measured (shown while a reclaim holds the store).
+    disk_bytes: AtomicU64,
+    disk_reclaims: AtomicU64,
+    disk_reclaimed_bytes: AtomicU64,
+    /// Reclaims are configured (`reclaim_above_bytes` > 0).
+    reclaim_enabled: bool,
+    /// A reclaim hint is queued for the committer (so acks send at most one at a time).
+    reclaim_hint: AtomicBool,
     /// The last durable seq (0 before the first record ever).
     durable_tx: watch::Sender<u64>,
     #[cfg(test)]
     commit_gate: commit::TestGate,
+    /// Reclaim attempts finished (whatever their outcome), for tests to wait on.
+    #[cfg(test)]
+    reclaims_finished: AtomicU64,
 }
 
 struct Inner {
     shared: Arc<Shared>,
-    tx: Option<mpsc::UnboundedSender<commit::Request>>,
+    tx: Option<mpsc::UnboundedSender<commit::Msg>>,
     committer: Option<JoinHandle<()>>,
 }
 
@@ -251,15 +305,18 @@ impl Drop for Inner {
         if let Some(handle) = self.committer.take() {
             if handle.join().is_err() {
                 tracing::error!(
-                    path = %self.shared.store.path.display(),
+                    path = %self.shared.path.display(),
                     "buffer commit thread panicked"
                 );
             }
         }
         // Acks are not flushed as they happen; make them stick on a graceful close.
-        if let Err(e) = self.shared.store.db.flush() {
+        let Some(store) = self.shared.store.wait() else {
+            return;
+        };
+        if let Err(e) = store.db.flush() {
             tracing::error!(
-                path = %self.shared.store.path.display(),
+                path = %self.shared.path.display(),
                 error = %e,
                 "buffer: final flush failed; acknowledged records may be published again"
             );
@@ -277,7 +334,7 @@ pub struct Buffer {
 impl std::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Buffer")
-            .field("path", &self.shared().store.path)
+            .field("path", &self.shared().path)
             .finish_non_exhaustive()
     }
 }
@@ -309,9 +366,12 @@ impl Buffer {
                 bytes: scan.bytes,
             },
         );
+        space.set_alert_level(opts.alert_level());
+        let disk_bytes = store.db.size_on_disk().unwrap_or(0);
         let (durable_tx, _) = watch::channel(scan.next_seq - 1);
         let shared = Arc::new(Shared {
-            store,
+            path: opts.path.clone(),
+            store: StoreCell::new(store),
             space,
             when_full: opts.when_full,
             durable_end: AtomicU64::new(scan.next_seq),
@@ -319,25 +379,56 @@ impl Buffer {
             next_seq: AtomicU64::new(scan.next_seq),
             flushes: AtomicU64::new(0),
             quarantined_chunks: AtomicU64::new(scan.quarantined_chunks),
+            disk_bytes: AtomicU64::new(disk_bytes),
+            disk_reclaims: AtomicU64::new(0),
+            disk_reclaimed_bytes: AtomicU64::new(0),
+            reclaim_enabled: opts.reclaim_above_bytes > 0,
+            reclaim_hint: AtomicBool::new(false),
             durable_tx,
             #[cfg(test)]
             commit_gate: commit::TestGate::default(),
+            #[cfg(test)]
+            reclaims_finished: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::unbounded_channel();
+        let reclaimer = reclaim::Reclaimer::new(opts.clone());
         let committer =
-            commit::spawn(Arc::clone(&shared), rx, scan.next_seq).map_err(|source| {
+            commit::spawn(Arc::clone(&shared), rx, scan.next_seq, reclaimer).map_err(|source| {
                 BufferError::Spawn {
                     path: opts.path.clone(),
                     source,
                 }
             })?;
-        Ok(Buffer {
+        let buffer = Buffer {
             inner: Arc::new(Inner {
                 shared,
                 tx: Some(tx),
                 committer: Some(committer),
             }),
-        })
+        };
+        // A buffer that opens empty may still carry the files of an old backlog.
+        buffer.hint_reclaim();
+        Ok(buffer)
+    }
+
+    /// Asks the commit thread to reclaim disk space if the buffer is empty now (at most one
+    /// hint queued at a time; the commit thread checks everything again itself).
+    fn hint_reclaim(&self) {
+        let shared = self.shared();
+        if !shared.reclaim_enabled
+            || !shared.space.is_empty()
+            || shared.reclaim_hint.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let sent = self
+            .inner
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(commit::Msg::Reclaim).is_ok());
+        if !sent {
+            shared.reclaim_hint.store(false, Ordering::Release);
+        }
     }
 
     fn shared(&self) -> &Shared {
@@ -364,7 +455,7 @@ impl Buffer {
     /// that was not answered resends, so that costs a duplicate, never a loss.
     pub async fn append(&self, records: Vec<Record>) -> Result<Appended, BufferError> {
         let shared = self.shared();
-        let path = || shared.store.path.clone();
+        let path = || shared.path.clone();
         if records.is_empty() {
             return Err(BufferError::EmptyAppend { path: path() });
         }
@@ -437,7 +528,7 @@ impl Buffer {
             reply: reply_tx,
         };
         let sent = match &self.inner.tx {
-            Some(tx) => tx.send(request).is_ok(),
+            Some(tx) => tx.send(commit::Msg::Append(request)).is_ok(),
             None => false,
         };
         if !sent {
@@ -470,7 +561,11 @@ impl Buffer {
         max_bytes: usize,
     ) -> Result<Vec<StoredChunk>, BufferError> {
         let shared = self.shared();
-        let store = &shared.store;
+        // None: a reclaim is swapping the database, which it does only when the queue is
+        // empty.
+        let Some(store) = shared.store.get() else {
+            return Ok(Vec::new());
+        };
         let start = match after_seq {
             None => 0,
             Some(seq) => match seq.checked_add(1) {
@@ -511,7 +606,7 @@ impl Buffer {
                 }
                 Ok(None) => break,
                 Err(reason) => {
-                    shared.quarantine(&key, &value, &reason)?;
+                    shared.quarantine(&store, &key, &value, &reason)?;
                     if out.is_empty() {
                         return Err(store.corrupt(&key, reason));
                     }
@@ -525,9 +620,21 @@ impl Buffer {
     /// Removes every durable chunk whose last seq is at or below `last_seq` (whole chunks
     /// only; a chunk that straddles `last_seq` stays), and returns how many records left.
     /// Not flushed: after a crash, acked records may be published again with the same seqs.
+    /// An ack that leaves the buffer empty may let the commit thread reclaim disk space.
     pub fn ack_through(&self, last_seq: u64) -> Result<u64, BufferError> {
+        let removed = self.remove_through(last_seq)?;
+        if removed > 0 {
+            self.hint_reclaim();
+        }
+        Ok(removed)
+    }
+
+    fn remove_through(&self, last_seq: u64) -> Result<u64, BufferError> {
         let shared = self.shared();
-        let store = &shared.store;
+        // None: a reclaim is swapping the database; the queue is empty, nothing to remove.
+        let Some(store) = shared.store.get() else {
+            return Ok(0);
+        };
         let end = shared.durable_end.load(Ordering::Acquire);
         // Never past what is durable (the committer may have applied but not flushed more).
         let limit = last_seq.min(end.saturating_sub(1));
@@ -565,7 +672,7 @@ impl Buffer {
                         }
                         Err(reason) => {
                             // It is being acked anyway; keep it for forensics and go on.
-                            shared.quarantine(&key, &value, &reason)?;
+                            shared.quarantine(&store, &key, &value, &reason)?;
                             Ok(true)
                         }
                     }
@@ -598,14 +705,22 @@ impl Buffer {
         let snapshot = shared.space.snapshot();
         let from = shared.scan_from.load(Ordering::Acquire);
         let end = shared.durable_end.load(Ordering::Acquire);
-        let oldest_seq = if from < end {
-            match shared.store.queue.range(seq_key(from)..seq_key(end)).next() {
-                Some(Ok((key, _))) => key_seq(&key),
-                _ => None,
+        // While a reclaim swaps the database the queue is empty, and the size is the last
+        // one measured.
+        let store = shared.store.get();
+        let oldest_seq = match &store {
+            Some(store) if from < end => {
+                match store.queue.range(seq_key(from)..seq_key(end)).next() {
+                    Some(Ok((key, _))) => key_seq(&key),
+                    _ => None,
+                }
             }
-        } else {
-            None
+            _ => None,
         };
+        if let Some(size) = store.as_ref().and_then(|s| s.db.size_on_disk().ok()) {
+            shared.disk_bytes.store(size, Ordering::Relaxed);
+        }
+        drop(store);
         BufferStats {
             records: snapshot.stored.records,
             bytes: snapshot.stored.bytes,
@@ -618,13 +733,23 @@ impl Buffer {
             rejected_appends: shared.space.rejected_appends.load(Ordering::Relaxed),
             quarantined_chunks: shared.quarantined_chunks.load(Ordering::Relaxed),
             flushes: shared.flushes.load(Ordering::Relaxed),
-            disk_bytes: shared.store.db.size_on_disk().unwrap_or(0),
+            disk_bytes: shared.disk_bytes.load(Ordering::Relaxed),
+            alert_records: snapshot.alert_records,
+            above_alert: snapshot.above_alert,
+            disk_reclaims: shared.disk_reclaims.load(Ordering::Relaxed),
+            disk_reclaimed_bytes: shared.disk_reclaimed_bytes.load(Ordering::Relaxed),
         }
     }
 
     /// Flushes sled (fsync): makes earlier acks stick. Appends flush on their own.
     pub fn flush(&self) -> Result<(), BufferError> {
-        let store = &self.shared().store;
+        let shared = self.shared();
+        // Waits for a reclaim in progress (which flushes both databases itself).
+        let Some(store) = shared.store.wait() else {
+            return Err(BufferError::Closed {
+                path: shared.path.clone(),
+            });
+        };
         store
             .db
             .flush()
@@ -634,7 +759,7 @@ impl Buffer {
 
     /// The database directory.
     pub fn path(&self) -> &std::path::Path {
-        &self.shared().store.path
+        &self.shared().path
     }
 }
 
@@ -645,16 +770,22 @@ impl Shared {
 
     /// Moves an unreadable chunk to the quarantine tree with an error log and accounts for
     /// what left the queue.
-    fn quarantine(&self, key: &[u8], value: &[u8], reason: &str) -> Result<(), BufferError> {
+    fn quarantine(
+        &self,
+        store: &Store,
+        key: &[u8],
+        value: &[u8],
+        reason: &str,
+    ) -> Result<(), BufferError> {
         tracing::error!(
-            path = %self.store.path.display(),
+            path = %self.path.display(),
             key = %store::key_hex(key),
             seq = ?key_seq(key),
             %reason,
             "buffer: unreadable chunk moved to the quarantine tree; its records will not be \
              published"
         );
-        if let Some(old) = self.store.quarantine_entry(key, value)? {
+        if let Some(old) = store.quarantine_entry(key, value)? {
             self.quarantined_chunks.fetch_add(1, Ordering::Relaxed);
             self.space.release_stored(Amount {
                 records: chunk_header(&old).map(u64::from).unwrap_or(0),
@@ -668,7 +799,10 @@ impl Shared {
     /// lock held, so it must not touch `self.space`'s depth. `None` when nothing durable is
     /// left.
     fn drop_oldest_chunk(&self) -> Result<Option<Amount>, BufferError> {
-        let store = &self.store;
+        // None: a reclaim is swapping the database; the queue is empty, nothing to drop.
+        let Some(store) = self.store.get() else {
+            return Ok(None);
+        };
         let end = self.durable_end.load(Ordering::Acquire);
         loop {
             let from = self.scan_from.load(Ordering::Acquire);

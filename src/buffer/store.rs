@@ -2,8 +2,10 @@
 //! format, and the one scan done at open. No accounting and no threads live here; see the
 //! module doc in `mod.rs` for the drawing of the layout.
 
+use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use firmware_protocols::Record;
@@ -181,20 +183,102 @@ pub(super) struct Store {
     pub seq_floor: Option<u64>,
 }
 
-enum OpenFailure {
+pub(super) enum OpenFailure {
     /// The database looks corrupt: move it aside and start fresh.
     Corrupt(String),
     /// Anything else: report it and leave the directory alone.
     Other(sled::Error),
 }
 
+impl std::fmt::Display for OpenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenFailure::Corrupt(reason) => write!(f, "corrupt: {reason}"),
+            OpenFailure::Other(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The live [`Store`], swappable by a disk reclaim (see `reclaim.rs`).
+///
+/// Only the reclaim (on the commit thread) takes the write lock, and only while the queue is
+/// empty and the commit thread is busy with it, so nothing can be added meanwhile. Readers
+/// therefore never wait for it: [`StoreCell::get`] returns `None` while a reclaim holds (or
+/// waits for) the lock, and a reader treats that as the empty queue it is.
+pub(super) struct StoreCell {
+    slot: RwLock<Option<Store>>,
+}
+
+/// A read handle on the live store.
+pub(super) struct StoreRef<'a>(RwLockReadGuard<'a, Option<Store>>);
+
+impl StoreRef<'_> {
+    fn new(guard: RwLockReadGuard<'_, Option<Store>>) -> Option<StoreRef<'_>> {
+        if guard.is_some() {
+            Some(StoreRef(guard))
+        } else {
+            None
+        }
+    }
+}
+
+impl Deref for StoreRef<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        match self.0.as_ref() {
+            Some(store) => store,
+            // `StoreRef::new` is the only constructor and checks for `Some`.
+            None => unreachable!("a StoreRef always holds a store"),
+        }
+    }
+}
+
+impl StoreCell {
+    pub fn new(store: Store) -> StoreCell {
+        StoreCell {
+            slot: RwLock::new(Some(store)),
+        }
+    }
+
+    /// The live store without waiting; `None` while a reclaim swaps it (the queue is empty
+    /// then) or after a reclaim that could not reopen any database (the commit thread has
+    /// stopped then, and the process is on its way out).
+    pub fn get(&self) -> Option<StoreRef<'_>> {
+        match self.slot.try_read() {
+            Ok(guard) => StoreRef::new(guard),
+            // Nothing panics while holding the lock; if something did, the store is still
+            // the best there is.
+            Err(TryLockError::Poisoned(p)) => StoreRef::new(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The live store, waiting for a reclaim in progress to finish. For the commit thread
+    /// (which runs the reclaims itself, so never waits) and for explicit flushes.
+    pub fn wait(&self) -> Option<StoreRef<'_>> {
+        StoreRef::new(self.slot.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Exclusive access, for the reclaim.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Option<Store>> {
+        self.slot.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl Store {
     /// Opens the database at `opts.path`. A database that sled reports as corrupt (or that
     /// makes sled panic) is renamed to `<path>.corrupt-<unix-secs>` with an error log, and a
-    /// fresh one is created in its place; this is the only case where seqs restart.
+    /// fresh one is created in its place; this is the only case where seqs restart. A disk
+    /// reclaim that was interrupted (a crash, a power cut) is settled first.
     pub fn open(opts: &BufferOptions) -> Result<(Store, OpenScan), BufferError> {
         let path = opts.path.clone();
-        let store = match try_open(opts) {
+        super::reclaim::recover(&path).map_err(|source| BufferError::Reclaim {
+            path: path.clone(),
+            step: "settling an interrupted reclaim",
+            source,
+        })?;
+        let store = match open_waiting_for_lock(&path, opts) {
             Ok(store) => store,
             Err(OpenFailure::Other(source)) => return Err(BufferError::Open { path, source }),
             Err(OpenFailure::Corrupt(reason)) => {
@@ -212,7 +296,7 @@ impl Store {
                      Records in it were not published; sequence numbers continue from the clock \
                      (Unix microseconds), above any seq handed out before"
                 );
-                match try_open(opts) {
+                match open_waiting_for_lock(&path, opts) {
                     Ok(store) => store,
                     Err(OpenFailure::Other(source)) => {
                         return Err(BufferError::Open { path, source })
@@ -261,6 +345,16 @@ impl Store {
         self.queue
             .remove(key)
             .map_err(self.sled_err("removing a corrupt chunk"))
+    }
+
+    /// Whether the queue tree holds no chunk (meta keys aside). Walks over whatever sled
+    /// still keeps of removed entries, so it is for the rare reclaim, not a hot path.
+    pub fn queue_is_empty(&self) -> Result<bool, BufferError> {
+        match self.queue.range(..META_PREFIX).next() {
+            None => Ok(true),
+            Some(Ok(_)) => Ok(false),
+            Some(Err(e)) => Err((self.sled_err("checking that the queue is empty"))(e)),
+        }
     }
 
     /// The one full scan: depth, oldest and next seq. Reads only the 5-byte headers' worth
@@ -348,9 +442,41 @@ impl Store {
     }
 }
 
-fn try_open(opts: &BufferOptions) -> Result<Store, OpenFailure> {
+/// How long [`open_waiting_for_lock`] waits for another holder of the lock to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`try_open`], waiting up to [`LOCK_WAIT`] while the database's file lock is held. sled
+/// releases the lock only when its IO threads drop their last handle, a moment after the
+/// database was closed, so a reopen in the same process (a reclaim, a test) can find it
+/// still held; so can a start while the previous process is still exiting. A lock held for
+/// longer is an error.
+pub(super) fn open_waiting_for_lock(
+    path: &Path,
+    opts: &BufferOptions,
+) -> Result<Store, OpenFailure> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match try_open(path, opts) {
+            Err(OpenFailure::Other(e))
+                if is_lock_error(&e) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// sled's "could not acquire lock" (an `Io` error of kind `Other` carrying that text).
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// Opens the sled database at `path` (which may differ from `opts.path` while a reclaim
+/// builds the replacement) with the options' cache size.
+pub(super) fn try_open(path: &Path, opts: &BufferOptions) -> Result<Store, OpenFailure> {
     let config = sled::Config::new()
-        .path(&opts.path)
+        .path(path)
         .cache_capacity(opts.cache_capacity_bytes)
         .mode(sled::Mode::HighThroughput)
         .flush_every_ms(None);
@@ -364,7 +490,7 @@ fn try_open(opts: &BufferOptions) -> Result<Store, OpenFailure> {
     }));
     match opened {
         Ok(Ok((db, queue, quarantine))) => Ok(Store {
-            path: opts.path.clone(),
+            path: path.to_path_buf(),
             db,
             queue,
             quarantine,

@@ -481,9 +481,25 @@ async fn subscribe_follows_the_last_durable_seq() {
     assert_eq!(*b.subscribe().borrow(), 4);
 }
 
+/// Opens a closed buffer's sled database directly. sled lets go of its file lock a moment
+/// after the last handle drops (its IO threads hold one briefly), so this retries for up to
+/// two seconds.
+fn raw_sled(path: &Path) -> sled::Db {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("acquire lock") => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("opening {}: {e}", path.display()),
+        }
+    }
+}
+
 /// Writes raw entries into the queue tree of a closed buffer.
 fn tamper(path: &Path, entries: &[(&[u8], &[u8])]) {
-    let db = sled::open(path).unwrap();
+    let db = raw_sled(path);
     let tree = db.open_tree(QUEUE_TREE).unwrap();
     for (k, v) in entries {
         tree.insert(k, *v).unwrap();
@@ -702,4 +718,338 @@ async fn throughput_100_appenders_x_50_records() {
 #[ignore = "benchmark; run in release"]
 async fn throughput_1000_appenders_x_1_record() {
     throughput(1000, 1, 200).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alert level
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_alert_level_defaults_to_half_of_max_records_and_is_validated() {
+    let dir = TempDir::new().unwrap();
+    let mut o = opts(dir.path());
+    assert_eq!(o.alert_level(), DEFAULT_MAX_RECORDS / 2);
+    o.max_records = 10_000;
+    assert_eq!(o.alert_level(), 5_000);
+    o.alert_records = Some(0);
+    assert_eq!(open(&o).stats().alert_records, 0, "0 turns it off");
+    o.alert_records = Some(10_001);
+    let err = Buffer::open(o.clone()).unwrap_err();
+    assert!(err.to_string().contains("alert_records"), "{err}");
+}
+
+#[tokio::test]
+async fn the_alert_gauge_follows_the_backlog_and_survives_a_reopen() {
+    let dir = TempDir::new().unwrap();
+    let mut o = opts(dir.path());
+    o.alert_records = Some(10);
+    let buffer = open(&o);
+    let s = buffer.stats();
+    assert_eq!((s.alert_records, s.above_alert), (10, false));
+    stored(&buffer, recs(0, 6)).await; // 1..=6
+    assert!(!buffer.stats().above_alert);
+    stored(&buffer, recs(6, 5)).await; // 7..=11
+    assert!(buffer.stats().above_alert, "11 records ≥ 10");
+    drop(buffer);
+    let buffer = open(&o);
+    assert!(
+        buffer.stats().above_alert,
+        "raised again at open from the stored depth"
+    );
+    buffer.ack_through(6).unwrap();
+    assert!(!buffer.stats().above_alert, "5 records ≤ 9, the clear mark");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk reclaim
+// ---------------------------------------------------------------------------------------------
+
+fn reclaiming(dir: &Path, above_bytes: u64) -> BufferOptions {
+    let mut o = opts(dir);
+    o.reclaim_above_bytes = above_bytes;
+    o
+}
+
+/// Appends `chunks` chunks of `per` records, then acks everything with one ack (so exactly one
+/// reclaim hint follows); returns the last seq.
+async fn fill_and_drain(buffer: &Buffer, chunks: u64, per: u64) -> u64 {
+    let mut last = 0;
+    for i in 0..chunks {
+        last = stored(buffer, recs(i * per, per)).await.1;
+    }
+    assert_eq!(buffer.ack_through(last).unwrap(), chunks * per);
+    last
+}
+
+/// Waits (bounded) until `n` reclaim attempts have finished.
+async fn reclaims_finished(buffer: &Buffer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while buffer.shared().reclaims_finished.load(Ordering::Relaxed) < n {
+        assert!(Instant::now() < deadline, "no reclaim finished within 20 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What a reclaim may leave beside the database directory.
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("buffer.reclaim-"))
+        .collect()
+}
+
+fn inject(dir: &Path, fault: reclaim::Fault) {
+    reclaim::FAULTS
+        .lock()
+        .unwrap()
+        .push((dir.to_path_buf(), fault));
+}
+
+fn clear_faults(dir: &Path) {
+    reclaim::FAULTS.lock().unwrap().retain(|(d, _)| d != dir);
+}
+
+#[tokio::test]
+async fn disk_space_is_reclaimed_once_drained_and_seqs_continue() {
+    let dir = TempDir::new().unwrap();
+    let o = reclaiming(dir.path(), 1 << 20);
+    let buffer = open(&o);
+    let mut last = 0;
+    for i in 0..200 {
+        last = stored(&buffer, recs(i * 250, 250)).await.1;
+    }
+    assert_eq!(last, 50_000);
+    let before = buffer.stats().disk_bytes;
+    assert!(before > 1 << 20, "50k records take only {before} bytes");
+    assert_eq!(
+        reclaim::dir_size(&o.path),
+        before + 62,
+        "sled's size is the directory's"
+    );
+    // Half drained: not empty, so nothing is reclaimed.
+    buffer.ack_through(25_000).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(buffer.stats().disk_reclaims, 0);
+
+    buffer.ack_through(last).unwrap();
+    reclaims_finished(&buffer, 1).await;
+    let s = buffer.stats();
+    assert_eq!(s.disk_reclaims, 1);
+    let on_disk = reclaim::dir_size(&o.path);
+    // An empty sled database is one 512 KiB segment.
+    assert!(
+        s.disk_bytes < before / 3 && on_disk <= 600 << 10,
+        "after the reclaim: sled says {}, the directory holds {on_disk} (before: {before})",
+        s.disk_bytes
+    );
+    assert!(s.disk_reclaimed_bytes + s.disk_bytes >= before, "{s:?}");
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    assert_eq!((s.records, s.next_seq, s.oldest_seq), (0, 50_001, None));
+
+    // The counter went with it, here and across a reopen.
+    assert_eq!(stored(&buffer, recs(0, 2)).await, (50_001, 50_002));
+    assert_eq!(all(&buffer).len(), 2);
+    drop(buffer);
+    let buffer = open(&o);
+    assert_eq!(buffer.stats().next_seq, 50_003);
+    assert_eq!(
+        all(&buffer).iter().map(|r| r.0).collect::<Vec<_>>(),
+        [50_001, 50_002]
+    );
+    // A small drain stays below the threshold: no second reclaim.
+    buffer.ack_through(50_002).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        buffer.stats().disk_reclaims,
+        0,
+        "a new handle counts from 0"
+    );
+    assert_eq!(stored(&buffer, recs(0, 1)).await, (50_003, 50_003));
+}
+
+#[tokio::test]
+async fn a_reclaim_keeps_the_quarantine_tree() {
+    let dir = TempDir::new().unwrap();
+    let o = reclaiming(dir.path(), 1);
+    let buffer = open(&o);
+    stored(&buffer, recs(0, 2)).await; // 1..=2
+    drop(buffer);
+    tamper(&o.path, &[(&seq_key(100), &[9, 0, 0, 0, 1, 0])]);
+    let buffer = open(&o);
+    assert_eq!(buffer.stats().quarantined_chunks, 1);
+    buffer.ack_through(2).unwrap();
+    reclaims_finished(&buffer, 1).await;
+    assert_eq!(buffer.stats().disk_reclaims, 1);
+    assert_eq!(stored(&buffer, recs(2, 1)).await, (3, 3));
+    drop(buffer);
+    let db = raw_sled(&o.path);
+    let quarantine = db.open_tree(super::store::QUARANTINE_TREE).unwrap();
+    let kept: Vec<_> = quarantine.iter().map(|e| e.unwrap()).collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].0.as_ref(), &seq_key(100));
+    assert_eq!(kept[0].1.as_ref(), &[9, 0, 0, 0, 1, 0]);
+}
+
+/// While a reclaim holds the database, appends wait (they never fail), readers see the empty
+/// queue it is, and afterwards every append is stored in the new database with the seqs
+/// that follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_during_a_reclaim_wait_and_lose_nothing() {
+    let dir = TempDir::new().unwrap();
+    let o = reclaiming(dir.path(), 1);
+    let buffer = open(&o);
+    inject(dir.path(), reclaim::Fault::Pause(reclaim::Step::Built));
+    let last = fill_and_drain(&buffer, 20, 50).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while buffer.shared().store.get().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the reclaim never took the store"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let b = buffer.clone();
+            tokio::spawn(async move { b.append(recs(1000 + i * 5, 5)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for t in &tasks {
+        assert!(
+            !t.is_finished(),
+            "an append finished while the reclaim held the store"
+        );
+    }
+    assert!(buffer.read_after(None, 100, usize::MAX).unwrap().is_empty());
+    assert_eq!(buffer.ack_through(u64::MAX - 1).unwrap(), 0);
+    let s = buffer.stats();
+    assert_eq!(
+        (s.records, s.in_flight_records, s.oldest_seq),
+        (0, 100, None)
+    );
+
+    clear_faults(dir.path());
+    let mut ranges = Vec::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Appended::Stored {
+                first_seq,
+                last_seq,
+            } => ranges.push((first_seq, last_seq)),
+            Appended::Rejected => panic!("rejected"),
+        }
+    }
+    ranges.sort();
+    let seqs: Vec<u64> = ranges.iter().flat_map(|&(a, b)| a..=b).collect();
+    assert_eq!(seqs, (last + 1..=last + 100).collect::<Vec<_>>());
+    reclaims_finished(&buffer, 1).await;
+    assert_eq!(buffer.stats().disk_reclaims, 1);
+    let stored_now = all(&buffer);
+    assert_eq!(stored_now.iter().map(|r| r.0).collect::<Vec<_>>(), seqs);
+    assert!(leftovers(dir.path()).is_empty());
+    drop(buffer);
+    assert_eq!(all(&open(&o)).len(), 100, "durable in the new database");
+}
+
+/// A reclaim that fails at any step (an IO error) leaves a working buffer at the same path
+/// with the counter intact, and nothing beside it.
+#[tokio::test]
+async fn a_reclaim_failing_at_any_step_leaves_a_working_buffer() {
+    use reclaim::Step;
+    for step in [Step::Built, Step::MovedOld, Step::MovedNew] {
+        let dir = TempDir::new().unwrap();
+        let o = reclaiming(dir.path(), 1);
+        let buffer = open(&o);
+        inject(dir.path(), reclaim::Fault::Fail(step));
+        let last = fill_and_drain(&buffer, 10, 30).await;
+        reclaims_finished(&buffer, 1).await;
+        clear_faults(dir.path());
+        assert!(buffer.committer_alive(), "{step:?}");
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{step:?}: {:?}",
+            leftovers(dir.path())
+        );
+        assert_eq!(
+            stored(&buffer, recs(0, 3)).await,
+            (last + 1, last + 3),
+            "{step:?}"
+        );
+        assert_eq!(all(&buffer).len(), 3, "{step:?}");
+        drop(buffer);
+        let buffer = open(&o);
+        assert_eq!(buffer.stats().next_seq, last + 4, "{step:?}");
+        assert_eq!(all(&buffer).len(), 3, "{step:?}");
+    }
+}
+
+/// A crash at any step of a reclaim (the process stops there, the disk stays as it is) is
+/// settled at the next open: one database at the path, the counter intact, the quarantine
+/// kept, nothing beside it.
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_reclaim_is_settled_at_the_next_open() {
+    use reclaim::Step;
+    for step in [Step::Built, Step::MovedOld, Step::MovedNew] {
+        let dir = TempDir::new().unwrap();
+        let o = reclaiming(dir.path(), 1);
+        let buffer = open(&o);
+        stored(&buffer, recs(0, 1)).await; // 1
+        drop(buffer);
+        tamper(&o.path, &[(&seq_key(500), &[9, 0, 0, 0, 1, 0])]);
+        // Not empty at open (record 1), so the one ack below is the only moment the buffer
+        // is empty: one reclaim attempt, which crashes.
+        let buffer = open(&o);
+        inject(dir.path(), reclaim::Fault::Crash(step));
+        let mut last = 1;
+        for i in 0..10 {
+            last = stored(&buffer, recs(i * 30, 30)).await.1;
+        }
+        assert_eq!(buffer.ack_through(last).unwrap(), last);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while buffer.committer_alive() {
+            assert!(
+                Instant::now() < deadline,
+                "{step:?}: the commit thread still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        clear_faults(dir.path());
+        assert!(
+            matches!(
+                buffer.append(recs(0, 1)).await,
+                Err(BufferError::Closed { .. })
+            ),
+            "{step:?}"
+        );
+        drop(buffer);
+        let expected: &[&str] = match step {
+            Step::Built => &["buffer.reclaim-new"],
+            Step::MovedOld => &["buffer.reclaim-new", "buffer.reclaim-old"],
+            Step::MovedNew => &["buffer.reclaim-old"],
+        };
+        let mut left = leftovers(dir.path());
+        left.sort();
+        assert_eq!(left, expected, "{step:?}");
+        assert_eq!(o.path.exists(), step != Step::MovedOld, "{step:?}");
+
+        let buffer = open(&o);
+        assert!(leftovers(dir.path()).is_empty(), "{step:?}");
+        let s = buffer.stats();
+        assert_eq!((s.records, s.next_seq), (0, last + 1), "{step:?}");
+        assert_eq!(
+            stored(&buffer, recs(0, 2)).await,
+            (last + 1, last + 2),
+            "{step:?}"
+        );
+        drop(buffer);
+        let db = raw_sled(&o.path);
+        let quarantine = db.open_tree(super::store::QUARANTINE_TREE).unwrap();
+        assert_eq!(quarantine.len(), 1, "{step:?}: the quarantine was lost");
+    }
 }

@@ -74,14 +74,16 @@ pub async fn serve(
     buffer: Buffer,
     shutdown: watch::Receiver<bool>,
 ) {
-    // One limit over TCP connections and UDP datagrams in flight.
-    let limit = Arc::new(Semaphore::new(settings.ingest.max_connections));
+    // Separate limits: long-lived TCP connections must not starve UDP devices, and a UDP
+    // flood must not take the slots of TCP devices.
+    let connections = Arc::new(Semaphore::new(settings.ingest.max_connections));
+    let datagrams = Arc::new(Semaphore::new(settings.ingest.max_datagrams_in_flight));
     let mut tasks = tokio::task::JoinSet::new();
     for l in sources.tcp {
-        tasks.spawn(l.serve(limit.clone(), buffer.clone(), shutdown.clone()));
+        tasks.spawn(l.serve(connections.clone(), buffer.clone(), shutdown.clone()));
     }
     for l in sources.udp {
-        tasks.spawn(l.serve(limit.clone(), buffer.clone(), shutdown.clone()));
+        tasks.spawn(l.serve(datagrams.clone(), buffer.clone(), shutdown.clone()));
     }
     for p in sources.serial {
         tasks.spawn(p.serve(buffer.clone(), shutdown.clone()));

@@ -41,7 +41,7 @@ impl SerialPort {
                 device_id: s.device_id.clone(),
                 ..super::decoder_options(settings)
             },
-            idle_timeout: Duration::from_secs(settings.ingest.idle_timeout_s),
+            idle_timeout: None,
             allowed_devices: Arc::default(),
         });
         SerialPort {

@@ -29,7 +29,9 @@ pub struct SessionConfig {
     /// Builds one connection's decoder (from the protocol registry).
     pub make_decoder: fn(&DecoderOptions) -> Box<dyn StreamDecoder>,
     pub decoder: DecoderOptions,
-    pub idle_timeout: Duration,
+    /// Close a stream silent this long; `None` keeps it open (serial ports: a sensor may
+    /// report rarely, and reopening a port resets many USB devices).
+    pub idle_timeout: Option<Duration>,
     /// Empty: every device is allowed.
     pub allowed_devices: Arc<HashSet<String>>,
 }
@@ -40,6 +42,8 @@ pub struct Session {
     peer: String,
     buffer: Buffer,
     decoder: Box<dyn StreamDecoder>,
+    /// The protocol's per-protocol counters, found once here so each frame only indexes.
+    protocol_id: Option<metrics::ProtocolId>,
 }
 
 /// Why a session ended; logged once, at the end.
@@ -57,11 +61,13 @@ enum End {
 impl Session {
     pub fn new(cfg: Arc<SessionConfig>, peer: String, buffer: Buffer) -> Session {
         let decoder = (cfg.make_decoder)(&cfg.decoder);
+        let protocol_id = metrics::ProtocolId::of(&cfg.protocol);
         Session {
             cfg,
             peer,
             buffer,
             decoder,
+            protocol_id,
         }
     }
 
@@ -73,7 +79,11 @@ impl Session {
         tracing::debug!(peer = %self.peer, protocol = %self.cfg.protocol, "device connected");
         let end = self.serve(&mut stream, shutdown).await;
         let _ = stream.shutdown().await;
-        self.store_held_back().await;
+        // Records held back are only stored when the stream ended normally: not for a
+        // refused device, and not after the buffer already failed.
+        if !matches!(end, End::Refused(_) | End::Buffer(_)) {
+            self.store_held_back().await;
+        }
         let device = self.decoder.device_id().unwrap_or("-");
         let (peer, protocol) = (&self.peer, &self.cfg.protocol);
         match end {
@@ -86,7 +96,7 @@ impl Session {
                 tracing::warn!(%peer, device, %protocol, %why, "device refused")
             }
             End::Malformed(why) => {
-                metrics::add(&METRICS.frames_malformed, 1);
+                metrics::frame_malformed(self.protocol_id);
                 tracing::warn!(%peer, device, %protocol, reason = %why, "malformed frame, connection closed")
             }
             End::Io(e) => tracing::info!(%peer, device, %protocol, error = %e, "connection error"),
@@ -105,7 +115,7 @@ impl Session {
         }
         let n = records.len() as u64;
         match self.buffer.append(records).await {
-            Ok(Appended::Stored { .. }) => metrics::add(&METRICS.records_received, n),
+            Ok(Appended::Stored { .. }) => metrics::records_received(self.protocol_id, n),
             Ok(Appended::Rejected) => metrics::add(&METRICS.records_refused, n),
             Err(e) => tracing::error!(peer = %self.peer, error = %e, "buffer failed at stream end"),
         }
@@ -125,6 +135,10 @@ impl Session {
                     Ok(None) => break,
                     Err(e) => return End::Malformed(e.to_string()),
                 };
+                if decoded.consumed == 0 {
+                    // A decoder bug; going on would handle the same frame forever.
+                    return End::Malformed("decoder consumed no bytes".into());
+                }
                 input.advance(decoded.consumed.min(input.len()));
                 if let Err(end) = self.handle(decoded, stream).await {
                     return end;
@@ -138,7 +152,7 @@ impl Session {
             }
             input.reserve(max.min(8 * 1024).min(max - input.len()));
             let read = tokio::select! {
-                r = tokio::time::timeout(self.cfg.idle_timeout, read_some(stream, &mut input, max)) => r,
+                r = read_within(self.cfg.idle_timeout, read_some(stream, &mut input, max)) => r,
                 _ = shutdown.changed() => return End::Shutdown,
             };
             match read {
@@ -163,7 +177,7 @@ impl Session {
         } = decoded;
         if let Some(problem) = problem {
             // The protocol skips or answers a bad frame and the stream stays in sync.
-            metrics::add(&METRICS.frames_malformed, 1);
+            metrics::frame_malformed(self.protocol_id);
             tracing::warn!(
                 peer = %self.peer,
                 device = self.decoder.device_id().unwrap_or("-"),
@@ -211,7 +225,7 @@ impl Session {
         let n = records.len();
         match self.buffer.append(records).await {
             Ok(Appended::Stored { .. }) => {
-                metrics::add(&METRICS.records_received, n as u64);
+                metrics::records_received(self.protocol_id, n as u64);
                 if let Some(yes) = reply.accepted {
                     write(stream, &yes).await?;
                 }
@@ -220,13 +234,29 @@ impl Session {
             Ok(Appended::Rejected) => {
                 metrics::add(&METRICS.records_refused, n as u64);
                 tracing::debug!(peer = %self.peer, records = n, "buffer full, records refused");
-                if let Some(no) = reply.refused {
-                    write(stream, &no).await?;
+                match reply.refused {
+                    Some(no) => {
+                        write(stream, &no).await?;
+                        Ok(())
+                    }
+                    // A protocol without a negative answer (GT06 positions, NMEA): only a
+                    // closed connection tells the device its data was not taken.
+                    None => Err(End::Buffer("buffer full and the protocol cannot refuse; closed so the device keeps its data".into())),
                 }
-                Ok(())
             }
             Err(e) => Err(End::Buffer(e.to_string())),
         }
+    }
+}
+
+/// `read` within `limit`, or without a limit; `Err(())` when the time ran out.
+async fn read_within<F>(limit: Option<Duration>, read: F) -> Result<std::io::Result<usize>, ()>
+where
+    F: std::future::Future<Output = std::io::Result<usize>>,
+{
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| ()),
+        None => Ok(read.await),
     }
 }
 

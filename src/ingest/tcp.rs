@@ -12,7 +12,7 @@ use tokio::sync::{watch, Semaphore};
 use super::session::{Session, SessionConfig};
 use crate::buffer::Buffer;
 use crate::config::{ListenerSettings, Settings};
-use crate::metrics::{self, METRICS};
+use crate::metrics;
 
 /// A bound TCP listener, ready to accept.
 pub struct BoundTcp {
@@ -20,6 +20,8 @@ pub struct BoundTcp {
     pub local_addr: SocketAddr,
     listener: TcpListener,
     session: Arc<SessionConfig>,
+    /// This listener's connection gauges on `/metrics`.
+    counters: Arc<metrics::ListenerCounters>,
 }
 
 impl BoundTcp {
@@ -44,7 +46,7 @@ impl BoundTcp {
                 ack_reports: l.ack_reports,
                 ..super::decoder_options(settings)
             },
-            idle_timeout: Duration::from_secs(settings.ingest.idle_timeout_s),
+            idle_timeout: Some(Duration::from_secs(settings.ingest.idle_timeout_s)),
             allowed_devices: Arc::new(l.allowed_devices.iter().cloned().collect::<HashSet<_>>()),
         });
         Ok(BoundTcp {
@@ -52,6 +54,7 @@ impl BoundTcp {
             local_addr,
             listener,
             session,
+            counters: metrics::register_listener(index, &l.protocol),
         })
     }
 
@@ -91,12 +94,11 @@ impl BoundTcp {
             };
             let _ = stream.set_nodelay(true);
             let session = Session::new(self.session.clone(), peer.to_string(), buffer.clone());
-            metrics::add(&METRICS.connections_accepted, 1);
-            metrics::add(&METRICS.connections_open, 1);
-            let shutdown = shutdown.clone();
+            metrics::connection_opened(&self.counters);
+            let (shutdown, counters) = (shutdown.clone(), self.counters.clone());
             tokio::spawn(async move {
                 session.run(stream, shutdown).await;
-                metrics::dec(&METRICS.connections_open);
+                metrics::connection_closed(&counters);
                 drop(permit);
             });
         }

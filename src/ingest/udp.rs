@@ -23,6 +23,8 @@ pub struct BoundUdp {
     pub index: usize,
     pub local_addr: SocketAddr,
     protocol: String,
+    /// The protocol's slot in the per-protocol counters, found once at bind.
+    protocol_id: Option<metrics::ProtocolId>,
     socket: Arc<UdpSocket>,
     decoder: Arc<dyn DatagramDecoder>,
     allowed_devices: Arc<std::collections::HashSet<String>>,
@@ -50,6 +52,7 @@ impl BoundUdp {
             index,
             local_addr,
             protocol: l.protocol.clone(),
+            protocol_id: metrics::ProtocolId::of(&l.protocol),
             socket: Arc::new(socket),
             decoder: Arc::from(make_decoder(&options)),
             allowed_devices: Arc::new(l.allowed_devices.iter().cloned().collect()),
@@ -88,13 +91,13 @@ impl BoundUdp {
             let decoded = match self.decoder.decode(&datagram[..len], super::now_ms()) {
                 Ok(d) => d,
                 Err(e) => {
-                    metrics::add(&METRICS.frames_malformed, 1);
+                    metrics::frame_malformed(self.protocol_id);
                     tracing::warn!(%peer, %protocol, reason = %e, "malformed datagram dropped");
                     continue;
                 }
             };
             if let Some(problem) = &decoded.problem {
-                metrics::add(&METRICS.frames_malformed, 1);
+                metrics::frame_malformed(self.protocol_id);
                 tracing::warn!(%peer, %protocol, reason = %problem, "malformed datagram answered as refused");
                 if let Some(no) = &decoded.reply.refused {
                     let _ = self.socket.send_to(no, peer).await;
@@ -110,9 +113,9 @@ impl BoundUdp {
                 }
             }
             let (socket, buffer) = (self.socket.clone(), buffer.clone());
-            let protocol = self.protocol.clone();
+            let (protocol, protocol_id) = (self.protocol.clone(), self.protocol_id);
             tokio::spawn(async move {
-                answer(decoded, peer, &socket, &buffer, &protocol).await;
+                answer(decoded, peer, &socket, &buffer, &protocol, protocol_id).await;
                 drop(permit);
             });
         }
@@ -125,6 +128,7 @@ async fn answer(
     socket: &UdpSocket,
     buffer: &Buffer,
     protocol: &str,
+    protocol_id: Option<metrics::ProtocolId>,
 ) {
     let n = decoded.records.len() as u64;
     let reply = if decoded.records.is_empty() {
@@ -132,7 +136,7 @@ async fn answer(
     } else {
         match buffer.append(decoded.records).await {
             Ok(Appended::Stored { .. }) => {
-                metrics::add(&METRICS.records_received, n);
+                metrics::records_received(protocol_id, n);
                 decoded.reply.accepted
             }
             Ok(Appended::Rejected) => {

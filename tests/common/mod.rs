@@ -194,6 +194,42 @@ impl Mosquitto {
         broker
     }
 
+    /// A broker whose listeners and security are `conf` (mosquitto.conf lines: `listener`s
+    /// with their `cafile`/`certfile`/`keyfile`/`require_certificate`, `allow_anonymous`,
+    /// `password_file`, `per_listener_settings true` first if needed) instead of the one
+    /// anonymous listener of [`Mosquitto::start`]. `port` must be a plain TCP listener in
+    /// `conf`: the start waits for it. Persistence and logging as in [`Mosquitto::start`].
+    pub async fn start_with_conf(port: u16, conf: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir for mosquitto");
+        let conf_path = dir.path().join("mosquitto.conf");
+        let log = dir.path().join("mosquitto.log");
+        let text = format!(
+            "{conf}\n\
+             persistence true\n\
+             persistence_location {}/\n\
+             persistence_file mosquitto.db\n\
+             max_queued_messages 0\n\
+             log_dest file {}\n\
+             log_type error\n\
+             log_type warning\n\
+             log_type notice\n\
+             log_type information\n\
+             user root\n",
+            dir.path().display(),
+            log.display()
+        );
+        std::fs::write(&conf_path, text).expect("write mosquitto.conf");
+        let mut broker = Mosquitto {
+            port,
+            dir,
+            conf: conf_path,
+            log,
+            child: None,
+        };
+        broker.spawn().await;
+        broker
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -327,7 +363,8 @@ pub fn free_udp_port() -> u16 {
 
 impl GatewayConfig {
     /// Defaults for tests: the broker on `127.0.0.1:mqtt_port`, a small linger, fast
-    /// reconnects, a small sled cache.
+    /// reconnects, a small sled cache, and the HTTP endpoint on a free loopback port of its
+    /// own (the default 9780 would collide between gateways running in parallel).
     pub fn new(gateway_id: &str, mqtt_port: u16) -> GatewayConfig {
         let mut keys = BTreeMap::new();
         for (k, v) in [
@@ -340,6 +377,7 @@ impl GatewayConfig {
             ("uplink.backoff_initial_ms", "100".to_string()),
             ("uplink.backoff_max_ms", "500".to_string()),
             ("buffer.cache_capacity_bytes", "4194304".to_string()),
+            ("http.bind", format!("\"127.0.0.1:{}\"", free_port())),
         ] {
             keys.insert(k.to_string(), v);
         }
@@ -902,6 +940,113 @@ fn take_batch(s: &mut Collected, topic: &str, payload: &[u8]) {
             time: time.to_string(),
             record: r.clone(),
         });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriber: any topic, raw messages
+// ---------------------------------------------------------------------------------------------
+
+/// One message as a [`Subscriber`] received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// Set on a retained message delivered because of the subscription.
+    pub retain: bool,
+    pub at: Instant,
+}
+
+impl Received {
+    /// The payload as JSON (`Value::Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload).unwrap_or(Value::Null)
+    }
+}
+
+/// An MQTT subscriber (clean session, QoS 1) to one topic filter that keeps every message
+/// it receives, with its retain flag and arrival time.
+pub struct Subscriber {
+    messages: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+    _client: AsyncClient,
+}
+
+impl Subscriber {
+    /// Connects to `127.0.0.1:broker_port`, subscribes and returns once the SUBACK arrived.
+    pub async fn start(broker_port: u16, client_id: &str, filter: &str) -> Subscriber {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", broker_port);
+        options
+            .set_keep_alive(Duration::from_secs(5))
+            .set_clean_session(true)
+            .set_max_packet_size(64 * 1024 * 1024, 64 * 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queue SUBSCRIBE");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        // Messages may arrive right after the SUBACK (retained ones): keep them too.
+        let subscribed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        match subscribed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("subscriber {client_id} on port {broker_port}: {e}"),
+            Err(_) => panic!("subscriber {client_id} on port {broker_port}: no SUBACK in 10 s"),
+        }
+        let task = {
+            let messages = messages.clone();
+            tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            messages.lock().unwrap().push(Received {
+                                topic: p.topic.clone(),
+                                payload: p.payload.to_vec(),
+                                retain: p.retain,
+                                at: Instant::now(),
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            })
+        };
+        Subscriber {
+            messages,
+            task,
+            _client: client,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for a message that satisfies `pred`; returns the first one.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Received) -> bool,
+    ) -> Option<Received> {
+        let find = || self.messages().into_iter().find(|m| pred(m));
+        wait_until(timeout, || find().is_some()).await;
+        find()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -1,0 +1,475 @@
+//! Disk reclaim: sled's files never shrink, so after a large backlog has drained the buffer
+//! would keep its peak size on disk forever. Once the queue is empty and sled's files are
+//! larger than `reclaim_above_bytes`, the commit thread replaces the database with a fresh one
+//! that holds only the next-seq counter (and the quarantine tree), then deletes the old files.
+//!
+//! # When
+//!
+//! [`Buffer::ack_through`](super::Buffer::ack_through) sends the commit thread a hint when an
+//! ack leaves the buffer empty (and the buffer sends one at open). The commit thread acts on
+//! it only when nothing is stored and nothing is reserved (no append on its way), and only if
+//! sled reports more than the threshold on disk. The threshold is never below twice the size
+//! of the last freshly reclaimed database, so a threshold smaller than an empty database does
+//! not make every drain reclaim again.
+//!
+//! # Why appenders never notice
+//!
+//! The commit thread is the only writer of chunks, and it runs the reclaim itself: appends
+//! that arrive meanwhile wait in its queue with their room reserved, exactly as they wait for
+//! a commit round, and are committed into the new database afterwards. No append fails and no
+//! reply is sent before its records are durable in the database that stays. Readers (the
+//! uplink, stats, drop-oldest) never wait either: while the reclaim holds the store they see
+//! `None` from [`StoreCell::get`](super::store::StoreCell::get) and treat it as the empty queue
+//! it is (nothing can be added while the commit thread is busy reclaiming, and removers only
+//! remove).
+//!
+//! # Steps
+//!
+//! With `P` the configured path, `N` = `P.reclaim-new` and `O` = `P.reclaim-old`:
+//!
+//! 1. Remove a leftover `N`; create a fresh sled database at `N`.
+//! 2. Take the store exclusively; check again that the queue tree holds no chunk (else undo
+//!    1 and stop).
+//! 3. Write the next-seq counter (the commit thread's own, so exact) and copy the quarantine
+//!    tree into `N`; flush `N` and the old database (making the acks that emptied it
+//!    durable); close `N`; fsync the directory `N`.
+//! 4. Close the old database (sled writes some files by path, so a live database's directory
+//!    must never be renamed).
+//! 5. Rename `P` → `O`; fsync the parent directory.
+//! 6. Rename `N` → `P`; fsync the parent directory.
+//! 7. Open `P` and release the store; then remove `O`.
+//!
+//! A failure in 1–3 deletes `N` and keeps the live database; the next attempt waits
+//! [`RETRY_AFTER`]. A failure in 5–7 is settled by [`recover`], exactly as a crash at that
+//! point is settled at the next open, and the database it leaves at `P` is opened again.
+//!
+//! # Crash safety
+//!
+//! [`recover`] runs at every open, before sled touches `P`:
+//!
+//! - `P` missing and `O` present: a crash between 5 and 6. `O` is the old database, closed
+//!   after a flush, holding no chunk and the counter. It is renamed back to `P`.
+//! - Then any `N` or `O` left beside an existing `P` is garbage and removed: with `P`
+//!   present, `P` is the live database (the old one before 5, or the new one — complete,
+//!   flushed and its directory fsynced in 3 — after 6), and what remains of `N` or `O` holds no
+//!   record (the queue was empty at 2) and at most a counter no larger than `P`'s.
+//!
+//! Records: a reclaim starts only with an empty queue, and nothing can be committed until it
+//! ends, so whichever database survives holds every unacknowledged record there is (none).
+//! Seqs: both databases hold the counter `next_seq` durably before the first rename (the old
+//! one wrote it in its last commit batch and was flushed in 3; the new one in 3), so the
+//! database at `P` after any crash continues from `next_seq` and never reuses a seq. Each
+//! rename is atomic and made durable by an fsync of the parent before the next step, so a
+//! crash leaves one of the states above and nothing in between.
+//!
+//! If no database can be opened at `P` after a failed step (the disk is gone), the commit
+//! thread stops: the gateway exits so its supervisor restarts it, appends waiting then get an
+//! error (their devices were not answered and resend), and the next open settles the
+//! directories as after a crash.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::store::{self, Store, NEXT_SEQ_KEY};
+use super::{BufferOptions, Shared};
+
+/// Suffix of the database being built by a reclaim.
+pub(super) const NEW_SUFFIX: &str = ".reclaim-new";
+/// Suffix of the replaced database until it is deleted.
+pub(super) const OLD_SUFFIX: &str = ".reclaim-old";
+/// After a failed reclaim, no new attempt before this much time has passed: a disk that
+/// refuses a rename now will likely refuse it on the next drain too.
+pub(super) const RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// `<path><suffix>`, a sibling of the database directory.
+pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Settles an interrupted reclaim before the database at `path` is opened; see the module
+/// doc. An error means the old database could not be put back at `path`.
+pub(super) fn recover(path: &Path) -> std::io::Result<()> {
+    let (new, old) = (sibling(path, NEW_SUFFIX), sibling(path, OLD_SUFFIX));
+    if !exists(path)? && exists(&old)? {
+        std::fs::rename(&old, path)?;
+        sync_parent(path)?;
+        tracing::warn!(
+            path = %path.display(),
+            "buffer: a disk reclaim was interrupted; restored the database from before it"
+        );
+    }
+    for leftover in [new, old] {
+        if exists(&leftover)? {
+            match remove_any(&leftover) {
+                Ok(()) => tracing::info!(
+                    path = %leftover.display(),
+                    "buffer: removed what an interrupted disk reclaim left behind"
+                ),
+                // It holds no record; the next reclaim tries again.
+                Err(e) => tracing::warn!(
+                    path = %leftover.display(),
+                    error = %e,
+                    "buffer: cannot remove what an interrupted disk reclaim left behind"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn exists(path: &Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// fsync of a directory, so the entries created or renamed in it are durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// The size of everything under `path`, in bytes (files only); tests compare it with what
+/// sled reports.
+#[cfg(test)]
+pub(super) fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&entry.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The points of a reclaim where a test can inject a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// The new database is complete (3 done), nothing renamed yet.
+    Built,
+    /// `P` was renamed to `O` (5 done).
+    MovedOld,
+    /// `N` was renamed to `P` (6 done).
+    MovedNew,
+}
+
+/// What a test makes happen at a [`Step`].
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// Return an IO error (the failure is handled in-process).
+    Fail(Step),
+    /// Stop leaving the disk as it is, like a crash (the commit thread stops).
+    Crash(Step),
+    /// Wait here until the test removes the fault (at most 30 s).
+    Pause(Step),
+}
+
+/// Faults injected by tests, each for the buffers under one directory (tests run in
+/// parallel, each in its own tempdir).
+#[cfg(test)]
+pub(super) static FAULTS: std::sync::Mutex<Vec<(PathBuf, Fault)>> =
+    std::sync::Mutex::new(Vec::new());
+
+#[cfg(test)]
+const CRASH: &str = "simulated crash";
+
+/// Why a reclaim did not complete.
+enum Failure {
+    /// The live database is in place (the old one, or the new one); try again later.
+    Recovered(String),
+    /// No database could be opened at the path: the commit thread must stop.
+    NoStore(String),
+}
+
+/// The commit thread's reclaim state.
+pub(super) struct Reclaimer {
+    opts: BufferOptions,
+    /// Twice the size of the last freshly reclaimed database (0 before the first reclaim).
+    floor: u64,
+    /// After a failure, no attempt before this.
+    not_before: Option<Instant>,
+}
+
+impl Reclaimer {
+    pub fn new(opts: BufferOptions) -> Reclaimer {
+        Reclaimer {
+            opts,
+            floor: 0,
+            not_before: None,
+        }
+    }
+
+    /// The size above which an empty buffer is reclaimed (0: never).
+    fn threshold(&self) -> u64 {
+        if self.opts.reclaim_above_bytes == 0 {
+            0
+        } else {
+            self.opts.reclaim_above_bytes.max(self.floor)
+        }
+    }
+
+    /// Reclaims if the buffer is empty and larger than the threshold. Runs on the commit
+    /// thread between rounds. Returns `false` when no database is open any more and the
+    /// commit thread must stop.
+    pub fn maybe_reclaim(&mut self, shared: &Shared, next_seq: u64) -> bool {
+        let threshold = self.threshold();
+        if threshold == 0 || !shared.space.is_empty() {
+            return true;
+        }
+        if self.not_before.is_some_and(|t| Instant::now() < t) {
+            return true;
+        }
+        let before = match shared.store.wait() {
+            Some(store) => match store.db.size_on_disk() {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(path = %self.opts.path.display(), error = %e, "buffer: cannot size the database");
+                    return true;
+                }
+            },
+            None => return false,
+        };
+        shared.disk_bytes.store(before, Ordering::Relaxed);
+        if before <= threshold {
+            return true;
+        }
+        let started = Instant::now();
+        let outcome = self.reclaim(shared, next_seq);
+        // Tests wait for this to know the attempt is over, whatever its outcome.
+        #[cfg(test)]
+        shared.reclaims_finished.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(None) => true,
+            Ok(Some(after)) => {
+                self.floor = after.saturating_mul(2);
+                self.not_before = None;
+                shared.disk_bytes.store(after, Ordering::Relaxed);
+                shared.disk_reclaims.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .disk_reclaimed_bytes
+                    .fetch_add(before.saturating_sub(after), Ordering::Relaxed);
+                tracing::info!(
+                    path = %self.opts.path.display(),
+                    before_bytes = before,
+                    after_bytes = after,
+                    next_seq,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "buffer drained: reclaimed its disk space"
+                );
+                if after > self.opts.reclaim_above_bytes {
+                    tracing::warn!(
+                        path = %self.opts.path.display(),
+                        empty_bytes = after,
+                        reclaim_above_bytes = self.opts.reclaim_above_bytes,
+                        "buffer.reclaim_above_bytes is below the size of an empty database; \
+                         reclaiming only above twice the empty size"
+                    );
+                }
+                true
+            }
+            Err(Failure::Recovered(reason)) => {
+                self.not_before = Some(Instant::now() + RETRY_AFTER);
+                tracing::warn!(
+                    path = %self.opts.path.display(),
+                    %reason,
+                    retry_in_s = RETRY_AFTER.as_secs(),
+                    "buffer: disk reclaim failed; the database is unchanged and in use"
+                );
+                true
+            }
+            Err(Failure::NoStore(reason)) => {
+                tracing::error!(
+                    path = %self.opts.path.display(),
+                    %reason,
+                    "buffer: disk reclaim failed and no database could be opened; stopping \
+                     the commit thread so the gateway restarts"
+                );
+                false
+            }
+        }
+    }
+
+    /// Steps 1–7 of the module doc. `Ok(None)`: the queue was not empty after all.
+    /// `Ok(Some(bytes))`: done, the new database's size.
+    fn reclaim(&self, shared: &Shared, next_seq: u64) -> Result<Option<u64>, Failure> {
+        let path = self.opts.path.as_path();
+        let new_path = sibling(path, NEW_SUFFIX);
+        let recovered = |what: &str, e: &dyn std::fmt::Display| {
+            let _ = remove_any(&new_path);
+            Failure::Recovered(format!("{what}: {e}"))
+        };
+
+        // 1. A fresh database beside the live one.
+        if exists(&new_path).map_err(|e| recovered("looking for a leftover", &e))? {
+            remove_any(&new_path).map_err(|e| recovered("removing a leftover", &e))?;
+        }
+        let fresh = store::try_open(&new_path, &self.opts)
+            .map_err(|e| recovered("creating the new database", &e))?;
+
+        // 2. Nobody reads the old store from here on.
+        let mut slot = shared.store.write();
+        let Some(old) = slot.as_ref() else {
+            drop(fresh);
+            let _ = remove_any(&new_path);
+            return Err(Failure::NoStore("the buffer has no database".into()));
+        };
+        let empty = shared.space.is_empty()
+            && old
+                .queue_is_empty()
+                .map_err(|e| recovered("checking the queue", &e))?;
+        if !empty {
+            drop(fresh);
+            let _ = remove_any(&new_path);
+            return Ok(None);
+        }
+
+        // 3. The counter and the quarantine into the new database, everything flushed.
+        fill(&fresh, old, next_seq).map_err(|e| recovered("filling the new database", &e))?;
+        old.db
+            .flush()
+            .map_err(|e| recovered("flushing the old database", &e))?;
+        drop(fresh);
+        sync_dir(&new_path).map_err(|e| recovered("syncing the new directory", &e))?;
+        if let Err(e) = self.fault(Step::Built) {
+            if self.crashed(&e) {
+                // As if the process died here: the old database stays open in the slot
+                // until the buffer is dropped, and `N` stays on disk.
+                drop(slot);
+                return Err(Failure::NoStore(e.to_string()));
+            }
+            return Err(recovered("injected", &e));
+        }
+
+        // 4. Close the old database; from here a failure is settled like a crash.
+        drop(slot.take());
+        let swapped = self.swap(path, &new_path);
+        if let Err(e) = &swapped {
+            if self.crashed(e) {
+                return Err(Failure::NoStore(format!("simulated crash: {e}")));
+            }
+            recover(path)
+                .map_err(|r| Failure::NoStore(format!("swapping: {e}; then restoring: {r}")))?;
+        }
+        let store = store::open_waiting_for_lock(path, &self.opts).map_err(|e| {
+            Failure::NoStore(format!(
+                "reopening {} after {}: {e}",
+                path.display(),
+                match &swapped {
+                    Ok(()) => "the swap".to_string(),
+                    Err(s) => format!("a failed swap ({s})"),
+                }
+            ))
+        })?;
+        let after = store.db.size_on_disk().unwrap_or(0);
+        *slot = Some(store);
+        drop(slot);
+        if let Err(e) = swapped {
+            return Err(Failure::Recovered(format!("swapping the directories: {e}")));
+        }
+
+        // 7. The old files (they hold no record; a failure here is retried at the next open
+        // or reclaim).
+        let old_path = sibling(path, OLD_SUFFIX);
+        if let Err(e) = remove_any(&old_path) {
+            tracing::warn!(path = %old_path.display(), error = %e, "buffer: cannot remove the replaced database");
+        }
+        Ok(Some(after))
+    }
+
+    /// Steps 5 and 6.
+    fn swap(&self, path: &Path, new_path: &Path) -> std::io::Result<()> {
+        let old_path = sibling(path, OLD_SUFFIX);
+        std::fs::rename(path, &old_path)?;
+        sync_parent(path)?;
+        self.fault(Step::MovedOld)?;
+        std::fs::rename(new_path, path)?;
+        sync_parent(path)?;
+        self.fault(Step::MovedNew)?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn fault(&self, step: Step) -> std::io::Result<()> {
+        let found = FAULTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(dir, fault)| {
+                self.opts.path.starts_with(dir)
+                    && matches!(fault, Fault::Fail(at) | Fault::Crash(at) | Fault::Pause(at) if *at == step)
+            })
+            .cloned();
+        match found {
+            Some((_, Fault::Fail(_))) => Err(std::io::Error::other(format!(
+                "injected failure at {step:?}"
+            ))),
+            Some((_, Fault::Crash(_))) => {
+                Err(std::io::Error::other(format!("{CRASH} at {step:?}")))
+            }
+            Some(entry @ (_, Fault::Pause(_))) => {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < deadline
+                    && FAULTS
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&entry)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    #[cfg(not(test))]
+    fn fault(&self, _step: Step) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether `e` is a simulated crash: the disk is left as it is.
+    #[cfg(test)]
+    fn crashed(&self, e: &std::io::Error) -> bool {
+        e.to_string().starts_with(CRASH)
+    }
+
+    #[cfg(not(test))]
+    fn crashed(&self, _e: &std::io::Error) -> bool {
+        false
+    }
+}
+
+/// Step 3's writes: the counter and a copy of the quarantine tree, then a flush.
+fn fill(fresh: &Store, old: &Store, next_seq: u64) -> Result<(), sled::Error> {
+    fresh.queue.insert(NEXT_SEQ_KEY, &next_seq.to_be_bytes())?;
+    for item in old.quarantine.iter() {
+        let (key, value) = item?;
+        fresh.quarantine.insert(key, value)?;
+    }
+    fresh.db.flush()?;
+    Ok(())
+}
