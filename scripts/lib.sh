@@ -36,6 +36,8 @@ gateway_id = "demo-gw"
 path = "$1/buffer"
 [mqtt]
 port = $2
+[http]
+bind = "127.0.0.1:$(free_port)"
 [[listeners]]
 protocol = "teltonika"
 bind = "127.0.0.1:$3"
