@@ -1069,6 +1069,29 @@ bind = "localhost"
         assert_eq!(s.uplink.shutdown_publish_s, 5);
     }
 
+    #[test]
+    fn buffer_alert_and_reclaim_keys_default_and_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::load_with_env(&write(&dir, MINIMAL), Some(HashMap::new())).unwrap();
+        assert_eq!(s.buffer.alert_records, None);
+        let half = s.buffer.options().alert_level();
+        assert_eq!(half, 500_000, "half of max_records");
+        assert_eq!(s.buffer.reclaim_above_bytes, 64 << 20);
+        let ok = format!(
+            "{MINIMAL}\n[buffer]\nmax_records = 10000\nalert_records = 0\nreclaim_above_bytes = 0\n"
+        );
+        let s = Settings::load_with_env(&write(&dir, &ok), Some(HashMap::new())).unwrap();
+        assert_eq!(s.buffer.options().alert_level(), 0, "0 turns the alert off");
+        let bad = format!(
+            "{MINIMAL}\n[buffer]\nmax_records = 10000\nalert_records = 10001\nreclaim_above_bytes = 1000\n"
+        );
+        let err = Settings::load_with_env(&write(&dir, &bad), Some(HashMap::new())).unwrap_err();
+        let all = err.to_string();
+        assert!(all.contains("buffer.alert_records:"), "{all}");
+        assert!(all.contains("buffer.reclaim_above_bytes:"), "{all}");
+        assert_eq!(err.problems.len(), 2, "{all}");
+    }
+
     /// The commented example must name every setting, so installers can find them all.
     #[test]
     fn example_config_is_complete_and_valid() {

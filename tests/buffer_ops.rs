@@ -174,7 +174,10 @@ async fn reject_refuses_what_does_not_fit_and_accepts_the_resend_after_the_drain
         .iter()
         .filter(|g| refused.contains(&(g.device_id.clone(), g.time.clone())))
         .collect();
-    assert!(leaked.is_empty(), "refused records were published: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "refused records were published: {leaked:?}"
+    );
 
     // The device resends what was refused; once the uplink's acks have emptied the buffer,
     // it is accepted.
@@ -186,7 +189,11 @@ async fn reject_refuses_what_does_not_fit_and_accepts_the_resend_after_the_drain
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(resent, "the resend was still refused after the drain:\n{}", gw.log());
+    assert!(
+        resent,
+        "the resend was still refused after the drain:\n{}",
+        gw.log()
+    );
     let all = keys(&id, 0, 0, 300);
     assert_eq!(collector.wait_for_all(&all, DRAIN).await, 0);
     assert_eq!(collector.unique_count(), 300);
@@ -204,7 +211,11 @@ async fn reject_refuses_what_does_not_fit_and_accepts_the_resend_after_the_drain
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(seqs.len(), 300);
-    assert_eq!(seqs.last().unwrap() - seqs.first().unwrap(), 299, "no seq spent on refusals");
+    assert_eq!(
+        seqs.last().unwrap() - seqs.first().unwrap(),
+        299,
+        "no seq spent on refusals"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +256,10 @@ async fn drop_oldest_acknowledges_everything_and_counts_what_it_drops() {
         .iter()
         .filter(|g| oldest.contains(&(g.device_id.clone(), g.time.clone())))
         .collect();
-    assert!(resurrected.is_empty(), "dropped records arrived: {resurrected:?}");
+    assert!(
+        resurrected.is_empty(),
+        "dropped records arrived: {resurrected:?}"
+    );
     assert_eq!(collector.unique_count(), 200);
 }
 
@@ -356,7 +370,10 @@ async fn a_corrupt_buffer_directory_is_moved_aside_and_the_gateway_runs() {
     let mut files = Vec::new();
     let mut dirs = vec![buffer.clone()];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read the buffer directory").flatten() {
+        for entry in std::fs::read_dir(&dir)
+            .expect("read the buffer directory")
+            .flatten()
+        {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 dirs.push(entry.path());
             } else {
@@ -374,7 +391,10 @@ async fn a_corrupt_buffer_directory_is_moved_aside_and_the_gateway_runs() {
     // old directory moved aside, and records flow again.
     gw.restart().await;
     let line = gw
-        .wait_for_log_line(&["ERROR", "buffer database is corrupt; moved it aside"], REPLY)
+        .wait_for_log_line(
+            &["ERROR", "buffer database is corrupt; moved it aside"],
+            REPLY,
+        )
         .await
         .unwrap_or_else(|| panic!("no corruption log line:\n{}", gw.log()));
     assert!(line.contains(".corrupt-"), "{line}");
@@ -384,6 +404,9 @@ async fn a_corrupt_buffer_directory_is_moved_aside_and_the_gateway_runs() {
     assert!(buffer.join("db").exists(), "no fresh database");
     let mut dev = Device::connect(gw.addr(), &id, REPLY).await.expect("login");
     assert_eq!(dev.send(&packet(0, 10, 20), REPLY).await.unwrap(), 10);
-    assert_eq!(collector.wait_for_all(&keys(&id, 0, 10, 20), DRAIN).await, 0);
+    assert_eq!(
+        collector.wait_for_all(&keys(&id, 0, 10, 20), DRAIN).await,
+        0
+    );
     assert!(gw.is_running());
 }

@@ -27,7 +27,7 @@
 //!
 //! With `P` the configured path, `N` = `P.reclaim-new` and `O` = `P.reclaim-old`:
 //!
-//! 1. Remove a leftover `N`; create a fresh sled database at `N`.
+//! 1. Remove a leftover `N` or `O`; create a fresh sled database at `N`.
 //! 2. Take the store exclusively; check again that the queue tree holds no chunk (else undo
 //!    1 and stop).
 //! 3. Write the next-seq counter (the commit thread's own, so exact) and copy the quarantine
@@ -297,7 +297,7 @@ impl Reclaimer {
                     path = %self.opts.path.display(),
                     %reason,
                     retry_in_s = RETRY_AFTER.as_secs(),
-                    "buffer: disk reclaim failed; the database is unchanged and in use"
+                    "buffer: disk reclaim failed; the buffer goes on with the database at its path"
                 );
                 true
             }
@@ -323,9 +323,12 @@ impl Reclaimer {
             Failure::Recovered(format!("{what}: {e}"))
         };
 
-        // 1. A fresh database beside the live one.
-        if exists(&new_path).map_err(|e| recovered("looking for a leftover", &e))? {
-            remove_any(&new_path).map_err(|e| recovered("removing a leftover", &e))?;
+        // 1. A fresh database beside the live one. With the live one at `P`, whatever is
+        // left at `N` or `O` (an earlier attempt that could not clean up) is garbage.
+        for leftover in [new_path.clone(), sibling(path, OLD_SUFFIX)] {
+            if exists(&leftover).map_err(|e| recovered("looking for a leftover", &e))? {
+                remove_any(&leftover).map_err(|e| recovered("removing a leftover", &e))?;
+            }
         }
         let fresh = store::try_open(&new_path, &self.opts)
             .map_err(|e| recovered("creating the new database", &e))?;
