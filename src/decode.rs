@@ -58,11 +58,7 @@ pub fn run(
                 Protocol::Gt06 => Box::new(gt06::Gt06Decoder::for_capture(&options)),
                 _ => make(&options),
             };
-            let bytes = if spec.text {
-                raw
-            } else {
-                parse_hex(&text())?
-            };
+            let bytes = if spec.text { raw } else { parse_hex(&text())? };
             decode_all(decoder.as_mut(), &bytes, out)
         }
     }
