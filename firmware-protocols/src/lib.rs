@@ -25,6 +25,7 @@
 //! the records are durable, which is the product's first promise.
 
 pub mod crc;
+mod cursor;
 pub mod gt06;
 pub mod jsonl;
 pub mod nmea;

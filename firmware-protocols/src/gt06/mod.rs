@@ -68,7 +68,6 @@
 //! - [`Gt06Decoder`]: the session state machine ([`StreamDecoder`](crate::StreamDecoder)).
 //! - [`encode`]: builds valid frames, for tests, benches and the load simulator.
 
-mod cursor;
 pub mod encode;
 mod packets;
 mod stream;

@@ -7,8 +7,8 @@
 //! that went unanswered for want of a language byte would make the device reconnect forever.
 //! Bytes past the known fields are kept in io `extra`, never dropped.
 
-use super::cursor::Cursor;
 use super::{LOCATION_GPS, LOCATION_GT06N};
+use crate::cursor::Cursor;
 use crate::record::{days_from_civil, to_hex};
 use crate::{DecodeError, IoKey, IoValue, Protocol, Record};
 

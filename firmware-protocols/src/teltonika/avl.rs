@@ -4,8 +4,8 @@
 //! The codecs differ only in field widths, so one parser is written once over a [`Layout`]
 //! and monomorphised per codec: the width checks fold away and the hot loop stays branch-light.
 
-use super::cursor::Cursor;
 use super::{CODEC_16, CODEC_8, CODEC_8_EXTENDED, DATA_OFFSET};
+use crate::cursor::Cursor;
 use crate::record::to_hex;
 use crate::{DecodeError, IoKey, IoValue, Protocol, Record};
 

@@ -3,8 +3,8 @@
 //! A device sends Codec 12 only as the response to a command the server sent. It carries no
 //! records and gets no answer; it is checked so a garbled one is not silently skipped.
 
-use super::cursor::Cursor;
 use super::DATA_OFFSET;
+use crate::cursor::Cursor;
 use crate::DecodeError;
 
 /// Codec 12 type byte: command, server to device.

@@ -46,7 +46,6 @@
 
 pub(crate) mod avl;
 mod codec12;
-mod cursor;
 pub mod encode;
 mod tcp;
 

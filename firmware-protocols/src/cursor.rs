@@ -1,11 +1,12 @@
-//! A bounds-checked big-endian reader over one slice of a frame.
+//! A bounds-checked big-endian reader over one slice of a frame, shared by the binary
+//! decoders (Teltonika, GT06).
 //!
 //! Every read either returns the value or a [`DecodeError`] carrying the frame offset of the
 //! read, so the parsers above never index a slice themselves and never panic on short input.
 
 use crate::DecodeError;
 
-pub(super) struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
     /// Offset of `buf[0]` in the frame, so errors point into the frame, not into the slice.
@@ -13,30 +14,37 @@ pub(super) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(buf: &'a [u8], base: usize) -> Self {
+    pub(crate) fn new(buf: &'a [u8], base: usize) -> Self {
         Cursor { buf, pos: 0, base }
     }
 
     /// Frame offset of the next byte to read.
-    pub(super) fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.base.saturating_add(self.pos)
     }
 
     /// Position within this cursor's slice, for [`Cursor::since`].
-    pub(super) fn pos(&self) -> usize {
+    pub(crate) fn pos(&self) -> usize {
         self.pos
     }
 
     /// The bytes read since position `start`.
-    pub(super) fn since(&self, start: usize) -> &'a [u8] {
+    pub(crate) fn since(&self, start: usize) -> &'a [u8] {
         self.buf.get(start..self.pos).unwrap_or_default()
     }
 
-    pub(super) fn remaining(&self) -> usize {
+    /// Everything not read yet; the cursor is then at the end.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        self.pos = self.buf.len();
+        rest
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
 
-    pub(super) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let end = match self.pos.checked_add(n) {
             Some(end) if end <= self.buf.len() => end,
             _ => return Err(self.truncated(n, what)),
@@ -57,7 +65,7 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    pub(super) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         match self.buf.get(self.pos) {
             Some(&b) => {
                 self.pos += 1;
@@ -68,33 +76,40 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    pub(super) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         self.array(what).map(u16::from_be_bytes)
     }
 
+    /// A 3-byte big-endian field (the GSM cell id).
     #[inline]
-    pub(super) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u24(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        self.array(what)
+            .map(|[a, b, c]: [u8; 3]| u32::from_be_bytes([0, a, b, c]))
+    }
+
+    #[inline]
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         self.array(what).map(u32::from_be_bytes)
     }
 
     #[inline]
-    pub(super) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         self.array(what).map(u64::from_be_bytes)
     }
 
     #[inline]
-    pub(super) fn i16(&mut self, what: &'static str) -> Result<i16, DecodeError> {
+    pub(crate) fn i16(&mut self, what: &'static str) -> Result<i16, DecodeError> {
         self.array(what).map(i16::from_be_bytes)
     }
 
     #[inline]
-    pub(super) fn i32(&mut self, what: &'static str) -> Result<i32, DecodeError> {
+    pub(crate) fn i32(&mut self, what: &'static str) -> Result<i32, DecodeError> {
         self.array(what).map(i32::from_be_bytes)
     }
 
     /// A 1- or 2-byte unsigned field, for the ids and counts whose width depends on the codec.
     #[inline]
-    pub(super) fn uint(&mut self, width: usize, what: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn uint(&mut self, width: usize, what: &'static str) -> Result<u16, DecodeError> {
         if width == 1 {
             self.u8(what).map(u16::from)
         } else {
@@ -130,6 +145,20 @@ mod tests {
         let err = c.u8("d").unwrap_err();
         assert_eq!(err.offset, 15);
         assert!(err.reason.contains("truncated d"), "{}", err.reason);
+        assert!(c.take(usize::MAX, "huge").is_err());
+    }
+
+    #[test]
+    fn reads_three_byte_fields_and_the_rest() {
+        let mut c = Cursor::new(&[0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0xFF], 4);
+        assert_eq!(c.u16("a").ok(), Some(0x0102));
+        assert_eq!(c.offset(), 6);
+        assert_eq!(c.u24("b").ok(), Some(0x030405));
+        let err = c.u32("c").unwrap_err();
+        assert_eq!(err.offset, 9);
+        assert_eq!(err.reason, "truncated c: needs 4 bytes, 2 left");
+        assert_eq!(c.rest(), &[0x06, 0xFF]);
+        assert_eq!(c.remaining(), 0);
         assert!(c.take(usize::MAX, "huge").is_err());
     }
 }
