@@ -30,15 +30,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await?
         .map(|endpoint| endpoint.spawn(buffer.clone()));
     let (shutdown_tx, shutdown) = watch::channel(false);
-    // The uplink is told to stop only once ingest has stopped, so its last publishes
-    // (`uplink.shutdown_publish_s`) carry every record a device was told was accepted.
+    // The uplink is told to stop only once the listeners have stopped, so its last
+    // publishes (`uplink.shutdown_publish_s`) carry what devices sent until then; records
+    // stored after that stay in the buffer for the next start.
     let (uplink_stop_tx, uplink_stop) = watch::channel(false);
 
     let mut uplink = {
         let (settings, buffer) = (settings.clone(), buffer.clone());
         tokio::spawn(async move { uplink::run(&settings, buffer, uplink_stop).await })
     };
-    let ingest = {
+    let mut ingest = {
         let (settings, buffer, shutdown) = (settings.clone(), buffer.clone(), shutdown.clone());
         tokio::spawn(async move { ingest::serve(sources, &settings, buffer, shutdown).await })
     };
@@ -60,8 +61,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         stats.abort();
     }
     tracing::info!("shutting down");
+    // A second signal skips the drain: the records are durable in the buffer already.
+    tokio::spawn(async {
+        if wait_for_signal().await.is_ok() {
+            tracing::warn!("second signal: exiting without draining the buffer");
+            std::process::exit(1);
+        }
+    });
     let _ = shutdown_tx.send(true);
-    let _ = ingest.await;
+    // A session blocked on a full buffer (`block`) would never return while the uplink
+    // cannot drain; dropping its append is safe (the device was not answered).
+    if tokio::time::timeout(INGEST_STOP_TIMEOUT, &mut ingest)
+        .await
+        .is_err()
+    {
+        tracing::warn!("ingest did not stop within 10 s; abandoning its waiting sessions");
+        ingest.abort();
+    }
     // Then the uplink publishes what the buffer holds (bounded by
     // `uplink.shutdown_publish_s`), publishes the offline status and disconnects.
     let _ = uplink_stop_tx.send(true);
@@ -75,6 +91,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long sessions get to finish their current frame at shutdown.
+const INGEST_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolves when the buffer's commit thread is no longer running.
 async fn committer_stopped(buffer: &Buffer) {

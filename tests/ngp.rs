@@ -74,3 +74,44 @@ async fn records_are_published_as_ngp_messages_per_device() {
         "acknowledged records were sent again"
     );
 }
+
+/// Records NGP cannot carry (here: a device id shorter than NGP allows) are passed over and
+/// still leave the buffer, so they can never fill it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_ngp_cannot_carry_leave_the_buffer() {
+    use tokio::io::AsyncWriteExt;
+
+    let broker = Mosquitto::start(free_port()).await;
+    let subscriber = Subscriber::start(broker.port(), "ngp-skip-subscriber", "ngp/#").await;
+    let gateway = Gateway::start(
+        GatewayConfig::new("gw-ngp-skip", broker.port())
+            .set("uplink.format", "\"ngp\"")
+            .set("log.stats_interval_s", "1")
+            .listener("jsonl", &[]),
+    )
+    .await;
+    let mut sensor = tokio::net::TcpStream::connect(gateway.listener_addr_of("jsonl"))
+        .await
+        .expect("connect");
+    for k in 0..3 {
+        let line = format!(
+            "{{\"device_id\":\"ab\",\"time\":\"2026-01-01T00:00:0{k}Z\",\"lat\":54.1,\"lon\":25.2}}\n"
+        );
+        sensor.write_all(line.as_bytes()).await.expect("send");
+    }
+    let drained = gateway
+        .wait_for_log_line(
+            &["records_received=3", "buffer_records=0"],
+            Duration::from_secs(15),
+        )
+        .await;
+    assert!(
+        drained.is_some(),
+        "the passed-over records stayed in the buffer:\n{}",
+        gateway.log()
+    );
+    assert!(
+        subscriber.messages().is_empty(),
+        "an NGP message for a refused device id"
+    );
+}

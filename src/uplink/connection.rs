@@ -81,6 +81,10 @@ pub struct UplinkContext {
     topic: String,
     status_topic: String,
     max_payload_bytes: usize,
+    /// The newest record NGP passed over on this connection. Such records leave the buffer
+    /// with the next acknowledged record after them, or, when nothing is outstanding, on
+    /// their own (see `publish_loop`), so a run of them can never fill the buffer.
+    ngp_skipped_through: Option<u64>,
     /// Plain TCP, or TLS with the client config built once at start.
     transport: Transport,
     credentials: Option<(String, Secret)>,
@@ -138,6 +142,7 @@ impl UplinkContext {
             buffer,
             topic,
             max_payload_bytes,
+            ngp_skipped_through: None,
         })
     }
 
@@ -250,6 +255,8 @@ impl UplinkContext {
     ) -> ConnectionEnd {
         let u = &self.settings.uplink;
         let mut window = Window::new(self.settings.mqtt.max_inflight_batches);
+        // Only records passed over on this connection may be released without a PUBACK.
+        self.ngp_skipped_through = None;
         // NGP sends each record alone: nothing to wait for.
         let linger = match u.format {
             UplinkFormat::Batch => Duration::from_millis(u.linger_ms),
@@ -292,6 +299,15 @@ impl UplinkContext {
                         }
                         if let Err(e) = self.fill(&mut staging) {
                             return failed(e);
+                        }
+                    }
+                }
+                if next.is_none() && window.is_empty() {
+                    // Every record before the passed-over ones was acknowledged (or passed
+                    // over too): they can go without waiting for a successor.
+                    if let Some(seq) = self.ngp_skipped_through.take() {
+                        if let Err(e) = self.buffer.ack_through(seq) {
+                            return failed(format!("buffer: {e}"));
                         }
                     }
                 }
@@ -600,6 +616,18 @@ impl UplinkContext {
             let encoded = ngp::encode(record);
             let topic = ngp::topic(record);
             match encoded {
+                Ok(Some(payload))
+                    if payload.len() + topic.len() + 9 > self.settings.mqtt.max_packet_bytes =>
+                {
+                    // rumqttc would refuse it and fail the connection, forever.
+                    self.ngp_skipped_through = Some(seq);
+                    metrics::add(&METRICS.ngp_records_skipped, 1);
+                    tracing::error!(
+                        seq,
+                        bytes = payload.len(),
+                        "NGP message exceeds mqtt.max_packet_bytes; not sent"
+                    );
+                }
                 Ok(Some(payload)) => {
                     staging.consume(1, Instant::now());
                     let json_bytes = payload.len();
@@ -616,10 +644,12 @@ impl UplinkContext {
                     });
                 }
                 Ok(None) => {
+                    self.ngp_skipped_through = Some(seq);
                     metrics::add(&METRICS.ngp_records_skipped, 1);
                     tracing::debug!(seq, "record without device time not sent as NGP");
                 }
                 Err(e) => {
+                    self.ngp_skipped_through = Some(seq);
                     metrics::add(&METRICS.ngp_records_skipped, 1);
                     // Sparsely: one bad device id would otherwise log every record.
                     let skipped = metrics::get(&METRICS.ngp_records_skipped);
