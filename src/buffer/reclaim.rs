@@ -150,6 +150,23 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 
 /// The size of everything under `path`, in bytes (files only); tests compare it with what
 /// sled reports.
+/// Waits (at most a second) until no sled instance holds the database at `dir`, by taking
+/// and dropping the same file lock sled takes on `dir/db`.
+fn wait_until_released(dir: &Path) {
+    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        if file.try_lock().is_ok() {
+            let _ = file.unlock();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    tracing::warn!(path = %dir.display(), "sled still holds the database a second after closing it");
+}
+
 #[cfg(test)]
 pub(super) fn dir_size(path: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
@@ -356,6 +373,7 @@ impl Reclaimer {
             .flush()
             .map_err(|e| recovered("flushing the old database", &e))?;
         drop(fresh);
+        wait_until_released(&new_path);
         sync_dir(&new_path).map_err(|e| recovered("syncing the new directory", &e))?;
         if let Err(e) = self.fault(Step::Built) {
             if self.crashed(&e) {
@@ -369,6 +387,10 @@ impl Reclaimer {
 
         // 4. Close the old database; from here a failure is settled like a crash.
         drop(slot.take());
+        // sled's IO threads let go of a closed database a moment later, and some of their
+        // work goes by path: renaming under a straggler would let it touch the database
+        // that takes the old one's place.
+        wait_until_released(path);
         let swapped = self.swap(path, &new_path);
         if let Err(e) = &swapped {
             if self.crashed(e) {
