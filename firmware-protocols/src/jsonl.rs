@@ -40,7 +40,7 @@ use serde_json::Value;
 
 use crate::record::days_from_civil;
 use crate::{
-    DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Record, Reply, StreamDecoder,
+    DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Record, StreamDecoder,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -88,34 +88,34 @@ impl JsonlDecoder {
             return match newline {
                 Some(at) => {
                     self.skipping = false;
-                    control(at + 1)
+                    Decoded::control(at + 1)
                 }
-                None => control(window.len()),
+                None => Decoded::control(window.len()),
             };
         }
         let Some(end) = newline else {
             if input.len() < self.limit() {
-                return control(0);
+                return Decoded::control(0);
             }
             self.skipping = true;
             let reason = format!(
                 "line has no line end (\\n) within the limit of {} bytes",
                 self.max_frame_bytes
             );
-            return problem(window.len(), DecodeError::new(0, reason));
+            return Decoded::problem(window.len(), DecodeError::new(0, reason));
         };
         let consumed = end + 1;
         let line = window.get(..end).unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
-            return control(consumed);
+            return Decoded::control(consumed);
         }
         match self.record(line, now_ms) {
             Ok(record) => Decoded {
                 records: vec![record],
-                ..control(consumed)
+                ..Decoded::control(consumed)
             },
-            Err(e) => problem(consumed, e),
+            Err(e) => Decoded::problem(consumed, e),
         }
     }
 
@@ -170,24 +170,6 @@ impl StreamDecoder for JsonlDecoder {
 
     fn max_frame_bytes(&self) -> usize {
         self.max_frame_bytes
-    }
-}
-
-/// `consumed: 0` is the internal "need more bytes"; `decode` maps it to `None`.
-fn control(consumed: usize) -> Decoded {
-    Decoded {
-        consumed,
-        login: None,
-        records: Vec::new(),
-        reply: Reply::default(),
-        problem: None,
-    }
-}
-
-fn problem(consumed: usize, error: DecodeError) -> Decoded {
-    Decoded {
-        problem: Some(error),
-        ..control(consumed)
     }
 }
 

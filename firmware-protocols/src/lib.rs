@@ -56,6 +56,46 @@ pub struct Decoded {
     pub problem: Option<DecodeError>,
 }
 
+impl Decoded {
+    /// A frame with nothing to store or answer: a keep-alive, a sentence the protocol
+    /// ignores, whitespace between messages.
+    pub fn control(consumed: usize) -> Decoded {
+        Decoded {
+            consumed,
+            login: None,
+            records: Vec::new(),
+            reply: Reply::default(),
+            problem: None,
+        }
+    }
+
+    /// A bad frame the stream steps past (see the `problem` field), with no answer; a
+    /// protocol with a negative answer sets `reply.refused` on top.
+    pub fn problem(consumed: usize, error: DecodeError) -> Decoded {
+        Decoded {
+            problem: Some(error),
+            ..Decoded::control(consumed)
+        }
+    }
+}
+
+/// The caller must never be asked to buffer past the frame limit, even when the header that
+/// would say so is not complete yet (a limit smaller than a header): the backstop for the
+/// binary decoders' `decode`.
+pub(crate) fn within_frame_limit(
+    decoded: Option<Decoded>,
+    input: &[u8],
+    max_frame_bytes: usize,
+) -> Result<Option<Decoded>, DecodeError> {
+    if decoded.is_none() && !input.is_empty() && input.len() >= max_frame_bytes {
+        return Err(DecodeError::new(
+            0,
+            format!("no complete frame within the limit of {max_frame_bytes} bytes"),
+        ));
+    }
+    Ok(decoded)
+}
+
 /// The answers a frame may get. `accepted` is sent once the frame's records are durable (or,
 /// for a login, once the device is allowed); `refused` when they were not stored or the device
 /// is not allowed. `None` means the protocol expects no answer in that case.

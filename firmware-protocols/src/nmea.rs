@@ -196,13 +196,13 @@ impl NmeaDecoder {
                 Some((0, b'$')) => self.skipping = false,
                 Some((at, b'$')) => {
                     self.skipping = false;
-                    return control(at);
+                    return Decoded::control(at);
                 }
                 Some((at, _)) => {
                     self.skipping = false;
-                    return control(at + 1);
+                    return Decoded::control(at + 1);
                 }
-                None => return control(window.len()),
+                None => return Decoded::control(window.len()),
             }
         }
         match window.first() {
@@ -213,7 +213,7 @@ impl NmeaDecoder {
                     .iter()
                     .take_while(|&&b| b == b'\r' || b == b'\n')
                     .count();
-                control(run)
+                Decoded::control(run)
             }
             _ => self.garbage(input, window),
         }
@@ -232,7 +232,7 @@ impl NmeaDecoder {
             None => return need_more(),
         };
         let shown = window.get(..consumed.min(16)).unwrap_or_default();
-        problem(
+        Decoded::problem(
             consumed,
             DecodeError::new(
                 0,
@@ -260,7 +260,7 @@ impl NmeaDecoder {
                     "sentence has no line end within the limit of {} bytes",
                     self.max_frame_bytes
                 );
-                return problem(window.len(), DecodeError::new(0, reason));
+                return Decoded::problem(window.len(), DecodeError::new(0, reason));
             }
             None => return need_more(),
         };
@@ -277,7 +277,7 @@ impl NmeaDecoder {
                     problem: None,
                 }
             }
-            Err(e) => problem(consumed, e),
+            Err(e) => Decoded::problem(consumed, e),
         }
     }
 
@@ -516,24 +516,7 @@ impl StreamDecoder for NmeaDecoder {
 
 /// `Decoded` with `consumed: 0` is the internal "need more bytes"; `decode` maps it to `None`.
 fn need_more() -> Decoded {
-    control(0)
-}
-
-fn control(consumed: usize) -> Decoded {
-    Decoded {
-        consumed,
-        login: None,
-        records: Vec::new(),
-        reply: Reply::default(),
-        problem: None,
-    }
-}
-
-fn problem(consumed: usize, error: DecodeError) -> Decoded {
-    Decoded {
-        problem: Some(error),
-        ..control(consumed)
-    }
+    Decoded::control(0)
 }
 
 /// Where the stream can be picked up again: the offset and byte of the first `$` or `\n`.

@@ -141,7 +141,7 @@ impl Gt06Decoder {
         let sent = be16(frame, crc_at);
         let computed = crc16_x25(frame.get(2..crc_at).unwrap_or_default());
         if sent != computed {
-            return Ok(Some(problem(
+            return Ok(Some(Decoded::problem(
                 total,
                 DecodeError::new(
                     crc_at,
@@ -189,7 +189,7 @@ impl Gt06Decoder {
             STATUS => (Ok(packets::heartbeat(&frame, &ctx)), true),
             ALARM => (packets::alarm(&frame, &ctx), true),
             other => {
-                return Ok(Some(problem(
+                return Ok(Some(Decoded::problem(
                     total,
                     DecodeError::new(
                         header,
@@ -203,7 +203,7 @@ impl Gt06Decoder {
         };
         Ok(Some(match record {
             Ok(record) => data(total, record, answer.then(|| reply(protocol, frame.serial))),
-            Err(e) => problem(total, in_packet(e, protocol)),
+            Err(e) => Decoded::problem(total, in_packet(e, protocol)),
         }))
     }
 
@@ -228,7 +228,7 @@ impl Gt06Decoder {
                 }
             }
             // Unanswered, the device logs in again (or reconnects) after its 5 s timeout.
-            Err(e) => problem(total, in_packet(e, LOGIN)),
+            Err(e) => Decoded::problem(total, in_packet(e, LOGIN)),
         }
     }
 }
@@ -236,18 +236,7 @@ impl Gt06Decoder {
 impl StreamDecoder for Gt06Decoder {
     fn decode(&mut self, input: &[u8], now_ms: i64) -> Result<Option<Decoded>, DecodeError> {
         let decoded = self.decode_frame(input, now_ms)?;
-        // Backstop for limits smaller than a header: the caller must never be asked to buffer
-        // past the limit, even when the header that would say so is not complete yet.
-        if decoded.is_none() && !input.is_empty() && input.len() >= self.max_frame_bytes {
-            return Err(DecodeError::new(
-                0,
-                format!(
-                    "no complete frame within the limit of {} bytes",
-                    self.max_frame_bytes
-                ),
-            ));
-        }
-        Ok(decoded)
+        crate::within_frame_limit(decoded, input, self.max_frame_bytes)
     }
 
     fn device_id(&self) -> Option<&str> {
@@ -280,17 +269,6 @@ fn data(consumed: usize, record: Record, answer: Option<Vec<u8>>) -> Decoded {
             refused: None,
         },
         problem: None,
-    }
-}
-
-/// A sound frame that is skipped: no records, no answer (the device resends or moves on).
-fn problem(consumed: usize, err: DecodeError) -> Decoded {
-    Decoded {
-        consumed,
-        login: None,
-        records: Vec::new(),
-        reply: Reply::default(),
-        problem: Some(err),
     }
 }
 

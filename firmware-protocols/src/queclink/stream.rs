@@ -75,7 +75,7 @@ impl QueclinkDecoder {
     ) -> Decoded {
         let consumed = end + 1;
         if consumed > self.max_frame_bytes {
-            return problem(
+            return Decoded::problem(
                 consumed,
                 DecodeError::new(
                     start,
@@ -89,7 +89,7 @@ impl QueclinkDecoder {
         let bytes = input.get(start..end).unwrap_or_default();
         let msg = match message::parse(bytes, start, header, header_len) {
             Ok(msg) => msg,
-            Err(e) => return problem(consumed, e),
+            Err(e) => return Decoded::problem(consumed, e),
         };
         if self.device_id.as_deref() != Some(msg.unique_id) {
             self.device_id = Some(msg.unique_id.to_owned());
@@ -128,7 +128,7 @@ impl QueclinkDecoder {
                 },
                 problem: None,
             },
-            Err(e) => problem(consumed, e),
+            Err(e) => Decoded::problem(consumed, e),
         }
     }
 
@@ -137,10 +137,10 @@ impl QueclinkDecoder {
         if resume == start && start > 0 {
             // Whitespace, then a header still arriving: drop the whitespace only, which
             // gives the message the whole limit.
-            return skipped(start);
+            return Decoded::control(start);
         }
         let consumed = if resume > start { resume } else { input.len() };
-        problem(
+        Decoded::problem(
             consumed,
             DecodeError::new(
                 start,
@@ -159,7 +159,7 @@ impl StreamDecoder for QueclinkDecoder {
             return Ok(None);
         }
         let Some(start) = input.iter().position(|&b| !is_space(b)) else {
-            return Ok(Some(skipped(input.len())));
+            return Ok(Some(Decoded::control(input.len())));
         };
         let decoded = match framing(input, start) {
             Framing::Message {
@@ -174,7 +174,7 @@ impl StreamDecoder for QueclinkDecoder {
                 decoded
             }
             Framing::Garbage { start, end } => garbage(input, start, end),
-            Framing::Truncated { start, next } => problem(
+            Framing::Truncated { start, next } => Decoded::problem(
                 next,
                 DecodeError::new(
                     start,
@@ -255,7 +255,7 @@ fn framing(input: &[u8], start: usize) -> Framing {
 fn garbage(input: &[u8], start: usize, end: usize) -> Decoded {
     let bytes = input.get(start..end).unwrap_or_default();
     let shown = bytes.get(..bytes.len().min(24)).unwrap_or_default();
-    problem(
+    Decoded::problem(
         end,
         DecodeError::new(
             start,
@@ -267,26 +267,4 @@ fn garbage(input: &[u8], start: usize, end: usize) -> Decoded {
             ),
         ),
     )
-}
-
-/// A frame that was skipped for a reason given in `error`.
-fn problem(consumed: usize, error: DecodeError) -> Decoded {
-    Decoded {
-        consumed,
-        login: None,
-        records: Vec::new(),
-        reply: Reply::default(),
-        problem: Some(error),
-    }
-}
-
-/// Whitespace dropped: nothing to store, answer or log.
-fn skipped(consumed: usize) -> Decoded {
-    Decoded {
-        consumed,
-        login: None,
-        records: Vec::new(),
-        reply: Reply::default(),
-        problem: None,
-    }
 }

@@ -81,7 +81,7 @@ impl TcpDecoder {
         // An IMEI length is at most 20 and a preamble byte is 0, so 0xFF is unambiguous in
         // every state.
         if first == KEEP_ALIVE {
-            return Ok(Some(control(1)));
+            return Ok(Some(Decoded::control(1)));
         }
         match self.expect() {
             Expect::Packet => self.packet(input, now_ms),
@@ -232,7 +232,7 @@ impl TcpDecoder {
 
         if data.first() == Some(&CODEC_12) {
             codec12::check(data, self.capture)?;
-            return Ok(Some(control(total)));
+            return Ok(Some(Decoded::control(total)));
         }
 
         let ctx = avl::Context {
@@ -270,18 +270,7 @@ impl TcpDecoder {
 impl StreamDecoder for TcpDecoder {
     fn decode(&mut self, input: &[u8], now_ms: i64) -> Result<Option<Decoded>, DecodeError> {
         let decoded = self.decode_frame(input, now_ms)?;
-        // Backstop for limits smaller than a header: the caller must never be asked to buffer
-        // past the limit, even when the header that would say so is not complete yet.
-        if decoded.is_none() && !input.is_empty() && input.len() >= self.max_frame_bytes {
-            return Err(DecodeError::new(
-                0,
-                format!(
-                    "no complete frame within the limit of {} bytes",
-                    self.max_frame_bytes
-                ),
-            ));
-        }
-        Ok(decoded)
+        crate::within_frame_limit(decoded, input, self.max_frame_bytes)
     }
 
     fn device_id(&self) -> Option<&str> {
@@ -290,16 +279,5 @@ impl StreamDecoder for TcpDecoder {
 
     fn max_frame_bytes(&self) -> usize {
         self.max_frame_bytes
-    }
-}
-
-/// A frame with no records and nothing to answer (keep-alive, Codec 12 response).
-fn control(consumed: usize) -> Decoded {
-    Decoded {
-        consumed,
-        login: None,
-        records: Vec::new(),
-        reply: Reply::default(),
-        problem: None,
     }
 }

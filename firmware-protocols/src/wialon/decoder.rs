@@ -518,14 +518,11 @@ fn decoded(consumed: usize, records: Vec<Record>, reply: Reply) -> Decoded {
 /// A skipped packet: no records, `refused` is the answer for it (if any).
 fn problem(consumed: usize, error: DecodeError, refused: Option<Vec<u8>>) -> Decoded {
     Decoded {
-        consumed,
-        login: None,
-        records: Vec::new(),
         reply: Reply {
             accepted: None,
             refused,
         },
-        problem: Some(error),
+        ..Decoded::problem(consumed, error)
     }
 }
 
