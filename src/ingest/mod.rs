@@ -23,6 +23,20 @@ use tokio::sync::{watch, Semaphore};
 use crate::buffer::Buffer;
 use crate::config::Settings;
 
+/// A listener's `allowed_devices`: empty allows every device.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList(Arc<std::collections::HashSet<String>>);
+
+impl AllowList {
+    pub fn new(devices: &[String]) -> AllowList {
+        AllowList(Arc::new(devices.iter().cloned().collect()))
+    }
+
+    pub fn allows(&self, device: &str) -> bool {
+        self.0.is_empty() || self.0.contains(device)
+    }
+}
+
 /// Every source, bound (listeners) or prepared (serial ports), ready to serve.
 pub struct Sources {
     pub tcp: Vec<tcp::BoundTcp>,

@@ -42,7 +42,7 @@ impl SerialPort {
                 ..super::decoder_options(settings)
             },
             idle_timeout: None,
-            allowed_devices: Arc::default(),
+            allowed_devices: super::AllowList::default(),
         });
         SerialPort {
             index,

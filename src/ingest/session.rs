@@ -12,7 +12,6 @@
 //! A frame that fails to decode closes the connection: the stream cannot be trusted past it,
 //! and the device resends everything it was not told was accepted.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ pub struct SessionConfig {
     /// report rarely, and reopening a port resets many USB devices).
     pub idle_timeout: Option<Duration>,
     /// Empty: every device is allowed.
-    pub allowed_devices: Arc<HashSet<String>>,
+    pub allowed_devices: super::AllowList,
 }
 
 pub struct Session {
@@ -191,8 +190,7 @@ impl Session {
             return Ok(());
         }
         if let Some(device) = login {
-            let allowed = &self.cfg.allowed_devices;
-            if !allowed.is_empty() && !allowed.contains(&device) {
+            if !self.cfg.allowed_devices.allows(&device) {
                 if let Some(no) = reply.refused {
                     write(stream, &no).await?;
                 }
@@ -211,10 +209,9 @@ impl Session {
             return Ok(());
         }
         // Protocols without a login frame (Queclink) name their device in every report.
-        let allowed = &self.cfg.allowed_devices;
         if let Some(stranger) = records
             .iter()
-            .find(|r| !allowed.is_empty() && !allowed.contains(&r.device_id))
+            .find(|r| !self.cfg.allowed_devices.allows(&r.device_id))
         {
             let why = format!("{} is not in allowed_devices", stranger.device_id);
             if let Some(no) = reply.refused {

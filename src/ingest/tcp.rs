@@ -1,6 +1,5 @@
 //! TCP listeners: one accept loop per listener, all sharing one connection limit.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +46,7 @@ impl BoundTcp {
                 ..super::decoder_options(settings)
             },
             idle_timeout: Some(Duration::from_secs(settings.ingest.idle_timeout_s)),
-            allowed_devices: Arc::new(l.allowed_devices.iter().cloned().collect::<HashSet<_>>()),
+            allowed_devices: super::AllowList::new(&l.allowed_devices),
         });
         Ok(BoundTcp {
             index,

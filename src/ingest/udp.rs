@@ -27,7 +27,7 @@ pub struct BoundUdp {
     protocol_id: Option<metrics::ProtocolId>,
     socket: Arc<UdpSocket>,
     decoder: Arc<dyn DatagramDecoder>,
-    allowed_devices: Arc<std::collections::HashSet<String>>,
+    allowed_devices: super::AllowList,
 }
 
 impl BoundUdp {
@@ -55,7 +55,7 @@ impl BoundUdp {
             protocol_id: metrics::ProtocolId::of(&l.protocol),
             socket: Arc::new(socket),
             decoder: Arc::from(make_decoder(&options)),
-            allowed_devices: Arc::new(l.allowed_devices.iter().cloned().collect()),
+            allowed_devices: super::AllowList::new(&l.allowed_devices),
         })
     }
 
@@ -106,7 +106,7 @@ impl BoundUdp {
             }
             let device = decoded.records.first().map(|r| r.device_id.clone());
             if let Some(device) = &device {
-                if !self.allowed_devices.is_empty() && !self.allowed_devices.contains(device) {
+                if !self.allowed_devices.allows(device) {
                     metrics::add(&METRICS.devices_refused, 1);
                     tracing::warn!(%peer, device, %protocol, "device refused: not in allowed_devices");
                     continue;
