@@ -6,6 +6,7 @@ use tokio::sync::watch;
 
 use crate::buffer::Buffer;
 use crate::config::Settings;
+use crate::notify::Notifier;
 use crate::{ingest, ops, uplink};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -45,6 +46,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     tracing::info!(gateway_id = %settings.gateway_id, version = env!("CARGO_PKG_VERSION"), "fleetedge running");
 
+    // Listeners are bound, the buffer is open and the uplink and sessions are running: this
+    // is the moment systemd's `Type=notify` waits for.
+    let notifier = Notifier::from_env().map(std::sync::Arc::new);
+    let (stopping_tx, stopping) = watch::channel(false);
+    if let Some(notifier) = &notifier {
+        notifier.notify(&format!(
+            "READY=1\nSTATUS=running: {} listener(s), {} serial port(s), {} record(s) buffered",
+            settings.listeners.len(),
+            settings.serial.len(),
+            buffer.stats().records
+        ));
+        if let Some(interval) = crate::notify::watchdog_interval() {
+            tracing::info!(
+                interval_ms = interval.as_millis() as u64,
+                "systemd watchdog enabled"
+            );
+            let (notifier, buffer) = (std::sync::Arc::clone(notifier), buffer.clone());
+            tokio::spawn(async move {
+                crate::watchdog::feed(&notifier, buffer, interval, stopping).await
+            });
+        }
+    }
+
     let stats = (settings.log.stats_interval_s > 0).then(|| {
         let every = std::time::Duration::from_secs(settings.log.stats_interval_s);
         tokio::spawn(log_stats(buffer.clone(), every))
@@ -61,6 +85,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         stats.abort();
     }
     tracing::info!("shutting down");
+    let _ = stopping_tx.send(true);
+    if let Some(notifier) = &notifier {
+        notifier.notify("STOPPING=1\nSTATUS=stopping: publishing what the buffer holds");
+    }
     // A second signal skips the drain: the records are durable in the buffer already.
     tokio::spawn(async {
         if wait_for_signal().await.is_ok() {

@@ -20,6 +20,8 @@
 //! - [`logging`]: tracing setup.
 //! - [`metrics`]: process-wide counters, logged periodically.
 //! - [`ops`]: the HTTP endpoint: Prometheus `/metrics`, `/health`, `/ready`.
+//! - [`notify`]: the systemd notification socket (`READY=1`, `WATCHDOG=1`, `STOPPING=1`).
+//! - [`watchdog`]: when the pipeline counts as making progress, and the task that pings.
 //!
 //! The protocol decoders live in the `firmware-protocols` crate, which does no IO.
 
@@ -30,6 +32,8 @@ pub mod gateway;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod simulate;
 pub mod uplink;
+pub mod watchdog;

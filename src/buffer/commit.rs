@@ -118,7 +118,11 @@ fn run(
                 Err(_) => break,
             }
         }
+        let answered = round.len() as u64;
         commit_round(shared, &mut next_seq, &mut round);
+        shared
+            .appends_answered
+            .fetch_add(answered, Ordering::Release);
         // Whatever the outcome, room held by this round is now stored or released: wake the
         // drop-oldest appenders that were waiting for it.
         shared.space.committed.notify_waiters();

@@ -220,6 +220,13 @@ impl StoredChunk {
     }
 }
 
+/// Appends handed to the commit thread and appends it has answered, since open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitProgress {
+    pub sent: u64,
+    pub answered: u64,
+}
+
 /// A snapshot of the buffer's gauges and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferStats {
@@ -274,6 +281,10 @@ struct Shared {
     /// The committer's next seq, for stats.
     next_seq: AtomicU64,
     flushes: AtomicU64,
+    /// Appends handed to the committer, and appends it has answered (stored or refused):
+    /// their difference is the work waiting on it, which the service watchdog checks.
+    appends_sent: AtomicU64,
+    appends_answered: AtomicU64,
     quarantined_chunks: AtomicU64,
     /// sled's size on disk when last measured (shown while a reclaim holds the store).
     disk_bytes: AtomicU64,
@@ -378,6 +389,8 @@ impl Buffer {
             scan_from: AtomicU64::new(scan.oldest_seq.unwrap_or(scan.next_seq)),
             next_seq: AtomicU64::new(scan.next_seq),
             flushes: AtomicU64::new(0),
+            appends_sent: AtomicU64::new(0),
+            appends_answered: AtomicU64::new(0),
             quarantined_chunks: AtomicU64::new(scan.quarantined_chunks),
             disk_bytes: AtomicU64::new(disk_bytes),
             disk_reclaims: AtomicU64::new(0),
@@ -442,6 +455,17 @@ impl Buffer {
             .committer
             .as_ref()
             .is_some_and(|handle| !handle.is_finished())
+    }
+
+    /// How far the commit thread has got: appends handed to it and appends it has answered,
+    /// in that order of reading (so `answered <= sent` holds in the pair). An append sent
+    /// before one reading and still unanswered at the next means the thread is stuck (a
+    /// hung disk), which idleness never looks like.
+    pub fn commit_progress(&self) -> CommitProgress {
+        let shared = self.shared();
+        let answered = shared.appends_answered.load(Ordering::Acquire);
+        let sent = shared.appends_sent.load(Ordering::Acquire);
+        CommitProgress { sent, answered }
     }
 
     /// Stores `records` as one chunk with consecutive seqs and returns once they are durable
@@ -527,11 +551,13 @@ impl Buffer {
             records: amount.records,
             reply: reply_tx,
         };
+        shared.appends_sent.fetch_add(1, Ordering::Relaxed);
         let sent = match &self.inner.tx {
             Some(tx) => tx.send(commit::Msg::Append(request)).is_ok(),
             None => false,
         };
         if !sent {
+            shared.appends_answered.fetch_add(1, Ordering::Relaxed);
             shared.space.release_reserved(amount);
             return Err(BufferError::Closed { path: path() });
         }

@@ -278,7 +278,12 @@ impl UplinkContext {
         if *shutdown.borrow() {
             drain_until = Some(self.drain_deadline());
         }
+        // The watchdog's proof that this loop is not wedged: it passes the top at least once
+        // a tick, even when idle (see `watchdog.rs`).
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_TICK);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            crate::watchdog::UPLINK.beat_within(HEARTBEAT_TICK);
             let draining = drain_until.is_some();
             if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 return self.goodbye(client, events, &mut window).await;
@@ -366,6 +371,7 @@ impl UplinkContext {
                     next_status_at = status_every.map(|d| tokio::time::Instant::now() + d);
                 }
                 _ = sleep_until(drain_until), if draining => {}
+                _ = heartbeat.tick() => {}
                 _ = shutdown.changed(), if !draining => {
                     let deadline = self.drain_deadline();
                     tracing::info!(
@@ -678,6 +684,9 @@ pub fn refusal_reason(code: ConnectReturnCode) -> &'static str {
 fn failed(reason: impl std::fmt::Display) -> ConnectionEnd {
     ConnectionEnd::Failed(reason.to_string())
 }
+
+/// How often the publish loop passes its top when nothing else wakes it.
+const HEARTBEAT_TICK: Duration = Duration::from_secs(5);
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {

@@ -59,6 +59,9 @@ pub async fn run(settings: &Settings, buffer: Buffer, mut shutdown: watch::Recei
         if *shutdown.borrow() {
             return;
         }
+        // Connecting is bounded by `connect_timeout_s` (+1 s for the CONNACK wait).
+        crate::watchdog::UPLINK
+            .beat_within(Duration::from_secs(settings.mqtt.connect_timeout_s + 1));
         let (end, connected_at) = ctx.run_connection(&mut shutdown).await;
         let delay = match end {
             ConnectionEnd::Shutdown => return,
@@ -91,6 +94,7 @@ pub async fn run(settings: &Settings, buffer: Buffer, mut shutdown: watch::Recei
         if *shutdown.borrow() {
             return;
         }
+        crate::watchdog::UPLINK.beat_within(delay);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
