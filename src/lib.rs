@@ -17,6 +17,7 @@
 //! - [`gateway`]: wires the three together for `fleetedge run` and shuts them down.
 //! - [`decode`]: `fleetedge decode`, the capture decoder for installers.
 //! - [`simulate`]: `fleetedge simulate`, simulated devices for site checks and load tests.
+//! - [`inspect`]: `fleetedge buffer stats|export`, the installer's look into the buffer.
 //! - [`logging`]: tracing setup.
 //! - [`metrics`]: process-wide counters, logged periodically.
 //! - [`ops`]: the HTTP endpoint: Prometheus `/metrics`, `/health`, `/ready`.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod decode;
 pub mod gateway;
 pub mod ingest;
+pub mod inspect;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -43,6 +43,12 @@ enum Command {
     },
     /// Simulated devices against a gateway, for site checks and load tests.
     Simulate(fleetedge::simulate::SimulateArgs),
+    /// Inspect the durable buffer: `stats` or `export`. Asks the running gateway over
+    /// http.bind, or reads buffer.path directly when the gateway is stopped.
+    Buffer {
+        #[command(subcommand)]
+        command: fleetedge::inspect::BufferCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Buffer { command } => fleetedge::inspect::run(command),
     }
 }
 

@@ -11,6 +11,8 @@
 //! - `reclaim.rs`: giving sled's disk space back once the backlog has drained (with its
 //!   crash-safety argument).
 //! - `error.rs`: [`BufferError`].
+//! - `inspect.rs`: read-only looks for the installer tools (chunks read without
+//!   quarantining, the limits, the quarantine tree's size, a held lock).
 //!
 //! # Layout on disk
 //!
@@ -71,6 +73,7 @@
 
 mod commit;
 mod error;
+mod inspect;
 mod limits;
 mod reclaim;
 mod store;
@@ -88,6 +91,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use error::BufferError;
+pub use inspect::{BufferLimits, PeekedChunk};
 
 use limits::{Amount, Space};
 use store::{chunk_header, decode_chunk, key_seq, seq_key, Store, StoreCell, MAX_CHUNK_BYTES};

@@ -468,7 +468,7 @@ pub(super) fn open_waiting_for_lock(
 }
 
 /// sled's "could not acquire lock" (an `Io` error of kind `Other` carrying that text).
-fn is_lock_error(e: &sled::Error) -> bool {
+pub(super) fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 

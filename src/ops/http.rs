@@ -5,7 +5,17 @@
 //! | `GET /metrics` | 200, Prometheus text ([`super::prometheus`]) |
 //! | `GET /health` | 200 `ok` while the process serves HTTP at all |
 //! | `GET /ready` | 200 `ready` when the buffer's commit thread runs and MQTT is connected; else 503 with the reasons |
+//! | `GET /buffer/stats` | 200, the buffer's [`BufferReport`] as JSON (`fleetedge buffer stats`) |
+//! | `GET /buffer/export[?limit=N]` | 200, the backlog as JSON lines, streamed (`fleetedge buffer export`); 503 while [`MAX_EXPORTS`] run |
 //! | anything else | 404 (405 for another method on a known path) |
+//!
+//! `/buffer/export` reads the buffer read-only (nothing is acknowledged) on a blocking thread,
+//! one slice of at most [`export::READ_RECORDS`] records at a time, into a channel of
+//! [`EXPORT_QUEUE`] slices that the response body drains: memory stays bounded whatever the
+//! backlog, and a slow client only holds that thread (and its connection slot, until the idle
+//! timeout closes a stalled one), never the pipeline. An unreadable chunk is skipped (and left
+//! in place) with a `{"warning": …}` line, and a failed read ends the answer with an
+//! `{"error": …}` line; every record line starts with `{"seq":`.
 //!
 //! It has no authentication and is meant for loopback. Its own resources are bounded like
 //! everything else: at most [`MAX_CONNECTIONS`] connections at once (more wait in the
@@ -23,19 +33,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRef, State};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{prometheus, Snapshot};
 use crate::buffer::Buffer;
 use crate::config::HttpSettings;
+use crate::inspect::export;
+use crate::inspect::report::{self, BufferReport};
 use crate::metrics::METRICS;
 
 /// Connections served at once; a scraper and a health checker need a few.
@@ -44,6 +57,12 @@ pub const MAX_CONNECTIONS: usize = 16;
 /// A connection with no bytes read or written for this long is closed. Longer than the
 /// usual scrape intervals would need for keep-alive is not useful: a scraper reconnects.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `/buffer/export` answers running at once; more are answered 503.
+pub const MAX_EXPORTS: usize = 2;
+
+/// Slices (of at most [`export::READ_RECORDS`] records) an export reads ahead of its client.
+pub const EXPORT_QUEUE: usize = 4;
 
 /// The endpoint's socket, bound at start so a bad `http.bind` fails the start.
 #[derive(Debug)]
@@ -55,7 +74,10 @@ pub struct HttpEndpoint {
 /// Binds `http.bind`; `None` when it is empty (the endpoint is off). The error names the key.
 pub async fn bind(settings: &HttpSettings) -> anyhow::Result<Option<HttpEndpoint>> {
     let Some(addr) = settings.addr().map_err(anyhow::Error::msg)? else {
-        tracing::info!("http.bind is empty: no /metrics, /health or /ready endpoint");
+        tracing::info!(
+            "http.bind is empty: no /metrics, /health, /ready or /buffer endpoint (fleetedge \
+             buffer stats|export cannot reach this gateway)"
+        );
         return Ok(None);
     };
     let listener = TcpListener::bind(addr)
@@ -86,7 +108,10 @@ impl HttpEndpoint {
     /// so `/metrics` stays readable while a shutdown drains the buffer).
     pub fn spawn(self, buffer: Buffer) -> Running {
         let addr = self.local_addr;
-        tracing::info!(%addr, "serving /metrics, /health and /ready over HTTP");
+        tracing::info!(
+            %addr,
+            "serving /metrics, /health, /ready, /buffer/stats and /buffer/export over HTTP"
+        );
         let listener = Limited {
             inner: self.listener,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -111,13 +136,34 @@ impl Drop for Running {
     }
 }
 
+/// What the handlers share: the buffer, and the export slots.
+#[derive(Clone)]
+struct Ops {
+    buffer: Buffer,
+    exports: Arc<Semaphore>,
+}
+
+impl FromRef<Ops> for Buffer {
+    fn from_ref(ops: &Ops) -> Buffer {
+        ops.buffer.clone()
+    }
+}
+
 fn router(buffer: Buffer) -> Router {
+    routes().with_state(Ops {
+        buffer,
+        exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
+    })
+}
+
+fn routes() -> Router<Ops> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/buffer/stats", get(buffer_stats))
+        .route("/buffer/export", get(buffer_export))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
-        .with_state(buffer)
 }
 
 async fn metrics(State(buffer): State<Buffer>) -> Response {
@@ -133,6 +179,92 @@ async fn metrics(State(buffer): State<Buffer>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+async fn buffer_stats(State(buffer): State<Buffer>) -> Response {
+    let collected = tokio::task::spawn_blocking(move || report::collect(&buffer)).await;
+    let report: Result<BufferReport, String> = match collected {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match report.and_then(|r| serde_json::to_string(&r).map_err(|e| e.to_string())) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(why) => {
+            tracing::error!(error = %why, "reading the buffer for /buffer/stats failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading the buffer failed: {why}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The `limit` of a `/buffer/export` query (`None` without one); the error is the answer.
+fn export_limit(query: Option<&str>) -> Result<Option<u64>, String> {
+    let mut limit = None;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("limit", n)) => match n.parse() {
+                Ok(n) => limit = Some(n),
+                Err(_) => return Err(format!("limit: {n:?} is not a record count")),
+            },
+            _ => return Err(format!("unknown query parameter {pair:?}; only limit=N")),
+        }
+    }
+    Ok(limit)
+}
+
+async fn buffer_export(State(ops): State<Ops>, uri: Uri) -> Response {
+    let limit = match export_limit(uri.query()) {
+        Ok(limit) => limit,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    let Ok(slot) = ops.exports.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_EXPORTS} exports are running already; try again when one has ended"),
+        )
+            .into_response();
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(EXPORT_QUEUE);
+    let buffer = ops.buffer;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        // A failed send means the client went away (the body was dropped): stop reading.
+        let result = export::run(&buffer, limit, |item| {
+            if let export::Item::Skipped(text) = &item {
+                tracing::warn!(warning = %text, "/buffer/export");
+            }
+            tx.blocking_send(Bytes::from(item.into_bytes())).is_ok()
+        });
+        if let Err(e) = result {
+            let why = format!("{e:#}");
+            tracing::error!(error = %why, "/buffer/export stopped: reading the buffer failed");
+            let _ = tx.blocking_send(Bytes::from(export::json_line("error", &why)));
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(Slices(rx)),
+    )
+        .into_response()
+}
+
+/// The export's channel as the stream of body chunks.
+struct Slices(mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for Slices {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_recv(cx).map(|slice| slice.map(Ok))
     }
 }
 
@@ -333,6 +465,99 @@ mod tests {
         drop(conn);
         let next = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
         assert!(next.is_ok(), "the freed slot was not reused");
+    }
+
+    #[test]
+    fn the_export_query_takes_only_a_limit() {
+        assert_eq!(export_limit(None), Ok(None));
+        assert_eq!(export_limit(Some("")), Ok(None));
+        assert_eq!(export_limit(Some("limit=25")), Ok(Some(25)));
+        assert!(export_limit(Some("limit=-1"))
+            .unwrap_err()
+            .contains("limit"));
+        assert!(export_limit(Some("all=1")).unwrap_err().contains("all=1"));
+    }
+
+    /// Serves `router(buffer)` on a loopback port of its own.
+    async fn serve(buffer: Buffer) -> (SocketAddr, Ops, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ops = Ops {
+            buffer,
+            exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
+        };
+        let app = routes().with_state(ops.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (addr, ops, task)
+    }
+
+    #[tokio::test]
+    async fn buffer_routes_report_and_stream_the_backlog_without_removing_it() {
+        use crate::inspect::client;
+        use firmware_protocols::{Protocol, Record};
+
+        let dir = tempfile::tempdir().unwrap();
+        let buffer = Buffer::open(crate::buffer::BufferOptions {
+            seq_floor: Some(1),
+            ..crate::buffer::BufferOptions::new(dir.path().join("db"))
+        })
+        .unwrap();
+        for chunk in 0..3 {
+            let records = (0..4)
+                .map(|i| Record::new(format!("dev-{chunk}-{i}"), Protocol::Gt06, 1_000 + i))
+                .collect();
+            buffer.append(records).await.unwrap();
+        }
+        let (addr, ops, task) = serve(buffer.clone()).await;
+
+        let mut stats = client::get(addr, "/buffer/stats").await.unwrap().unwrap();
+        assert_eq!(stats.status, 200);
+        let report: BufferReport =
+            serde_json::from_str(&stats.text(1 << 20).await.unwrap()).unwrap();
+        assert_eq!(
+            (report.records, report.oldest_seq, report.next_seq),
+            (12, Some(1), 13)
+        );
+
+        let mut export = client::get(addr, "/buffer/export?limit=10")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(export.status, 200);
+        let mut seqs = Vec::new();
+        while let Some(line) = export.read_line(1 << 20).await.unwrap() {
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(v["protocol"], "gt06");
+            seqs.push(v["seq"].as_u64().unwrap());
+        }
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+        assert_eq!(buffer.stats().records, 12, "the export removed records");
+
+        let mut bad = client::get(addr, "/buffer/export?limit=x")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bad.status, 400);
+        assert!(bad.text(1024).await.unwrap().contains("limit"));
+
+        // Every export slot taken: the next one is told to come back later.
+        let held = ops
+            .exports
+            .clone()
+            .acquire_many_owned(MAX_EXPORTS as u32)
+            .await
+            .unwrap();
+        let mut busy = client::get(addr, "/buffer/export").await.unwrap().unwrap();
+        assert_eq!(busy.status, 503);
+        assert!(busy
+            .text(1024)
+            .await
+            .unwrap()
+            .contains("exports are running"));
+        drop(held);
+        task.abort();
     }
 
     #[tokio::test]

@@ -1,0 +1,327 @@
+//! `fleetedge buffer stats` and `fleetedge buffer export`: an installer's look into the
+//! durable buffer, without stopping the service if it runs.
+//!
+//! sled locks its database for one process, so while `fleetedge run` runs nobody else can
+//! open the buffer. The tools therefore ask the running gateway first, on its ops endpoint
+//! (`http.bind`: `GET /buffer/stats`, `GET /buffer/export`, see [`crate::ops::http`]); only
+//! when nothing listens there (connection refused) do they open `buffer.path` themselves.
+//! stderr says which: `… from the running gateway at ADDR` or `… from PATH (gateway not
+//! running)`. A gateway that runs with `http.bind = ""` holds the lock and cannot be asked:
+//! that is an error saying so.
+//!
+//! Opening the buffer directly is [`Buffer::open`] with disk reclaim off, and nothing is
+//! acknowledged or removed. What `open` itself may do is what the gateway would do at its
+//! next start anyway: settle an interrupted reclaim, quarantine a chunk with a bad header,
+//! move a database sled reports as corrupt aside. Reading never moves anything: an export
+//! skips an undecodable chunk with a warning and leaves it in place (see [`export`]). sled may
+//! write its own files (a snapshot) on open, so run the tools as the service's user.
+//!
+//! - [`report`]: what `stats` shows, and its text form.
+//! - [`export`]: the backlog as JSON lines, slice by slice.
+//! - [`client`]: the plain HTTP/1.1 GET that reaches the running gateway.
+
+pub mod client;
+pub mod export;
+pub mod report;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::buffer::Buffer;
+use crate::config::{LogSettings, Settings};
+use report::BufferReport;
+
+/// Most bytes of a `/buffer/stats` answer.
+const MAX_STATS_BYTES: usize = 1 << 20;
+/// Longest export line accepted from the gateway (a record with `raw` kept is far smaller).
+const MAX_LINE_BYTES: usize = 64 << 20;
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BufferCommand {
+    /// Show the backlog: depth, oldest record and its age, seqs, disk use, limits, fill.
+    ///
+    /// Asks the running gateway at the config's http.bind (GET /buffer/stats); if nothing
+    /// listens there, opens buffer.path directly (only possible while the gateway is
+    /// stopped). stderr says which was used.
+    Stats {
+        /// The gateway's config file (http.bind and buffer.* are read from it).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the backlog as JSON lines (one record a line, the payload's record JSON with
+    /// its seq), oldest first, without acknowledging or removing anything.
+    ///
+    /// Asks the running gateway at the config's http.bind (GET /buffer/export); if nothing
+    /// listens there, opens buffer.path directly (only possible while the gateway is
+    /// stopped). stderr says which was used; an unreadable chunk is skipped with a warning.
+    Export {
+        /// The gateway's config file (http.bind and buffer.* are read from it).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Output file; `-` is standard output.
+        #[arg(long, short, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
+        /// At most this many records (the oldest).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+    },
+}
+
+/// Runs a `fleetedge buffer …` command: exit 0 on success, 2 for a bad config, 1 otherwise.
+pub fn run(command: BufferCommand) -> ExitCode {
+    let config = match &command {
+        BufferCommand::Stats { config, .. } | BufferCommand::Export { config, .. } => config,
+    };
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::from(2);
+        }
+    };
+    // Warnings and errors of a direct open (a quarantined chunk) go to stderr.
+    crate::logging::init(&LogSettings {
+        level: "warn".into(),
+        ..settings.log.clone()
+    });
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fleetedge buffer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        BufferCommand::Stats { json, .. } => runtime.block_on(stats(&settings, json)),
+        BufferCommand::Export { output, limit, .. } => {
+            runtime.block_on(export(&settings, &output, limit))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleetedge buffer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the answer comes from.
+enum Source {
+    /// The running gateway's endpoint, with the answer's head read.
+    Gateway(SocketAddr, client::Response),
+    /// Nothing listens on `http.bind` (or it is off): the buffer, opened here.
+    Direct(Buffer),
+}
+
+/// Asks the gateway for `path`; falls back to opening the buffer when nothing listens.
+async fn source(settings: &Settings, path: &str) -> anyhow::Result<Source> {
+    let bind = settings.http.addr().map_err(|e| anyhow!(e))?;
+    if let Some(bind) = bind {
+        let addr = client::connect_addr(bind);
+        let answer = client::get(addr, path)
+            .await
+            .with_context(|| format!("asking the gateway at {addr} (http.bind) for {path}"))?;
+        if let Some(mut response) = answer {
+            if response.status != 200 {
+                let body = response.text(MAX_STATS_BYTES).await.unwrap_or_default();
+                bail!(
+                    "the gateway at {addr} (http.bind) answered {path} with HTTP {}: {}{}",
+                    response.status,
+                    body.trim(),
+                    if response.status == 404 {
+                        " (a gateway older than this tool? stop it to read the buffer directly)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            return Ok(Source::Gateway(addr, response));
+        }
+    }
+    let buffer = tokio::task::spawn_blocking({
+        let settings = settings.clone();
+        move || open_directly(&settings)
+    })
+    .await
+    .context("opening the buffer")??;
+    Ok(Source::Direct(buffer))
+}
+
+/// Opens `buffer.path` for reading: never creates it, never reclaims.
+fn open_directly(settings: &Settings) -> anyhow::Result<Buffer> {
+    let path = &settings.buffer.path;
+    if !path.is_dir() {
+        bail!(
+            "buffer.path: {} is not a directory: no buffer there (the gateway has not run with \
+             this config yet, or buffer.path points elsewhere)",
+            path.display()
+        );
+    }
+    let mut options = settings.buffer.options();
+    options.reclaim_above_bytes = 0;
+    Buffer::open(options).map_err(|e| match e {
+        e if e.is_lock_held() => anyhow!(
+            "the buffer at {} is locked by another process: the gateway is running{}. Set \
+             http.bind (e.g. \"127.0.0.1:9780\") and restart the service so these tools can ask \
+             it, or stop the service to read the buffer directly",
+            path.display(),
+            match &settings.http.bind {
+                b if b.is_empty() => " with its ops endpoint off (http.bind = \"\")".to_string(),
+                b => format!(" but nothing answers at http.bind = {b:?}"),
+            }
+        ),
+        e => anyhow::Error::new(e).context(format!("buffer.path: cannot open {}", path.display())),
+    })
+}
+
+fn say_source(what: &str, source: &Source, path: &Path) {
+    match source {
+        Source::Gateway(addr, _) => eprintln!("{what} from the running gateway at {addr}"),
+        Source::Direct(_) => {
+            eprintln!("{what} from {} (gateway not running)", path.display())
+        }
+    }
+}
+
+async fn stats(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let source = source(settings, "/buffer/stats").await?;
+    say_source("buffer stats", &source, &settings.buffer.path);
+    let (origin, report) = match source {
+        Source::Gateway(addr, mut response) => {
+            let body = response
+                .text(MAX_STATS_BYTES)
+                .await
+                .with_context(|| format!("reading /buffer/stats from {addr}"))?;
+            let report: BufferReport = serde_json::from_str(&body).with_context(|| {
+                format!("the gateway at {addr} sent stats this tool cannot read")
+            })?;
+            (
+                serde_json::json!({"source": "gateway", "address": addr.to_string()}),
+                report,
+            )
+        }
+        Source::Direct(buffer) => {
+            let report = tokio::task::spawn_blocking(move || report::collect(&buffer))
+                .await
+                .context("reading the buffer")??;
+            (serde_json::json!({"source": "direct"}), report)
+        }
+    };
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        if let (Some(map), Some(origin)) = (value.as_object_mut(), origin.as_object()) {
+            map.extend(origin.clone());
+        }
+        println!("{value}");
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(())
+}
+
+async fn export(settings: &Settings, output: &Path, limit: Option<u64>) -> anyhow::Result<()> {
+    let query = match limit {
+        Some(n) => format!("/buffer/export?limit={n}"),
+        None => "/buffer/export".to_string(),
+    };
+    let source = source(settings, &query).await?;
+    say_source("buffer export", &source, &settings.buffer.path);
+    let mut out = open_output(output)?;
+    let (records, warnings) = match source {
+        Source::Gateway(addr, response) => from_gateway(addr, response, &mut out).await?,
+        Source::Direct(buffer) => {
+            let written = tokio::task::spawn_blocking(move || {
+                let mut failed: Option<io::Error> = None;
+                let mut warnings = 0u64;
+                let summary = export::run(&buffer, limit, |item| {
+                    let result = match item {
+                        export::Item::Records(lines) => out.write_all(&lines),
+                        export::Item::Skipped(text) => {
+                            eprintln!("warning: {text}");
+                            warnings += 1;
+                            Ok(())
+                        }
+                    };
+                    result.map_err(|e| failed = Some(e)).is_ok()
+                });
+                (summary, warnings, failed, out)
+            })
+            .await
+            .context("reading the buffer")?;
+            let (summary, warnings, failed, returned) = written;
+            out = returned;
+            if let Some(e) = failed {
+                return Err(e).context("writing the export");
+            }
+            (summary.context("reading the buffer")?.records, warnings)
+        }
+    };
+    out.flush().context("writing the export")?;
+    eprintln!(
+        "exported {records} record(s){}",
+        if warnings > 0 {
+            format!(" with {warnings} warning(s) above")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// Copies the gateway's export lines to `out`: records as they are, warnings to stderr; an
+/// error line, or an answer cut short, fails the export.
+async fn from_gateway(
+    addr: SocketAddr,
+    mut response: client::Response,
+    out: &mut Box<dyn Write + Send>,
+) -> anyhow::Result<(u64, u64)> {
+    let (mut records, mut warnings) = (0u64, 0u64);
+    while let Some(line) = response
+        .read_line(MAX_LINE_BYTES)
+        .await
+        .with_context(|| format!("reading /buffer/export from {addr}"))?
+    {
+        if line.starts_with(b"{\"seq\":") {
+            out.write_all(&line)
+                .and_then(|()| out.write_all(b"\n"))
+                .context("writing the export")?;
+            records += 1;
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_slice(&line).with_context(|| {
+            format!(
+                "the gateway at {addr} sent a line this tool cannot read: {}",
+                String::from_utf8_lossy(&line)
+            )
+        })?;
+        if let Some(text) = value.get("warning").and_then(|v| v.as_str()) {
+            eprintln!("warning: {text}");
+            warnings += 1;
+        } else if let Some(text) = value.get("error").and_then(|v| v.as_str()) {
+            bail!("the gateway at {addr} stopped the export after {records} record(s): {text}");
+        } else {
+            bail!("the gateway at {addr} sent an unexpected line: {value}");
+        }
+    }
+    Ok((records, warnings))
+}
+
+fn open_output(output: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
+    if output == Path::new("-") {
+        return Ok(Box::new(BufWriter::new(io::stdout())));
+    }
+    let file = File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    Ok(Box::new(BufWriter::new(file)))
+}
