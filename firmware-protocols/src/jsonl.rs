@@ -34,6 +34,10 @@
 //! in the line where the JSON parser stood: the offending byte for a syntax error, at or just
 //! after the end of the offending value for a field error, 0 for a missing device id or a
 //! duplicate io key. Nothing is ever answered.
+//!
+//! [`encode`] writes a record as a line (the sensor side), for the load simulator and tests.
+
+pub mod encode;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;

@@ -51,6 +51,11 @@
 //! `max_frame_bytes` are each one `problem` frame that consumes those bytes; after an over-long
 //! line the decoder drops bytes silently until the next `$` or line end. `decode` never returns
 //! `Err`. Nothing is ever sent to the receiver.
+//!
+//! [`encode`] builds RMC and GGA sentences (the receiver side), for the load simulator and
+//! tests.
+
+pub mod encode;
 
 use crate::record::days_from_civil;
 use crate::{

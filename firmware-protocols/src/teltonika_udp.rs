@@ -28,6 +28,10 @@
 //! UDP has no connection to close, so every check that fails is an `Err`: the gateway logs it
 //! with the peer and drops the datagram, and the device, never acked, sends it again. Nothing
 //! is `problem`: there is no stream to stay in sync with.
+//!
+//! [`encode`] builds datagrams (the device side), for the load simulator and tests.
+
+pub mod encode;
 
 use crate::teltonika::avl::{self, Context};
 use crate::teltonika::{CODEC_16, CODEC_8, CODEC_8_EXTENDED, DATA_OFFSET, MAX_IMEI_DIGITS};

@@ -106,7 +106,10 @@
 //! - `message`: one message into its header, report type and common fields.
 //! - `fix`: fix blocks: validating, parsing and locating them among the middle fields.
 //! - `report`: messages into records, event names and io names.
+//! - [`encode`]: builds reports and heartbeats (the device side), for the load simulator and
+//!   tests.
 
+pub mod encode;
 mod fix;
 mod message;
 mod report;
