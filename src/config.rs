@@ -485,6 +485,80 @@ fn default_reopen_max_ms() -> u64 {
     30_000
 }
 
+/// Every key a config may hold: the defaults as a JSON tree, with one sample element in each
+/// array of tables. The struct literals below make the compiler list every field.
+fn known_keys() -> serde_json::Value {
+    let sample = Settings {
+        gateway_id: String::new(),
+        log: LogSettings::default(),
+        // Some, because None is skipped when serialized.
+        buffer: BufferSettings {
+            alert_records: Some(0),
+            ..BufferSettings::default()
+        },
+        mqtt: MqttSettings::default(),
+        uplink: UplinkSettings::default(),
+        ingest: IngestSettings::default(),
+        http: HttpSettings::default(),
+        listeners: vec![ListenerSettings {
+            protocol: String::new(),
+            bind: String::new(),
+            allowed_devices: Vec::new(),
+            ack_reports: false,
+        }],
+        serial: vec![SerialSettings {
+            path: String::new(),
+            baud: default_baud(),
+            protocol: String::new(),
+            device_id: None,
+            reopen_max_ms: default_reopen_max_ms(),
+        }],
+    };
+    serde_json::to_value(&sample).unwrap_or(serde_json::Value::Null)
+}
+
+/// Removes from `raw` every key `known` does not have, with a problem naming each.
+fn strip_unknown_keys(
+    raw: &mut serde_json::Value,
+    known: &serde_json::Value,
+    path: &str,
+    problems: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (raw, known) {
+        (Value::Object(map), Value::Object(known_map)) => map.retain(|key, value| {
+            let key_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            match known_map.get(key) {
+                Some(known_value) => {
+                    strip_unknown_keys(value, known_value, &key_path, problems);
+                    true
+                }
+                None => {
+                    let names: Vec<&str> = known_map.keys().map(String::as_str).collect();
+                    problems.push(format!(
+                        "{key_path}: unknown key (in the file or a FLEETEDGE__ variable); \
+                         known here: {}",
+                        names.join(", ")
+                    ));
+                    false
+                }
+            }
+        }),
+        (Value::Array(items), Value::Array(known_items)) => {
+            if let Some(element) = known_items.first() {
+                for (i, item) in items.iter_mut().enumerate() {
+                    strip_unknown_keys(item, element, &format!("{path}[{i}]"), problems);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[derive(Debug)]
 pub struct ConfigError {
     pub problems: Vec<String>,
@@ -534,9 +608,27 @@ impl Settings {
             )
             .build()
             .map_err(|e| one(format!("{}: {e}", path.display())))?;
-        let mut settings: Settings = built
+        // serde stops at the first unknown key; an installer fixing a file wants them all, and
+        // the rest of the file checked too. So unknown keys are found against the tree of
+        // known ones, reported, and left out of what is deserialized.
+        let mut raw: serde_json::Value = built
+            .clone()
             .try_deserialize()
             .map_err(|e| one(format!("{}: {e}", path.display())))?;
+        let mut problems = Vec::new();
+        strip_unknown_keys(&mut raw, &known_keys(), "", &mut problems);
+        let source = if problems.is_empty() {
+            built
+        } else {
+            config::Config::try_from(&raw).map_err(|e| one(format!("{}: {e}", path.display())))?
+        };
+        let mut settings: Settings = match source.try_deserialize() {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("{}: {e}", path.display()));
+                return Err(ConfigError { problems });
+            }
+        };
         if settings.mqtt.client_id.is_empty() {
             settings.mqtt.client_id = format!("fleetedge-{}", settings.gateway_id);
         }
@@ -548,7 +640,12 @@ impl Settings {
         if let Some(password) = raw_env(env_ref, "MQTT__PASSWORD") {
             settings.mqtt.password = Some(Secret(password));
         }
-        settings.validate()?;
+        if let Err(e) = settings.validate() {
+            problems.extend(e.problems);
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
         Ok(settings)
     }
 
@@ -997,6 +1094,40 @@ bind = "localhost"
         assert!(err.to_string().contains("lz4"), "{err}");
         let missing = Settings::load_with_env(&dir.path().join("none.toml"), None).unwrap_err();
         assert!(missing.to_string().contains("none.toml"), "{missing}");
+    }
+
+    #[test]
+    fn every_unknown_key_and_every_bad_value_are_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+gateway_id = "gw-1"
+colour = "blue"
+[mqtt]
+hots = "broker"
+port = 0
+[[listeners]]
+protocol = "teltonika"
+bind = "127.0.0.1:5027"
+allowed = ["1"]
+"#;
+        let env = HashMap::from([("FLEETEDGE__UPLINK__LINGER".to_string(), "5".to_string())]);
+        let err = Settings::load_with_env(&write(&dir, text), Some(env)).unwrap_err();
+        let all = err.to_string();
+        for key in [
+            "colour: unknown key",
+            "mqtt.hots: unknown key",
+            "listeners[0].allowed: unknown key",
+            "uplink.linger: unknown key",
+            // Checked too, although the file also has unknown keys.
+            "mqtt.port: must not be 0",
+        ] {
+            assert!(all.contains(key), "{key} missing from:\n{all}");
+        }
+        assert_eq!(err.problems.len(), 5, "{all}");
+        assert!(
+            all.contains("known here: ack_reports, allowed_devices"),
+            "{all}"
+        );
     }
 
     #[test]
