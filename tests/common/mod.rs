@@ -316,6 +316,25 @@ impl Drop for Mosquitto {
 // Gateway
 // ---------------------------------------------------------------------------------------------
 
+/// A `Command` for the gateway binary under test. `FLEETEDGE_TEST_EXEC_PREFIX`, if set, is a
+/// space-separated command put in front of it: `cross/test` runs the ARM test binaries under
+/// qemu-user, and without binfmt_misc the ARM gateway they spawn must be started through qemu
+/// too (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`). Signals to the qemu process reach the
+/// gateway, so SIGTERM/SIGKILL tests behave the same.
+pub fn gateway_command() -> Command {
+    let exe = env!("CARGO_BIN_EXE_fleetedge");
+    let prefix = std::env::var("FLEETEDGE_TEST_EXEC_PREFIX").unwrap_or_default();
+    let mut words = prefix.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// A gateway config: every key as a dotted TOML key (`buffer.max_records`) with a TOML value
 /// literal, so a test overrides any default with [`GatewayConfig::set`] without clashing
 /// tables. `buffer.path` and the listener are filled in by [`Gateway::start`].
@@ -600,7 +619,7 @@ impl Gateway {
             .expect("open the gateway log");
         let _ = writeln!(log, "===== test harness: start #{} =====", self.starts);
         let stdout = log.try_clone().expect("clone the log handle");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetedge"));
+        let mut cmd = gateway_command();
         cmd.arg("run")
             .arg("--config")
             .arg(&self.config_path)
