@@ -87,11 +87,13 @@ fn run(
 ) {
     let mut round: Vec<Request> = Vec::new();
     while let Some(msg) = rx.blocking_recv() {
+        shared.set_busy(true);
         let first = match msg {
             Msg::Append(first) => first,
             Msg::Reclaim => {
                 shared.reclaim_hint.store(false, Ordering::Release);
                 let alive = reclaimer.maybe_reclaim(shared, next_seq);
+                shared.set_busy(false);
                 // Drop-oldest appenders that found nothing to drop while the store was
                 // swapped look again.
                 shared.space.committed.notify_waiters();
@@ -118,11 +120,8 @@ fn run(
                 Err(_) => break,
             }
         }
-        let answered = round.len() as u64;
         commit_round(shared, &mut next_seq, &mut round);
-        shared
-            .appends_answered
-            .fetch_add(answered, Ordering::Release);
+        shared.set_busy(false);
         // Whatever the outcome, room held by this round is now stored or released: wake the
         // drop-oldest appenders that were waiting for it.
         shared.space.committed.notify_waiters();

@@ -224,13 +224,6 @@ impl StoredChunk {
     }
 }
 
-/// Appends handed to the commit thread and appends it has answered, since open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CommitProgress {
-    pub sent: u64,
-    pub answered: u64,
-}
-
 /// A snapshot of the buffer's gauges and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferStats {
@@ -285,10 +278,10 @@ struct Shared {
     /// The committer's next seq, for stats.
     next_seq: AtomicU64,
     flushes: AtomicU64,
-    /// Appends handed to the committer, and appends it has answered (stored or refused):
-    /// their difference is the work waiting on it, which the service watchdog checks.
-    appends_sent: AtomicU64,
-    appends_answered: AtomicU64,
+    /// When the committer took up its current round or reclaim, in ms after
+    /// [`Shared::epoch`]; 0 while it waits for work. The service watchdog reads it.
+    busy_since_ms: AtomicU64,
+    epoch: std::time::Instant,
     quarantined_chunks: AtomicU64,
     /// sled's size on disk when last measured (shown while a reclaim holds the store).
     disk_bytes: AtomicU64,
@@ -393,8 +386,8 @@ impl Buffer {
             scan_from: AtomicU64::new(scan.oldest_seq.unwrap_or(scan.next_seq)),
             next_seq: AtomicU64::new(scan.next_seq),
             flushes: AtomicU64::new(0),
-            appends_sent: AtomicU64::new(0),
-            appends_answered: AtomicU64::new(0),
+            busy_since_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             quarantined_chunks: AtomicU64::new(scan.quarantined_chunks),
             disk_bytes: AtomicU64::new(disk_bytes),
             disk_reclaims: AtomicU64::new(0),
@@ -461,15 +454,18 @@ impl Buffer {
             .is_some_and(|handle| !handle.is_finished())
     }
 
-    /// How far the commit thread has got: appends handed to it and appends it has answered,
-    /// in that order of reading (so `answered <= sent` holds in the pair). An append sent
-    /// before one reading and still unanswered at the next means the thread is stuck (a
-    /// hung disk), which idleness never looks like.
-    pub fn commit_progress(&self) -> CommitProgress {
+    /// How long the commit thread has been on its current round (write + fsync) or disk
+    /// reclaim; `None` while it waits for work. Idleness never looks busy, so a long value
+    /// means a hung disk or a wedged sled, which the service watchdog acts on.
+    pub fn commit_busy_for(&self) -> Option<std::time::Duration> {
         let shared = self.shared();
-        let answered = shared.appends_answered.load(Ordering::Acquire);
-        let sent = shared.appends_sent.load(Ordering::Acquire);
-        CommitProgress { sent, answered }
+        match shared.busy_since_ms.load(Ordering::Acquire) {
+            0 => None,
+            since => {
+                let now = shared.epoch.elapsed().as_millis() as u64;
+                Some(std::time::Duration::from_millis(now.saturating_sub(since)))
+            }
+        }
     }
 
     /// Stores `records` as one chunk with consecutive seqs and returns once they are durable
@@ -555,13 +551,11 @@ impl Buffer {
             records: amount.records,
             reply: reply_tx,
         };
-        shared.appends_sent.fetch_add(1, Ordering::Relaxed);
         let sent = match &self.inner.tx {
             Some(tx) => tx.send(commit::Msg::Append(request)).is_ok(),
             None => false,
         };
         if !sent {
-            shared.appends_answered.fetch_add(1, Ordering::Relaxed);
             shared.space.release_reserved(amount);
             return Err(BufferError::Closed { path: path() });
         }
@@ -796,6 +790,16 @@ impl Buffer {
 impl Shared {
     fn space_max(&self) -> Amount {
         self.space.max()
+    }
+
+    /// The committer marks the start (`true`) and end of each round or reclaim.
+    fn set_busy(&self, busy: bool) {
+        let since = match busy {
+            // At least 1: 0 means idle.
+            true => (self.epoch.elapsed().as_millis() as u64).max(1),
+            false => 0,
+        };
+        self.busy_since_ms.store(since, Ordering::Release);
     }
 
     /// Moves an unreadable chunk to the quarantine tree with an error log and accounts for

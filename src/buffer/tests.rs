@@ -92,6 +92,41 @@ async fn seqs_start_at_one_and_continue_across_reopen_and_full_drain() {
     );
 }
 
+/// What the service watchdog reads: a round held up (as by a hung fsync) shows as busy for
+/// longer and longer, and idleness before and after it does not show at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_busy_for_grows_while_a_round_is_held_and_clears_after_it() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&opts(dir.path()));
+    assert_eq!(buffer.commit_busy_for(), None, "idle is not busy");
+    buffer.shared().commit_gate.set_closed(true);
+    let append = {
+        let b = buffer.clone();
+        tokio::spawn(async move { b.append(recs(0, 2)).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while buffer.commit_busy_for().is_none() {
+        assert!(Instant::now() < deadline, "the round never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = buffer.commit_busy_for().expect("still in the held round");
+    assert!(held >= Duration::from_millis(250), "{held:?}");
+    let stall = crate::watchdog::check(crate::watchdog::Probe {
+        committer_alive: buffer.committer_alive(),
+        commit_busy_for: Some(held + crate::watchdog::COMMIT_STALL_LIMIT),
+        uplink_overdue: None,
+    });
+    assert!(stall.is_err(), "a round past the limit must not be fed");
+
+    buffer.shared().commit_gate.set_closed(false);
+    assert!(matches!(
+        append.await.unwrap().unwrap(),
+        Appended::Stored { .. }
+    ));
+    assert_eq!(buffer.commit_busy_for(), None, "done with the round");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_commit_puts_a_burst_of_appends_in_one_flush() {
     let dir = TempDir::new().unwrap();

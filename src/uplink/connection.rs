@@ -282,8 +282,26 @@ impl UplinkContext {
         // a tick, even when idle (see `watchdog.rs`).
         let mut heartbeat = tokio::time::interval(HEARTBEAT_TICK);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A broker that keeps the session (answers PINGREQ) but never sends PUBACK would hold
+        // the window full forever; no PUBACK for this long while publishes are outstanding
+        // ends the connection, and the records go again on the next one. Measured from the
+        // last PUBACK (or the last empty window), so a slow link that acknowledges batch by
+        // batch is never cut.
+        let puback_timeout = Duration::from_secs(
+            self.settings.mqtt.write_timeout_s + self.settings.mqtt.keep_alive_s,
+        );
+        let mut acked_or_idle_at = tokio::time::Instant::now();
         loop {
             crate::watchdog::UPLINK.beat_within(HEARTBEAT_TICK);
+            if window.is_empty() {
+                acked_or_idle_at = tokio::time::Instant::now();
+            } else if acked_or_idle_at.elapsed() > puback_timeout {
+                return failed(format!(
+                    "no PUBACK for {} s with {} publish(es) outstanding",
+                    puback_timeout.as_secs(),
+                    window.len()
+                ));
+            }
             let draining = drain_until.is_some();
             if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 return self.goodbye(client, events, &mut window).await;
@@ -345,7 +363,11 @@ impl UplinkContext {
                 _ => None,
             };
             tokio::select! {
-                event = events.recv() => match self.on_event(event, &mut window) {
+                event = events.recv() => {
+                    if matches!(event, Some(PumpEvent::PubAck(_))) {
+                        acked_or_idle_at = tokio::time::Instant::now();
+                    }
+                    match self.on_event(event, &mut window) {
                     After::Continue => {}
                     After::Disconnected => return failed("disconnected"),
                     After::Ended(e) if draining => {
@@ -358,7 +380,8 @@ impl UplinkContext {
                         return ConnectionEnd::Shutdown;
                     }
                     After::Ended(e) => return failed(e),
-                },
+                    }
+                }
                 changed = appended.changed(), if staging.wants() > 0 => {
                     if changed.is_err() {
                         return failed("buffer closed");
