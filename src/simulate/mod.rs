@@ -268,7 +268,20 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
             ),
         },
     };
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!(
+            "--rate {}: must be 0 (as fast as answers come) or a positive number of records/s",
+            args.rate
+        );
+    }
     let per_device_rate = args.rate / args.devices as f64;
+    let chunk_interval = match per_device_rate > 0.0 {
+        true => Some(
+            Duration::try_from_secs_f64(args.per_packet as f64 / per_device_rate)
+                .map_err(|_| anyhow::anyhow!("--rate {}: too low to pace", args.rate))?,
+        ),
+        false => None,
+    };
     let plan = Arc::new(Plan {
         protocol,
         target,
@@ -276,8 +289,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         per_packet: args.per_packet,
         codec,
         reply_timeout: Duration::from_secs(args.reply_timeout_s.max(1)),
-        chunk_interval: (per_device_rate > 0.0)
-            .then(|| Duration::from_secs_f64(args.per_packet as f64 / per_device_rate)),
+        chunk_interval,
     });
     let ids: Vec<String> = (0..args.devices)
         .map(|i| match protocol {
@@ -286,7 +298,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         })
         .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
+    let deadline = Instant::now()
+        .checked_add(Duration::from_secs(args.timeout_s))
+        .ok_or_else(|| anyhow::anyhow!("--timeout-s {}: too large", args.timeout_s))?;
     let watcher = match &args.watch_mqtt {
         Some(addr) => Some(watch::Watcher::start(addr, &args.watch_topic, &ids).await?),
         None => None,
