@@ -17,19 +17,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
 use firmware_protocols::teltonika::encode::AvlRecord;
 use serde_json::Value;
 
-const GATEWAY: &str = env!("CARGO_BIN_EXE_fleetedge");
-
 /// Runs `fleetedge buffer <args> --config <config>` off the async workers, with no
 /// `FLEETEDGE__` overrides from the test's environment.
 async fn buffer_tool(config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(GATEWAY);
+    let mut cmd = gateway_command();
     cmd.arg("buffer").args(args).arg("--config").arg(config);
     cmd.env_remove("RUST_LOG");
     for (name, _) in std::env::vars_os() {

@@ -13,14 +13,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const GATEWAY: &str = env!("CARGO_BIN_EXE_fleetedge");
 
 /// One `GET path` with `Connection: close`: (status code, body). Bounded to 5 s.
 async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
@@ -261,7 +259,7 @@ fn a_bad_http_bind_fails_the_start_naming_the_key() {
     };
 
     let not_an_address = write_file(dir.path(), "bad.toml", &config("localhost"));
-    let out = Command::new(GATEWAY)
+    let out = gateway_command()
         .args(["check-config", "--config"])
         .arg(&not_an_address)
         .env_remove("RUST_LOG")
@@ -282,7 +280,7 @@ fn a_bad_http_bind_fails_the_start_naming_the_key() {
     let addr = taken.local_addr().unwrap().to_string();
     let busy = write_file(dir.path(), "busy.toml", &config(&addr));
     let log = dir.path().join("run.log");
-    let mut child = Command::new(GATEWAY)
+    let mut child = gateway_command()
         .args(["run", "--config"])
         .arg(&busy)
         .env("RUST_LOG", "info")

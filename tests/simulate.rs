@@ -47,7 +47,7 @@ async fn simulate(args: &[String]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir for simulate's output");
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let file = |p: &Path| std::fs::File::create(p).expect("simulate output file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetedge"))
+    let mut child = gateway_command()
         .arg("simulate")
         .args(args)
         .arg("--json")

@@ -17,12 +17,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const GATEWAY: &str = env!("CARGO_BIN_EXE_fleetedge");
 
 /// Within one device, records sorted by seq are in the device's own order (its times
 /// increase): the gateway keeps a device's order through buffer and uplink. Only meaningful
@@ -473,7 +470,7 @@ protocol = "nope"
 bind = "localhost"
 "#,
     );
-    let out = Command::new(GATEWAY)
+    let out = gateway_command()
         .args(["check-config", "--config"])
         .arg(&bad)
         .env_remove("RUST_LOG")
@@ -504,7 +501,7 @@ bind = "localhost"
         "typo.toml",
         "gateway_id = \"gw-1\"\n[uplink]\nlinger_msec = 5\n[[listeners]]\nprotocol = \"teltonika\"\nbind = \"127.0.0.1:5027\"\n",
     );
-    let out = Command::new(GATEWAY)
+    let out = gateway_command()
         .args(["check-config", "--config"])
         .arg(&typo)
         .output()
@@ -525,7 +522,7 @@ bind = "localhost"
         "good.toml",
         "gateway_id = \"gw-1\"\n[[listeners]]\nprotocol = \"teltonika\"\nbind = \"127.0.0.1:5027\"\n",
     );
-    let out = Command::new(GATEWAY)
+    let out = gateway_command()
         .args(["check-config", "--config"])
         .arg(&good)
         .output()
@@ -543,7 +540,7 @@ const FACT_CODEC8_EXAMPLE_1: &str = "000000000000003608010000016B40D8EA300100000
 const FACT_CODEC8_EXAMPLE_3: &str = "000000000000004308020000016B40D57B480100000000000000000000000000000001010101000000000000016B40D5C198010000000000000000000000000000000101010101000000020000252C";
 
 fn decode_lines(input_path: &std::path::Path) -> (std::process::Output, Vec<serde_json::Value>) {
-    let out = Command::new(GATEWAY)
+    let out = gateway_command()
         .args(["decode", "--protocol", "teltonika"])
         .arg(input_path)
         .output()

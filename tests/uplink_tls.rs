@@ -321,7 +321,7 @@ async fn check_config_names_the_tls_key_and_file_at_fault() {
                 path_value(&pki.ca)
             ),
         );
-        let out = Command::new(env!("CARGO_BIN_EXE_fleetedge"))
+        let out = gateway_command()
             .arg("check-config")
             .arg("--config")
             .arg(&config)
