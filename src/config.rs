@@ -401,7 +401,8 @@ impl Default for IngestSettings {
     }
 }
 
-/// The operations endpoint: `/metrics` (Prometheus text), `/health`, `/ready`.
+/// The operations endpoint: `/metrics` (Prometheus text), `/health`, `/ready`, and
+/// `/buffer/stats`, `/buffer/export` for `fleetedge buffer stats|export`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {

@@ -169,6 +169,7 @@ fn open_directly(settings: &Settings) -> anyhow::Result<Buffer> {
             path.display()
         );
     }
+    refuse_foreign_owner(path)?;
     let mut options = settings.buffer.options();
     options.reclaim_above_bytes = 0;
     Buffer::open(options).map_err(|e| match e {
@@ -184,6 +185,33 @@ fn open_directly(settings: &Settings) -> anyhow::Result<Buffer> {
         ),
         e => anyhow::Error::new(e).context(format!("buffer.path: cannot open {}", path.display())),
     })
+}
+
+/// sled may write files on open (a snapshot, a settled recovery). Written by another user
+/// (typically `sudo` as root), they would belong to that user, and the service, which runs as
+/// the directory's owner, could no longer open its own buffer. So only the owner opens it.
+fn refuse_foreign_owner(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(path)
+        .with_context(|| format!("buffer.path: cannot read {}", path.display()))?
+        .uid();
+    match effective_uid() {
+        Some(me) if me != owner => bail!(
+            "buffer.path: {} belongs to uid {owner} but this runs as uid {me}; files opening it \
+             writes would belong to uid {me} and the service could no longer open its buffer. \
+             Run as the owner, e.g. `sudo -u fleetedge fleetedge buffer …`",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The effective uid, from `/proc/self/status` (`Uid: real effective saved fs`); `None` where
+/// that cannot be read, and then the check is skipped.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 fn say_source(what: &str, source: &Source, path: &Path) {
@@ -324,4 +352,29 @@ fn open_output(output: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
     }
     let file = File::create(output).with_context(|| format!("creating {}", output.display()))?;
     Ok(Box::new(BufWriter::new(file)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_may_open_the_buffer_and_another_user_is_refused_naming_both() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mine = std::fs::metadata(dir.path()).expect("metadata").uid();
+        assert_eq!(effective_uid(), Some(mine), "we own what we create");
+        refuse_foreign_owner(dir.path()).expect("the owner may open it");
+
+        // Giving the directory away needs root (CI runs as root); elsewhere only the
+        // owner's case above is checked.
+        if std::os::unix::fs::chown(dir.path(), Some(4242), None).is_ok() {
+            let err = refuse_foreign_owner(dir.path())
+                .expect_err("another user's buffer must be refused")
+                .to_string();
+            assert!(err.contains("belongs to uid 4242"), "{err}");
+            assert!(err.contains(&format!("runs as uid {mine}")), "{err}");
+            assert!(err.contains("sudo -u fleetedge"), "{err}");
+        }
+    }
 }
