@@ -18,8 +18,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -216,48 +216,10 @@ site_checks! {
     simulate_jsonl_over_tcp: "jsonl", &[], 356_307_057_000_000;
 }
 
-/// `socat pty,link=<dir>/port pty,link=<dir>/dev`: the gateway opens `port`, simulate
-/// writes to `dev`. Killed on drop.
-struct Pty {
-    port: PathBuf,
-    dev: PathBuf,
-    child: Child,
-}
-
-impl Pty {
-    fn start(dir: &Path) -> Pty {
-        let (port, dev) = (dir.join("port"), dir.join("dev"));
-        let child = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", port.display()))
-            .arg(format!("pty,raw,echo=0,link={}", dev.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn socat (see .ci/install-deps)");
-        let mut pty = Pty { port, dev, child };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !(pty.port.exists() && pty.dev.exists()) {
-            if Instant::now() > deadline {
-                kill(&mut pty.child);
-                panic!("socat made no ptys within 5 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        pty
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        kill(&mut self.child);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_nmea_over_a_serial_pty() {
     let dir = tempfile::tempdir().expect("tempdir for the ptys");
-    let pty = Pty::start(dir.path());
+    let pty = PtyPair::start(dir.path(), "port");
     let broker = Mosquitto::start(free_port()).await;
     let collector = Collector::start(broker.port(), "sim-nmea-collector").await;
     let _gateway = Gateway::start(GatewayConfig::new("gw-sim-nmea", broker.port()).serial(
