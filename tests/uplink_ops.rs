@@ -139,7 +139,14 @@ async fn status_is_retained_refreshed_and_the_last_will_marks_a_killed_gateway_o
         "{}",
         gw.log()
     );
-    // A subscriber that comes later still gets the online status: it is retained.
+    // Once the first online status has reached one subscriber, the broker holds it, so a
+    // subscriber that comes later gets it flagged retained. (Subscribing right after
+    // "MQTT connected" races the first publish: a live copy has retain unset.)
+    let early = Subscriber::start(broker.port(), "ops-status-early", topic).await;
+    early
+        .wait_for(Duration::from_secs(10), |m| m.json()["status"] == "online")
+        .await
+        .expect("a first online status");
     let late = Subscriber::start(broker.port(), "ops-status-late", topic).await;
     let online = late
         .wait_for(Duration::from_secs(5), |m| m.retain)
@@ -173,7 +180,7 @@ async fn status_is_retained_refreshed_and_the_last_will_marks_a_killed_gateway_o
         .expect("count reply");
     assert_eq!(reply, 1);
     let refreshed = late
-        .wait_for(Duration::from_secs(5), |m| {
+        .wait_for(Duration::from_secs(10), |m| {
             let v = m.json();
             v["status"] == "online" && v["connected_devices"] == 1 && !m.retain
         })
@@ -193,7 +200,7 @@ async fn status_is_retained_refreshed_and_the_last_will_marks_a_killed_gateway_o
     // SIGKILL: the broker publishes the last will, retained.
     gw.kill_9().await;
     let offline = late
-        .wait_for(Duration::from_secs(5), |m| m.json()["status"] == "offline")
+        .wait_for(Duration::from_secs(10), |m| m.json()["status"] == "offline")
         .await
         .expect("the last will after SIGKILL");
     assert_eq!(
@@ -296,7 +303,7 @@ async fn graceful_shutdown_publishes_what_was_accepted_and_exits_0() {
         "{log}"
     );
     let offline = status
-        .wait_for(Duration::from_secs(5), |m| m.json()["status"] == "offline")
+        .wait_for(Duration::from_secs(10), |m| m.json()["status"] == "offline")
         .await;
     assert!(offline.is_some(), "{:?}", status.messages());
     assert!(log.contains("stopped"), "{log}");
