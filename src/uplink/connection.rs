@@ -345,6 +345,12 @@ impl UplinkContext {
                                 return failed(e);
                             }
                         }
+                        // The publish woke the pump task on this worker, in tokio's LIFO slot,
+                        // which no other worker may steal: without a yield it would wait until
+                        // this loop has encoded a whole window of batches, and on a slow CPU
+                        // with a backlog that outlasts the keepalive (no PINGREQ goes out and
+                        // the broker drops us). One reschedule per batch costs nothing.
+                        tokio::task::yield_now().await;
                     }
                     Err(wait) => {
                         rate_until = Some(tokio::time::Instant::now() + wait);
