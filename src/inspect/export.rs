@@ -52,6 +52,20 @@ pub fn json_line(key: &str, text: &str) -> Vec<u8> {
     line
 }
 
+/// The last line of `GET /buffer/export`: `{"end":{"records":N,"skipped_chunks":K}}`.
+/// The HTTP body ends the same way whether the reader finished or its thread died, so the
+/// client takes an export as complete only with this line, and only if N matches what it got.
+pub fn end_line(summary: &Summary) -> Vec<u8> {
+    let mut line = json!({ "end": {
+        "records": summary.records,
+        "skipped_chunks": summary.skipped_chunks,
+    }})
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
+}
+
 /// Records written and chunks skipped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {

@@ -309,18 +309,26 @@ async fn export(settings: &Settings, output: &Path, limit: Option<u64>) -> anyho
 }
 
 /// Copies the gateway's export lines to `out`: records as they are, warnings to stderr; an
-/// error line, or an answer cut short, fails the export.
+/// error line, or an answer cut short (no end line, or one that counts other than we got),
+/// fails the export.
 async fn from_gateway(
     addr: SocketAddr,
     mut response: client::Response,
     out: &mut Box<dyn Write + Send>,
 ) -> anyhow::Result<(u64, u64)> {
     let (mut records, mut warnings) = (0u64, 0u64);
+    let mut ended = false;
     while let Some(line) = response
         .read_line(MAX_LINE_BYTES)
         .await
         .with_context(|| format!("reading /buffer/export from {addr}"))?
     {
+        if ended {
+            bail!(
+                "the gateway at {addr} sent more after the export's end line: {}",
+                String::from_utf8_lossy(&line)
+            );
+        }
         if line.starts_with(b"{\"seq\":") {
             out.write_all(&line)
                 .and_then(|()| out.write_all(b"\n"))
@@ -339,9 +347,24 @@ async fn from_gateway(
             warnings += 1;
         } else if let Some(text) = value.get("error").and_then(|v| v.as_str()) {
             bail!("the gateway at {addr} stopped the export after {records} record(s): {text}");
+        } else if let Some(end) = value.get("end") {
+            let counted = end.get("records").and_then(|v| v.as_u64());
+            if counted != Some(records) {
+                bail!(
+                    "the gateway at {addr} ended the export counting {end} but {records} \
+                     record line(s) arrived; the export is incomplete"
+                );
+            }
+            ended = true;
         } else {
             bail!("the gateway at {addr} sent an unexpected line: {value}");
         }
+    }
+    if !ended {
+        bail!(
+            "the answer from the gateway at {addr} stopped after {records} record(s) without \
+             the export's end line; the export is incomplete (see the gateway's log)"
+        );
     }
     Ok((records, warnings))
 }
@@ -357,6 +380,65 @@ fn open_output(output: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What `fleetedge buffer export` makes of an export answer with this body.
+    async fn export_of(body: String) -> anyhow::Result<(u64, u64)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await?;
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await?;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\n\
+                 content-length: {}\r\n\r\n",
+                body.len()
+            );
+            socket.write_all(head.as_bytes()).await?;
+            socket.write_all(body.as_bytes()).await?;
+            socket.shutdown().await
+        });
+        let response = client::get(addr, "/buffer/export")
+            .await?
+            .ok_or_else(|| anyhow!("nothing listens"))?;
+        let mut out: Box<dyn Write + Send> = Box::new(io::sink());
+        let result = from_gateway(addr, response, &mut out).await;
+        server.await??;
+        result
+    }
+
+    #[tokio::test]
+    async fn an_export_counts_as_complete_only_with_a_matching_end_line() {
+        const RECORDS: &str = "{\"seq\":1,\"device_id\":\"a\"}\n{\"seq\":2,\"device_id\":\"a\"}\n";
+        let whole = format!(
+            "{RECORDS}{{\"warning\":\"w\"}}\n{{\"end\":{{\"records\":2,\"skipped_chunks\":1}}}}\n"
+        );
+        assert_eq!(export_of(whole).await.expect("a complete export"), (2, 1));
+
+        let err = export_of(RECORDS.to_string())
+            .await
+            .expect_err("no end line")
+            .to_string();
+        assert!(
+            err.contains("after 2 record(s) without the export's end line"),
+            "{err}"
+        );
+
+        let short = format!("{RECORDS}{{\"end\":{{\"records\":3}}}}\n");
+        let err = export_of(short)
+            .await
+            .expect_err("a count that differs")
+            .to_string();
+        assert!(err.contains("but 2 record line(s) arrived"), "{err}");
+
+        let more = format!("{{\"end\":{{\"records\":0}}}}\n{RECORDS}");
+        let err = export_of(more)
+            .await
+            .expect_err("lines after the end")
+            .to_string();
+        assert!(err.contains("after the export's end line"), "{err}");
+    }
 
     #[test]
     fn the_owner_may_open_the_buffer_and_another_user_is_refused_naming_both() {

@@ -6,7 +6,7 @@
 //! | `GET /health` | 200 `ok` while the process serves HTTP at all |
 //! | `GET /ready` | 200 `ready` when the buffer's commit thread runs and MQTT is connected; else 503 with the reasons |
 //! | `GET /buffer/stats` | 200, the buffer's [`BufferReport`] as JSON (`fleetedge buffer stats`) |
-//! | `GET /buffer/export[?limit=N]` | 200, the backlog as JSON lines, streamed (`fleetedge buffer export`); 503 while [`MAX_EXPORTS`] run |
+//! | `GET /buffer/export[?limit=N]` | 200, the backlog as JSON lines, streamed, ending in `{"end":{"records":N,…}}` (`fleetedge buffer export`); 503 while [`MAX_EXPORTS`] run |
 //! | anything else | 404 (405 for another method on a known path) |
 //!
 //! `/buffer/export` reads the buffer read-only (nothing is acknowledged) on a blocking thread,
@@ -244,10 +244,15 @@ async fn buffer_export(State(ops): State<Ops>, uri: Uri) -> Response {
             }
             tx.blocking_send(Bytes::from(item.into_bytes())).is_ok()
         });
-        if let Err(e) = result {
-            let why = format!("{e:#}");
-            tracing::error!(error = %why, "/buffer/export stopped: reading the buffer failed");
-            let _ = tx.blocking_send(Bytes::from(export::json_line("error", &why)));
+        match result {
+            Ok(summary) => {
+                let _ = tx.blocking_send(Bytes::from(export::end_line(&summary)));
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                tracing::error!(error = %why, "/buffer/export stopped: reading the buffer failed");
+                let _ = tx.blocking_send(Bytes::from(export::json_line("error", &why)));
+            }
         }
     });
     (
