@@ -2,7 +2,8 @@
 //!
 //! Environment variables `FLEETEDGE__SECTION__KEY` override the file (`FLEETEDGE__MQTT__HOST`,
 //! `FLEETEDGE__BUFFER__MAX_RECORDS`, `FLEETEDGE__GATEWAY_ID`); keys are lowercased by the
-//! `config` crate, so spell them as in the file. Every field's unit and default is documented
+//! `config` crate, so spell them as in the file. Their values are text, never guessed at: a
+//! string key takes it verbatim (`007` stays `007`), a number or boolean key parses it. Every field's unit and default is documented
 //! here and in `fleetedge.example.toml`, which a test keeps complete.
 //!
 //! Loading never stops at the first problem: [`Settings::validate`] returns every problem at
@@ -596,15 +597,12 @@ impl Settings {
                 path.display()
             )));
         }
-        let env_ref = env.clone();
-        let env_ref = env_ref.as_ref();
         let built = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true)
                     .source(env),
             )
             .build()
@@ -632,14 +630,6 @@ impl Settings {
         };
         if settings.mqtt.client_id.is_empty() {
             settings.mqtt.client_id = format!("fleetedge-{}", settings.gateway_id);
-        }
-        // `try_parsing` turns a numeric-looking value into a number and back (`0012` would
-        // become "12", `TRUE` "true"): credentials from the environment are taken verbatim.
-        if let Some(user) = raw_env(env_ref, "MQTT__USERNAME") {
-            settings.mqtt.username = Some(user);
-        }
-        if let Some(password) = raw_env(env_ref, "MQTT__PASSWORD") {
-            settings.mqtt.password = Some(Secret(password));
         }
         if let Err(e) = settings.validate() {
             problems.extend(e.problems);
@@ -992,22 +982,6 @@ impl Settings {
     }
 }
 
-/// `FLEETEDGE__{key}` exactly as set (any case of the name, as the `config` crate allows),
-/// from `env` when given, else from the process environment.
-fn raw_env(env: Option<&HashMap<String, String>>, key: &str) -> Option<String> {
-    let name = format!("{ENV_PREFIX}__{key}");
-    match env {
-        Some(map) => map
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(&name))
-            .map(|(_, v)| v.clone()),
-        None => std::env::vars_os()
-            .find(|(k, _)| k.to_str().is_some_and(|k| k.eq_ignore_ascii_case(&name)))
-            .and_then(|(_, v)| v.into_string().ok()),
-    }
-    .filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1053,6 +1027,45 @@ bind = "127.0.0.1:5027"
         assert_eq!(s.buffer.path, PathBuf::from("/tmp/x"));
         assert_eq!(s.gateway_id, "gw-env");
         assert_eq!(s.uplink.compression, Compression::Gzip);
+    }
+
+    #[test]
+    fn environment_values_are_taken_verbatim_for_strings_and_parsed_for_typed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = HashMap::from([
+            // Numeric-looking strings keep their leading zeros and their spelling.
+            ("FLEETEDGE__GATEWAY_ID".to_string(), "007".to_string()),
+            ("FLEETEDGE__MQTT__USERNAME".to_string(), "0123".to_string()),
+            ("FLEETEDGE__MQTT__PASSWORD".to_string(), "1e3".to_string()),
+            (
+                "FLEETEDGE__MQTT__TOPIC_PREFIX".to_string(),
+                "TRUE".to_string(),
+            ),
+            // Typed keys are still parsed from the text.
+            (
+                "FLEETEDGE__BUFFER__MAX_RECORDS".to_string(),
+                "5000".to_string(),
+            ),
+            (
+                "FLEETEDGE__MQTT__TLS__ENABLED".to_string(),
+                "false".to_string(),
+            ),
+        ]);
+        let s = Settings::load_with_env(&write(&dir, MINIMAL), Some(env)).unwrap();
+        assert_eq!(s.gateway_id, "007");
+        assert_eq!(s.mqtt.client_id, "fleetedge-007");
+        assert_eq!(s.mqtt.topic_prefix, "TRUE");
+        let (user, password) = s.mqtt.credentials().unwrap().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("0123", "1e3"));
+        assert_eq!(s.buffer.max_records, 5000);
+        assert!(!s.mqtt.tls.enabled);
+
+        let env = HashMap::from([(
+            "FLEETEDGE__BUFFER__MAX_RECORDS".to_string(),
+            "lots".to_string(),
+        )]);
+        let err = Settings::load_with_env(&write(&dir, MINIMAL), Some(env)).unwrap_err();
+        assert!(err.to_string().contains("lots"), "{err}");
     }
 
     #[test]
