@@ -104,6 +104,17 @@ async fn health_ready_and_metrics_follow_the_broker_and_the_records() {
             .set("http.bind", &toml_string(&format!("127.0.0.1:{http_port}"))),
     )
     .await;
+    // Gateway::start returns once the device listener accepts; the HTTP endpoint is bound
+    // just after it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !accepts_tcp(http_port).await {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP endpoint did not accept on port {http_port} within 10 s:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     assert_eq!(get(http_port, "/health").await, (200, "ok".to_string()));
     let (status, why) = get(http_port, "/ready").await;

@@ -200,17 +200,25 @@ async fn sigkill_gateway_under_load_loses_nothing() {
         total: None,
         pace: Duration::from_millis(30),
         reply_timeout: Duration::from_secs(3),
-        run_for_at_most: Duration::from_secs(40),
+        // A safety net only: the devices run until `stop` below. Four restarts of a debug
+        // build under qemu take far longer than natively.
+        run_for_at_most: Duration::from_secs(120),
     };
     let fleet = Fleet::start(spec.plans(gateway.addr()));
 
     let mut accepted_before = 0;
     for round in 1..=4 {
+        // Let the load run a while, then make sure the (re)started gateway took some of it:
+        // on a slow machine the devices may need longer than that to reconnect.
         tokio::time::sleep(Duration::from_millis(700)).await;
+        let took_load = wait_until(Duration::from_secs(15), || {
+            fleet.accepted_records() > accepted_before
+        })
+        .await;
         let accepted = fleet.accepted_records();
         assert!(
-            accepted > accepted_before,
-            "round {round}: no record was accepted since the last restart ({accepted})"
+            took_load,
+            "round {round}: no record was accepted within 15 s of the last restart ({accepted})"
         );
         accepted_before = accepted;
         if round == 2 {
@@ -236,7 +244,19 @@ async fn sigkill_gateway_under_load_loses_nothing() {
         gateway.restart().await;
         fleet.resume();
     }
+    // The last restart takes load too, and the run carries enough records to mean much (a
+    // slow machine gets there later, not with less).
     tokio::time::sleep(Duration::from_millis(700)).await;
+    let enough = wait_until(Duration::from_secs(20), || {
+        let accepted = fleet.accepted_records();
+        accepted > accepted_before && accepted >= 200
+    })
+    .await;
+    assert!(
+        enough,
+        "after the last restart: {} records accepted in all, {accepted_before} before it",
+        fleet.accepted_records()
+    );
     fleet
         .controls
         .stop
@@ -375,11 +395,23 @@ async fn full_buffer_blocks_devices_until_the_uplink_drains() {
         total: Some(120),
         pace: Duration::ZERO,
         reply_timeout: Duration::from_secs(30),
-        run_for_at_most: Duration::from_secs(45),
+        // A safety net only (the devices stop at `total`); a debug build under qemu fills and
+        // drains far slower than natively.
+        run_for_at_most: Duration::from_secs(90),
     };
     let fleet = Fleet::start(spec.plans(gateway.addr()));
 
-    // Every device ends up with a packet that has waited 2 s for its reply: stalled.
+    // First the buffer fills: the gateway says so once, when an append no longer fits. Only
+    // then does a reply that takes long mean "blocked" rather than "slow gateway".
+    let full = gateway
+        .wait_for_log_line(&["buffer full: holding appends"], Duration::from_secs(30))
+        .await;
+    assert!(
+        full.is_some(),
+        "the buffer never reported full: {} records acknowledged",
+        fleet.accepted_records()
+    );
+    // Then every device ends up with a packet that has waited 2 s for its reply: stalled.
     let stall = Duration::from_secs(2);
     let stalled = wait_until(Duration::from_secs(15), || {
         fleet

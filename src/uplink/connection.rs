@@ -36,9 +36,14 @@ use crate::buffer::Buffer;
 use crate::config::{Secret, Settings, UplinkFormat};
 use crate::metrics::{self, METRICS};
 
-/// How long the offline status and the DISCONNECT may take at shutdown, beyond
-/// `uplink.shutdown_publish_s`.
-const GOODBYE_GRACE: Duration = Duration::from_secs(1);
+/// How long each of the two goodbye steps may take at shutdown, beyond
+/// `uplink.shutdown_publish_s`: the offline status' PUBACK (a broker round trip), then the
+/// DISCONNECT going out. 3 s, not 1: a gateway on a slow cellular link or a loaded CPU can
+/// miss 1 s for the round trip and then leaves the offline status to the last will. Both
+/// steps end early once done, so a responsive broker costs milliseconds; the worst case
+/// (2 × 3 s, an unresponsive broker) stays inside the 15 s that the systemd unit's
+/// `TimeoutStopSec >= 10 + shutdown_publish_s + 15` leaves for the goodbye and the flush.
+const GOODBYE_GRACE: Duration = Duration::from_secs(3);
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -436,8 +441,9 @@ impl UplinkContext {
                     }
                     metrics::add(&METRICS.batches_published, released.batches.len() as u64);
                     for b in &released.batches {
-                        metrics::add(&METRICS.records_published, b.records as u64);
+                        // Latency first: whoever sees these records counted sees their latency.
                         metrics::PUBLISH_LATENCY.observe(b.sent_at.elapsed());
+                        metrics::add(&METRICS.records_published, b.records as u64);
                         tracing::debug!(
                             first_seq = b.first_seq,
                             last_seq = b.last_seq,
