@@ -379,6 +379,12 @@ pub struct IngestSettings {
     pub max_connections: usize,
     /// Close a device connection silent for this many seconds. Default 600.
     pub idle_timeout_s: u64,
+    /// A new TCP connection must bring its first complete frame (a login, or a first
+    /// report) within this many seconds of being accepted, or it is closed: port scanners
+    /// and half-dead modems would otherwise hold `max_connections` slots for
+    /// `idle_timeout_s`. Counted from the accept, so trickled bytes do not extend it.
+    /// Default 30.
+    pub first_frame_timeout_s: u64,
     /// Largest device frame accepted, bytes; it is also each connection's read buffer
     /// bound. Default 16,384.
     pub max_frame_bytes: usize,
@@ -395,6 +401,7 @@ impl Default for IngestSettings {
         IngestSettings {
             max_connections: 1024,
             idle_timeout_s: 600,
+            first_frame_timeout_s: 30,
             max_frame_bytes: 16 * 1024,
             keep_raw: false,
             max_datagrams_in_flight: 64,
@@ -849,6 +856,15 @@ impl Settings {
         }
         if i.idle_timeout_s == 0 {
             bad("ingest.idle_timeout_s", "must be at least 1".into());
+        }
+        if !(1..=i.idle_timeout_s.max(1)).contains(&i.first_frame_timeout_s) {
+            bad(
+                "ingest.first_frame_timeout_s",
+                format!(
+                    "{} must be between 1 and ingest.idle_timeout_s ({})",
+                    i.first_frame_timeout_s, i.idle_timeout_s
+                ),
+            );
         }
         if !(256..=1024 * 1024).contains(&i.max_frame_bytes) {
             bad(

@@ -5,6 +5,10 @@
 //!   is acknowledged for them, a well-behaved device on the same listener carries on, and
 //!   every record it was told was accepted reaches the broker.
 //! - `allow_list_refuses_unknown_devices`: an IMEI outside `allowed_devices` is answered `00`.
+//! - `a_connection_without_a_first_frame_in_time_is_closed`: a silent connection and one
+//!   that trickles a login byte by byte are both closed after `first_frame_timeout_s`
+//!   (counted from the accept), with a log line naming the peer; a device that logged in
+//!   in time stays connected past it and its records are still accepted.
 //! - `batches_stay_under_the_packet_limit`: with compression off and a small
 //!   `mqtt.max_packet_bytes`, batches are split so every payload fits, and nothing is lost.
 
@@ -151,6 +155,56 @@ async fn allow_list_refuses_unknown_devices() {
     let answered = read_until_closed(&mut s).await;
     assert_eq!(answered, [0x00], "a refused IMEI is answered 00 and closed");
     log_line(&gateway, &["device refused", stranger.as_str()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_first_frame_in_time_is_closed() {
+    const LIMIT: Duration = Duration::from_secs(3);
+    let broker = Mosquitto::start(free_port()).await;
+    let gateway = Gateway::start(
+        GatewayConfig::new("gw-first-frame", broker.port())
+            .set("ingest.first_frame_timeout_s", &LIMIT.as_secs().to_string()),
+    )
+    .await;
+
+    let mut logged_in = raw_login(&gateway, &imei(72, 0)).await;
+    let mut silent = TcpStream::connect(gateway.addr()).await.expect("connect");
+    let silent_peer = silent.local_addr().expect("local addr").to_string();
+    // A login frame trickled a byte every 500 ms: each read comes well within the limit,
+    // but the frame is not complete before it.
+    let login = firmware_protocols::teltonika::encode::encode_imei(&imei(72, 1));
+    let mut trickle = TcpStream::connect(gateway.addr()).await.expect("connect");
+    let trickle_peer = trickle.local_addr().expect("local addr").to_string();
+    for byte in &login[..login.len() - 1] {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            break; // already closed
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The trickle ends when a write fails (the gateway closed it) or after 8 s (> LIMIT):
+    // either way both are closed by now, neither answered.
+    assert!(read_until_closed(&mut silent).await.is_empty());
+    assert!(read_until_closed(&mut trickle).await.is_empty());
+    for peer in [&silent_peer, &trickle_peer] {
+        log_line(
+            &gateway,
+            &[
+                "no complete frame within ingest.first_frame_timeout_s",
+                peer,
+            ],
+        )
+        .await;
+    }
+
+    // Logged in at once, it stays past the limit: its packet is still taken.
+    let packet = encode_codec8(&[avl_record(0, 0)]).expect("encode");
+    logged_in.write_all(&packet).await.expect("send");
+    let mut count = [0u8; 4];
+    tokio::time::timeout(REPLY, logged_in.read_exact(&mut count))
+        .await
+        .expect("count reply in time")
+        .expect("count reply");
+    assert_eq!(u32::from_be_bytes(count), 1, "{}", gateway.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,7 @@ impl SerialPort {
                 ..super::decoder_options(settings)
             },
             idle_timeout: None,
+            first_frame_timeout: None,
             allowed_devices: super::AllowList::default(),
         });
         SerialPort {

@@ -31,6 +31,9 @@ pub struct SessionConfig {
     /// Close a stream silent this long; `None` keeps it open (serial ports: a sensor may
     /// report rarely, and reopening a port resets many USB devices).
     pub idle_timeout: Option<Duration>,
+    /// The first complete frame must arrive this soon after the session starts (TCP);
+    /// `None`: no such limit (serial ports).
+    pub first_frame_timeout: Option<Duration>,
     /// Empty: every device is allowed.
     pub allowed_devices: super::AllowList,
 }
@@ -50,6 +53,7 @@ pub struct Session {
 enum End {
     PeerClosed,
     Idle,
+    NoFirstFrame(Duration),
     Shutdown,
     Refused(String),
     Malformed(String),
@@ -90,6 +94,12 @@ impl Session {
                 tracing::debug!(%peer, device, %protocol, "device disconnected")
             }
             End::Idle => tracing::info!(%peer, device, %protocol, "idle timeout, closed"),
+            End::NoFirstFrame(limit) => tracing::info!(
+                %peer,
+                %protocol,
+                seconds = limit.as_secs(),
+                "no complete frame within ingest.first_frame_timeout_s of connecting, closed"
+            ),
             End::Refused(why) => {
                 metrics::add(&METRICS.devices_refused, 1);
                 tracing::warn!(%peer, device, %protocol, %why, "device refused")
@@ -126,6 +136,11 @@ impl Session {
     {
         let max = self.decoder.max_frame_bytes();
         let mut input = BytesMut::with_capacity(max.min(8 * 1024));
+        // Until the first frame, the deadline counts from the start, not from the last read.
+        let mut first_frame_by = self
+            .cfg
+            .first_frame_timeout
+            .map(|limit| (tokio::time::Instant::now() + limit, limit));
         loop {
             // Everything complete in the buffer first: several frames may arrive in one read.
             loop {
@@ -139,6 +154,7 @@ impl Session {
                     return End::Malformed("decoder consumed no bytes".into());
                 }
                 input.advance(decoded.consumed.min(input.len()));
+                first_frame_by = None;
                 if let Err(end) = self.handle(decoded, stream).await {
                     return end;
                 }
@@ -150,12 +166,21 @@ impl Session {
                 return End::Shutdown;
             }
             input.reserve(max.min(8 * 1024).min(max - input.len()));
+            let limit = match first_frame_by {
+                Some((by, _)) => Some(by.saturating_duration_since(tokio::time::Instant::now())),
+                None => self.cfg.idle_timeout,
+            };
             let read = tokio::select! {
-                r = read_within(self.cfg.idle_timeout, read_some(stream, &mut input, max)) => r,
+                r = read_within(limit, read_some(stream, &mut input, max)) => r,
                 _ = shutdown.changed() => return End::Shutdown,
             };
             match read {
-                Err(_) => return End::Idle,
+                Err(_) => {
+                    return match first_frame_by {
+                        Some((_, limit)) => End::NoFirstFrame(limit),
+                        None => End::Idle,
+                    }
+                }
                 Ok(Ok(0)) => return End::PeerClosed,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return End::Io(e),

@@ -46,6 +46,7 @@ impl BoundTcp {
                 ..super::decoder_options(settings)
             },
             idle_timeout: Some(Duration::from_secs(settings.ingest.idle_timeout_s)),
+            first_frame_timeout: Some(Duration::from_secs(settings.ingest.first_frame_timeout_s)),
             allowed_devices: super::AllowList::new(&l.allowed_devices),
         });
         Ok(BoundTcp {
