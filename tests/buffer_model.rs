@@ -282,8 +282,14 @@ fn run_case(policy: WhenFull, ops: &[Op]) -> Result<(), TestCaseError> {
 
 #[test]
 fn buffer_matches_the_model() {
+    // 64 cases unless PROPTEST_CASES says otherwise (cross/test sets fewer under qemu);
+    // `Config::default()` is where proptest reads that variable.
+    let cases = match std::env::var_os("PROPTEST_CASES") {
+        Some(_) => Config::default().cases,
+        None => 64,
+    };
     let config = Config {
-        cases: 64,
+        cases,
         // Do not write regression files next to the tests; failures print the minimal case.
         failure_persistence: None,
         ..Config::default()

@@ -268,6 +268,10 @@ async fn disk_use_falls_back_near_empty_after_a_large_backlog_drains() {
     let (mut broker, collector) = stopped_broker("collector-reclaim").await;
     let gw = Gateway::start(
         GatewayConfig::new("gw-reclaim", broker.port())
+            // The production keep-alive, not the harness's 5 s: while 50k records drain on a
+            // loaded emulated run, the keep-alive (and the PUBACK deadline built on it) can
+            // lapse and the connection be dropped mid-drain.
+            .set("mqtt.keep_alive_s", "30")
             .set("buffer.reclaim_above_bytes", "1048576")
             .set("log.stats_interval_s", "1"),
     )

@@ -67,6 +67,16 @@ async fn records_are_published_as_ngp_messages_per_device() {
     let mut gateway = gateway;
     assert!(gateway.stop_gracefully(Duration::from_secs(15)).await);
     gateway.restart().await;
+    // Only a restarted gateway that is connected could send anything again: wait for that
+    // (slow under emulation), then give it a moment to do so.
+    let connected = gateway
+        .wait_for_log_line_this_start(&["MQTT connected"], Duration::from_secs(30))
+        .await;
+    assert!(
+        connected.is_some(),
+        "the restarted gateway did not connect:\n{}",
+        gateway.log()
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         subscriber.messages().len(),

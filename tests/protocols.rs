@@ -866,7 +866,7 @@ async fn malformed_input_is_skipped_logged_and_loses_nothing() {
     ))
     .await;
     let hb = b"+SACK:GTHBD,1A0102,0B02$";
-    let (got, closed) = bad.read_n(hb.len(), Duration::from_secs(3)).await;
+    let (got, closed) = bad.read_n(hb.len(), REPLY).await;
     assert!(
         !String::from_utf8_lossy(&got).contains("+SACK:0B01$"),
         "the broken Queclink report was acknowledged: {}",

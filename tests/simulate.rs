@@ -181,8 +181,10 @@ async fn site_check(protocol: &str, keys: &[(&str, &str)], first_imei: u64) {
         &first_imei.to_string(),
         "--watch-mqtt",
         &format!("127.0.0.1:{}", broker.port()),
+        // simulate and the gateway may both run under qemu: a late answer would count as
+        // failed, and a late teltonika-udp ack makes simulate resend (a duplicate stored).
         "--reply-timeout-s",
-        "5",
+        "30",
         "--timeout-s",
         "60",
     ]))
@@ -283,10 +285,11 @@ async fn refused_devices_fail_the_check() {
             &first_imei.to_string(),
             "--watch-mqtt",
             &format!("127.0.0.1:{}", broker.port()),
+            // A late refusal must still count as refused, not as a missing answer.
             "--reply-timeout-s",
-            "5",
-            "--timeout-s",
             "30",
+            "--timeout-s",
+            "60",
         ]))
         .await;
         assert!(

@@ -178,8 +178,16 @@ fn path_value(p: &Path) -> String {
     toml_string(&p.display().to_string())
 }
 
+/// How long the TLS tests wait for a record or a log line: several gateways each do a debug
+/// build's TLS handshake, which under qemu emulation on a loaded machine takes seconds.
+const TLS_WAIT: Duration = Duration::from_secs(45);
+
+/// A TLS gateway config. `mqtt.connect_timeout_s` is the production default rather than the
+/// harness's 2 s: TCP + TLS handshake + CONNACK must fit in it, and a debug rustls/ring
+/// handshake under emulation, with other gateways competing, can miss 3 s again and again.
 fn tls_config(id: &str, port: u16, pki: &Pki) -> GatewayConfig {
     GatewayConfig::new(id, port)
+        .set("mqtt.connect_timeout_s", "15")
         .set("mqtt.tls.enabled", "true")
         .set("mqtt.tls.ca_file", &path_value(&pki.ca))
 }
@@ -221,7 +229,7 @@ async fn records_flow_over_tls_and_over_mutual_tls() {
     .await;
     let mut keys = send_records(&gw_tls, &imei(51, 0), 0, 20).await;
     keys.extend(send_records(&gw_mtls, &imei(51, 1), 1, 20).await);
-    let missing = collector.wait_for_all(&keys, Duration::from_secs(15)).await;
+    let missing = collector.wait_for_all(&keys, TLS_WAIT).await;
     assert_eq!(
         missing,
         0,
@@ -252,9 +260,7 @@ async fn refused_tls_connections_say_why_and_publish_nothing() {
     let no_cert = Gateway::start(tls_config("gw-no-cert", mtls, &pki)).await;
     // A CA that did not sign the broker's certificate.
     let wrong_ca = Gateway::start(
-        GatewayConfig::new("gw-wrong-ca", tls)
-            .set("mqtt.tls.enabled", "true")
-            .set("mqtt.tls.ca_file", &path_value(&pki.other_ca)),
+        tls_config("gw-wrong-ca", tls, &pki).set("mqtt.tls.ca_file", &path_value(&pki.other_ca)),
     )
     .await;
     // The right CA, but a name the broker's certificate does not carry: proves that
@@ -270,7 +276,7 @@ async fn refused_tls_connections_say_why_and_publish_nothing() {
     let line = no_cert
         .wait_for_log_line(
             &["MQTT connection ended", "requires a client certificate"],
-            Duration::from_secs(10),
+            TLS_WAIT,
         )
         .await;
     assert!(line.is_some(), "no reason in the log:\n{}", no_cert.log());
@@ -280,7 +286,7 @@ async fn refused_tls_connections_say_why_and_publish_nothing() {
                 "MQTT connection ended",
                 "does not chain to mqtt.tls.ca_file",
             ],
-            Duration::from_secs(10),
+            TLS_WAIT,
         )
         .await;
     assert!(line.is_some(), "no reason in the log:\n{}", wrong_ca.log());
@@ -291,7 +297,7 @@ async fn refused_tls_connections_say_why_and_publish_nothing() {
                 "not valid for name \"other.example\"",
                 "mqtt.tls.server_name",
             ],
-            Duration::from_secs(10),
+            TLS_WAIT,
         )
         .await;
     assert!(

@@ -298,6 +298,10 @@ struct Shared {
     /// Reclaim attempts finished (whatever their outcome), for tests to wait on.
     #[cfg(test)]
     reclaims_finished: AtomicU64,
+    /// Appends sent to the committer (counted after the send, so a test that sees `n` knows
+    /// `n` requests are in its queue), for tests to wait on.
+    #[cfg(test)]
+    appends_queued: AtomicU64,
 }
 
 struct Inner {
@@ -399,6 +403,8 @@ impl Buffer {
             commit_gate: commit::TestGate::default(),
             #[cfg(test)]
             reclaims_finished: AtomicU64::new(0),
+            #[cfg(test)]
+            appends_queued: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let reclaimer = reclaim::Reclaimer::new(opts.clone());
@@ -559,6 +565,8 @@ impl Buffer {
             shared.space.release_reserved(amount);
             return Err(BufferError::Closed { path: path() });
         }
+        #[cfg(test)]
+        shared.appends_queued.fetch_add(1, Ordering::Release);
         match reply_rx.await {
             Ok(Ok((first_seq, last_seq))) => Ok(Appended::Stored {
                 first_seq,

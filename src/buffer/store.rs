@@ -443,7 +443,14 @@ impl Store {
 }
 
 /// How long [`open_waiting_for_lock`] waits for another holder of the lock to let go.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+///
+/// Generous on purpose: "a moment" for sled's IO threads is far longer on a slow or loaded
+/// machine (seconds under emulation with many databases busy at once), and a reclaim that
+/// gives up here leaves the buffer without a database. Waiting longer costs only when the
+/// lock stays held, and then only time: a start that fails anyway (another running
+/// gateway) or the `fleetedge buffer` tools' "locked by another process" error come this
+/// much later.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// [`try_open`], waiting up to [`LOCK_WAIT`] while the database's file lock is held. sled
 /// releases the lock only when its IO threads drop their last handle, a moment after the

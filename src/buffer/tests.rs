@@ -124,7 +124,32 @@ async fn commit_busy_for_grows_while_a_round_is_held_and_clears_after_it() {
         append.await.unwrap().unwrap(),
         Appended::Stored { .. }
     ));
-    assert_eq!(buffer.commit_busy_for(), None, "done with the round");
+    // The round answers its callers before the committer marks itself idle, so the append
+    // can return a moment before that.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(busy) = buffer.commit_busy_for() {
+        assert!(
+            Instant::now() < deadline,
+            "still busy {busy:?} after the round"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits (bounded) until `n` appends since open have been sent to the committer.
+async fn appends_queued(buffer: &Buffer, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queued = buffer.shared().appends_queued.load(Ordering::Acquire);
+        if queued >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {queued} of {n} appends reached the committer's queue"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -140,16 +165,10 @@ async fn group_commit_puts_a_burst_of_appends_in_one_flush() {
             (i, b.append(recs(i * 1000, 3)).await)
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while buffer.stats().in_flight_records < 600 {
-        assert!(
-            Instant::now() < deadline,
-            "appends never reached the committer"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    // Every task reserved; give the last one a moment to finish its (synchronous) send.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every request is in the committer's queue (not merely reserved: the send comes after
+    // the reservation) before the gate opens, so the round takes them all.
+    appends_queued(&buffer, 200).await;
+    assert_eq!(buffer.stats().in_flight_records, 600);
     buffer.shared().commit_gate.set_closed(false);
 
     let mut ranges = Vec::new();
@@ -518,9 +537,10 @@ async fn subscribe_follows_the_last_durable_seq() {
 
 /// Opens a closed buffer's sled database directly. sled lets go of its file lock a moment
 /// after the last handle drops (its IO threads hold one briefly), so this retries for up to
-/// two seconds.
+/// ten seconds, as long as the buffer itself waits (`store::LOCK_WAIT`): on a loaded or
+/// emulated machine "briefly" can be seconds.
 fn raw_sled(path: &Path) -> sled::Db {
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match sled::open(path) {
             Ok(db) => return db,
@@ -948,12 +968,16 @@ async fn appends_during_a_reclaim_wait_and_lose_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
     let tasks: Vec<_> = (0..20u64)
         .map(|i| {
             let b = buffer.clone();
             tokio::spawn(async move { b.append(recs(1000 + i * 5, 5)).await })
         })
         .collect();
+    // All 20 are admitted and waiting in the committer's queue behind the reclaim; then a
+    // moment more, in which an append the reclaim failed to hold back would finish.
+    appends_queued(&buffer, queued_before + 20).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     for t in &tasks {
         assert!(

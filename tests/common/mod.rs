@@ -597,6 +597,27 @@ impl Gateway {
         find()
     }
 
+    /// Like [`Gateway::wait_for_log_line`], but only lines the current start wrote (after the
+    /// harness's marker for it) count: after a restart, a line from the run before is no
+    /// proof.
+    pub async fn wait_for_log_line_this_start(
+        &self,
+        parts: &[&str],
+        timeout: Duration,
+    ) -> Option<String> {
+        let marker = format!("===== test harness: start #{} =====", self.starts);
+        let find = || {
+            let log = self.log();
+            let from = log.rfind(&marker)?;
+            log[from..]
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .map(str::to_string)
+        };
+        wait_until(timeout, || find().is_some()).await;
+        find()
+    }
+
     /// How many log lines hold every one of `parts`.
     pub fn count_log_lines(&self, parts: &[&str]) -> usize {
         self.log()
