@@ -531,12 +531,20 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(export.status, 200);
-        let mut seqs = Vec::new();
+        let mut lines = Vec::new();
         while let Some(line) = export.read_line(1 << 20).await.unwrap() {
-            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-            assert_eq!(v["protocol"], "gt06");
-            seqs.push(v["seq"].as_u64().unwrap());
+            lines.push(serde_json::from_slice::<serde_json::Value>(&line).unwrap());
         }
+        // The records, then the end line that counts them.
+        let end = lines.pop().expect("an end line");
+        assert_eq!(
+            end,
+            serde_json::json!({"end": {"records": 10, "skipped_chunks": 0}})
+        );
+        for v in &lines {
+            assert_eq!(v["protocol"], "gt06", "{v}");
+        }
+        let seqs: Vec<_> = lines.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
         assert_eq!(buffer.stats().records, 12, "the export removed records");
 
