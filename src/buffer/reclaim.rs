@@ -32,9 +32,11 @@
 //!    1 and stop).
 //! 3. Write the next-seq counter (the commit thread's own, so exact) and copy the quarantine
 //!    tree into `N`; flush `N` and the old database (making the acks that emptied it
-//!    durable); close `N`; fsync the directory `N`.
-//! 4. Close the old database (sled writes some files by path, so a live database's directory
-//!    must never be renamed).
+//!    durable); close `N` and wait until sled lets go of its lock; fsync the directory `N`.
+//! 4. Close the old database and wait until sled's IO threads let go of its lock (they
+//!    write some files by path, so a database's directory must never be renamed under
+//!    them). Still held after [`store::LOCK_WAIT`]: reopen it in place, delete `N`, and
+//!    treat it as a failure in 1–3.
 //! 5. Rename `P` → `O`; fsync the parent directory.
 //! 6. Rename `N` → `P`; fsync the parent directory.
 //! 7. Open `P` and release the store; then remove `O`.
@@ -150,21 +152,26 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 
 /// The size of everything under `path`, in bytes (files only); tests compare it with what
 /// sled reports.
-/// Waits (at most a second) until no sled instance holds the database at `dir`, by taking
-/// and dropping the same file lock sled takes on `dir/db`.
-fn wait_until_released(dir: &Path) {
+/// Waits (at most [`store::LOCK_WAIT`]) until no sled instance holds the database at `dir`,
+/// by taking and dropping the same file lock sled takes on `dir/db`. `false`: still held.
+fn wait_until_released(dir: &Path) -> bool {
     let Ok(file) = std::fs::File::open(dir.join("db")) else {
-        return;
+        return true;
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + store::LOCK_WAIT;
     while std::time::Instant::now() < deadline {
         if file.try_lock().is_ok() {
             let _ = file.unlock();
-            return;
+            return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    tracing::warn!(path = %dir.display(), "sled still holds the database a second after closing it");
+    tracing::warn!(
+        path = %dir.display(),
+        seconds = store::LOCK_WAIT.as_secs(),
+        "sled still holds the database after closing it"
+    );
+    false
 }
 
 #[cfg(test)]
@@ -187,6 +194,9 @@ pub(super) fn dir_size(path: &Path) -> u64 {
 pub(super) enum Step {
     /// The new database is complete (3 done), nothing renamed yet.
     Built,
+    /// The old database is closed and sled let go of it (4 done). A failure injected here
+    /// stands for sled still holding it.
+    OldReleased,
     /// `P` was renamed to `O` (5 done).
     MovedOld,
     /// `N` was renamed to `P` (6 done).
@@ -373,7 +383,12 @@ impl Reclaimer {
             .flush()
             .map_err(|e| recovered("flushing the old database", &e))?;
         drop(fresh);
-        wait_until_released(&new_path);
+        if !wait_until_released(&new_path) {
+            return Err(recovered(
+                "sled did not let go of the new database",
+                &"its file lock is still held",
+            ));
+        }
         sync_dir(&new_path).map_err(|e| recovered("syncing the new directory", &e))?;
         if let Err(e) = self.fault(Step::Built) {
             if self.crashed(&e) {
@@ -390,7 +405,29 @@ impl Reclaimer {
         // sled's IO threads let go of a closed database a moment later, and some of their
         // work goes by path: renaming under a straggler would let it touch the database
         // that takes the old one's place.
-        wait_until_released(path);
+        let mut held = !wait_until_released(path);
+        if let Err(e) = self.fault(Step::OldReleased) {
+            if self.crashed(&e) {
+                return Err(Failure::NoStore(format!("simulated crash: {e}")));
+            }
+            held = true;
+        }
+        if held {
+            // Renaming under a straggler is what the wait is for: leave both where they are
+            // and take the old database back (the open waits for the lock once more).
+            let store = store::open_waiting_for_lock(path, &self.opts).map_err(|e| {
+                Failure::NoStore(format!(
+                    "reopening {} after sled held it past a reclaim: {e}",
+                    path.display()
+                ))
+            })?;
+            *slot = Some(store);
+            drop(slot);
+            let _ = remove_any(&new_path);
+            return Err(Failure::Recovered(
+                "sled held the old database after closing it; it stays in place".into(),
+            ));
+        }
         let swapped = self.swap(path, &new_path);
         if let Err(e) = &swapped {
             if self.crashed(e) {

@@ -450,7 +450,7 @@ impl Store {
 /// lock stays held, and then only time: a start that fails anyway (another running
 /// gateway) or the `fleetedge buffer` tools' "locked by another process" error come this
 /// much later.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(super) const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// [`try_open`], waiting up to [`LOCK_WAIT`] while the database's file lock is held. sled
 /// releases the lock only when its IO threads drop their last handle, a moment after the

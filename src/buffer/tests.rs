@@ -1021,7 +1021,12 @@ async fn appends_during_a_reclaim_wait_and_lose_nothing() {
 #[tokio::test]
 async fn a_reclaim_failing_at_any_step_leaves_a_working_buffer() {
     use reclaim::Step;
-    for step in [Step::Built, Step::MovedOld, Step::MovedNew] {
+    for step in [
+        Step::Built,
+        Step::OldReleased,
+        Step::MovedOld,
+        Step::MovedNew,
+    ] {
         let dir = TempDir::new().unwrap();
         let o = reclaiming(dir.path(), 1);
         let buffer = open(&o);
@@ -1054,7 +1059,12 @@ async fn a_reclaim_failing_at_any_step_leaves_a_working_buffer() {
 #[tokio::test]
 async fn a_crash_at_any_step_of_a_reclaim_is_settled_at_the_next_open() {
     use reclaim::Step;
-    for step in [Step::Built, Step::MovedOld, Step::MovedNew] {
+    for step in [
+        Step::Built,
+        Step::OldReleased,
+        Step::MovedOld,
+        Step::MovedNew,
+    ] {
         let dir = TempDir::new().unwrap();
         let o = reclaiming(dir.path(), 1);
         let buffer = open(&o);
@@ -1088,7 +1098,7 @@ async fn a_crash_at_any_step_of_a_reclaim_is_settled_at_the_next_open() {
         );
         drop(buffer);
         let expected: &[&str] = match step {
-            Step::Built => &["buffer.reclaim-new"],
+            Step::Built | Step::OldReleased => &["buffer.reclaim-new"],
             Step::MovedOld => &["buffer.reclaim-new", "buffer.reclaim-old"],
             Step::MovedNew => &["buffer.reclaim-old"],
         };
