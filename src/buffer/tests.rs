@@ -104,11 +104,12 @@ async fn commit_busy_for_grows_while_a_round_is_held_and_clears_after_it() {
         let b = buffer.clone();
         tokio::spawn(async move { b.append(recs(0, 2)).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while buffer.commit_busy_for().is_none() {
-        assert!(Instant::now() < deadline, "the round never started");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        || buffer.commit_busy_for().is_some(),
+        || "the round never started".into(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let held = buffer.commit_busy_for().expect("still in the held round");
     assert!(held >= Duration::from_millis(250), "{held:?}");
@@ -126,30 +127,41 @@ async fn commit_busy_for_grows_while_a_round_is_held_and_clears_after_it() {
     ));
     // The round answers its callers before the committer marks itself idle, so the append
     // can return a moment before that.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while let Some(busy) = buffer.commit_busy_for() {
-        assert!(
-            Instant::now() < deadline,
-            "still busy {busy:?} after the round"
-        );
+    wait_until(
+        Duration::from_secs(10),
+        || buffer.commit_busy_for().is_none(),
+        || format!("still busy {:?} after the round", buffer.commit_busy_for()),
+    )
+    .await;
+}
+
+/// Polls `done` until it holds; panics with `failure()` if it does not within `limit`.
+async fn wait_until(
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    failure: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", failure());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
 /// Waits (bounded) until `n` appends since open have been sent to the committer.
 async fn appends_queued(buffer: &Buffer, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let queued = buffer.shared().appends_queued.load(Ordering::Acquire);
-        if queued >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {queued} of {n} appends reached the committer's queue"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let queued = || buffer.shared().appends_queued.load(Ordering::Acquire);
+    wait_until(
+        Duration::from_secs(30),
+        || queued() >= n,
+        || {
+            format!(
+                "only {} of {n} appends reached the committer's queue",
+                queued()
+            )
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -838,11 +850,12 @@ async fn fill_and_drain(buffer: &Buffer, chunks: u64, per: u64) -> u64 {
 
 /// Waits (bounded) until `n` reclaim attempts have finished.
 async fn reclaims_finished(buffer: &Buffer, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while buffer.shared().reclaims_finished.load(Ordering::Relaxed) < n {
-        assert!(Instant::now() < deadline, "no reclaim finished within 20 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        Duration::from_secs(20),
+        || buffer.shared().reclaims_finished.load(Ordering::Relaxed) >= n,
+        || "no reclaim finished within 20 s".into(),
+    )
+    .await;
 }
 
 /// What a reclaim may leave beside the database directory.
@@ -960,14 +973,12 @@ async fn appends_during_a_reclaim_wait_and_lose_nothing() {
     let buffer = open(&o);
     inject(dir.path(), reclaim::Fault::Pause(reclaim::Step::Built));
     let last = fill_and_drain(&buffer, 20, 50).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while buffer.shared().store.get().is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the reclaim never took the store"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(
+        Duration::from_secs(10),
+        || buffer.shared().store.get().is_none(),
+        || "the reclaim never took the store".into(),
+    )
+    .await;
     let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
     let tasks: Vec<_> = (0..20u64)
         .map(|i| {
@@ -1080,14 +1091,12 @@ async fn a_crash_at_any_step_of_a_reclaim_is_settled_at_the_next_open() {
             last = stored(&buffer, recs(i * 30, 30)).await.1;
         }
         assert_eq!(buffer.ack_through(last).unwrap(), last);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while buffer.committer_alive() {
-            assert!(
-                Instant::now() < deadline,
-                "{step:?}: the commit thread still runs"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until(
+            Duration::from_secs(10),
+            || !buffer.committer_alive(),
+            || format!("{step:?}: the commit thread still runs"),
+        )
+        .await;
         clear_faults(dir.path());
         assert!(
             matches!(
