@@ -3,8 +3,9 @@
 //! Environment variables `FLEETEDGE__SECTION__KEY` override the file (`FLEETEDGE__MQTT__HOST`,
 //! `FLEETEDGE__BUFFER__MAX_RECORDS`, `FLEETEDGE__GATEWAY_ID`); keys are lowercased by the
 //! `config` crate, so spell them as in the file. Their values are text, never guessed at: a
-//! string key takes it verbatim (`007` stays `007`), a number or boolean key parses it. Every field's unit and default is documented
-//! here and in `fleetedge.example.toml`, which a test keeps complete.
+//! string key takes it verbatim (`007` stays `007`), a number or boolean key parses it.
+//! Every field's unit and default is documented here and in `fleetedge.example.toml`, which
+//! a test keeps complete.
 //!
 //! Loading never stops at the first problem: [`Settings::validate`] returns every problem at
 //! once, each naming its key, so an installer fixes a config in one round.

@@ -53,7 +53,7 @@ pub struct Session {
 enum End {
     PeerClosed,
     Idle,
-    NoFirstFrame(Duration),
+    NoFirstFrame,
     Shutdown,
     Refused(String),
     Malformed(String),
@@ -94,10 +94,10 @@ impl Session {
                 tracing::debug!(%peer, device, %protocol, "device disconnected")
             }
             End::Idle => tracing::info!(%peer, device, %protocol, "idle timeout, closed"),
-            End::NoFirstFrame(limit) => tracing::info!(
+            End::NoFirstFrame => tracing::info!(
                 %peer,
                 %protocol,
-                seconds = limit.as_secs(),
+                seconds = self.cfg.first_frame_timeout.unwrap_or_default().as_secs(),
                 "no complete frame within ingest.first_frame_timeout_s of connecting, closed"
             ),
             End::Refused(why) => {
@@ -140,7 +140,7 @@ impl Session {
         let mut first_frame_by = self
             .cfg
             .first_frame_timeout
-            .map(|limit| (tokio::time::Instant::now() + limit, limit));
+            .map(|limit| tokio::time::Instant::now() + limit);
         loop {
             // Everything complete in the buffer first: several frames may arrive in one read.
             loop {
@@ -167,7 +167,7 @@ impl Session {
             }
             input.reserve(max.min(8 * 1024).min(max - input.len()));
             let limit = match first_frame_by {
-                Some((by, _)) => Some(by.saturating_duration_since(tokio::time::Instant::now())),
+                Some(by) => Some(by.saturating_duration_since(tokio::time::Instant::now())),
                 None => self.cfg.idle_timeout,
             };
             let read = tokio::select! {
@@ -175,12 +175,8 @@ impl Session {
                 _ = shutdown.changed() => return End::Shutdown,
             };
             match read {
-                Err(_) => {
-                    return match first_frame_by {
-                        Some((_, limit)) => End::NoFirstFrame(limit),
-                        None => End::Idle,
-                    }
-                }
+                Err(_) if first_frame_by.is_some() => return End::NoFirstFrame,
+                Err(_) => return End::Idle,
                 Ok(Ok(0)) => return End::PeerClosed,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return End::Io(e),

@@ -47,7 +47,12 @@ impl Item {
 
 /// `{"<key>":"<text>"}\n`.
 pub fn json_line(key: &str, text: &str) -> Vec<u8> {
-    let mut line = json!({ key: text }).to_string().into_bytes();
+    ndjson(json!({ key: text }))
+}
+
+/// `value` as one JSON line, `\n` included.
+fn ndjson(value: serde_json::Value) -> Vec<u8> {
+    let mut line = value.to_string().into_bytes();
     line.push(b'\n');
     line
 }
@@ -56,14 +61,10 @@ pub fn json_line(key: &str, text: &str) -> Vec<u8> {
 /// The HTTP body ends the same way whether the reader finished or its thread died, so the
 /// client takes an export as complete only with this line, and only if N matches what it got.
 pub fn end_line(summary: &Summary) -> Vec<u8> {
-    let mut line = json!({ "end": {
+    ndjson(json!({ "end": {
         "records": summary.records,
         "skipped_chunks": summary.skipped_chunks,
-    }})
-    .to_string()
-    .into_bytes();
-    line.push(b'\n');
-    line
+    }}))
 }
 
 /// Records written and chunks skipped.
