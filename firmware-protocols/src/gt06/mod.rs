@@ -68,14 +68,16 @@
 //! - [`Gt06Decoder`]: the session state machine ([`StreamDecoder`](crate::StreamDecoder)).
 //! - [`encode`]: builds valid frames, for tests, benches and the load simulator.
 
+mod cells;
 pub mod encode;
+mod info;
 mod packets;
+mod requests;
 mod stream;
 
 pub use packets::alarm_event;
+pub use requests::{address_answer, time_answer};
 pub use stream::Gt06Decoder;
-
-use crate::crc::crc16_x25;
 
 /// Start bits of a frame with a one-byte packet length.
 pub const START_SHORT: [u8; 2] = [0x78, 0x78];
@@ -93,10 +95,70 @@ pub const LOCATION_GPS: u8 = 0x10;
 pub const LOCATION_GPS_LBS: u8 = 0x12;
 /// Status information, the heartbeat.
 pub const STATUS: u8 = 0x13;
+/// Answer to an online command, old form: length, server flag, ASCII text, language.
+pub const COMMAND_ANSWER: u8 = 0x15;
 /// Alarm: GPS + LBS + status.
 pub const ALARM: u8 = 0x16;
+/// LBS extension: the multi-cell layout of 0x28 (GT03 family).
+pub const LBS_EXTEND: u8 = 0x18;
+/// LBS + status, no GPS.
+pub const LBS_STATUS: u8 = 0x19;
+/// GPS + the phone number asking for an address (GT06N): answered with an address.
+pub const ADDRESS_REQUEST_PHONE: u8 = 0x1A;
+/// GPS block with a firmware extension after it (JI09).
+pub const LOCATION_GPS_EXTEND: u8 = 0x1E;
+/// Answer to an online command, universal form (79 79): server flag, encoding, text.
+pub const COMMAND_ANSWER_LONG: u8 = 0x21;
 /// GT06N location: GPS + LBS + ACC, upload mode, re-upload flag.
 pub const LOCATION_GT06N: u8 = 0x22;
+/// Heartbeat of the GK310 family: terminal info, then firmware-specific bytes.
+pub const HEARTBEAT_GK310: u8 = 0x23;
+/// LBS multi-cell (a third numbering of the 0x28 layout).
+pub const LBS_MULTI_3: u8 = 0x24;
+/// Alarm, JM-VL03 numbering: the 0x16 layout (UTC), optionally with a mileage.
+pub const ALARM_VL03: u8 = 0x26;
+/// Alarm with the fence number after the language byte (multiple geofences).
+pub const ALARM_FENCE: u8 = 0x27;
+/// LBS multi-cell: time, MCC, MNC, serving cell + 6 neighbours, timing advance, language.
+pub const LBS_MULTI: u8 = 0x28;
+/// GPS + the phone number asking for an address (JM-VL03 / GK310): answered with 0x97.
+pub const ADDRESS_REQUEST: u8 = 0x2A;
+/// LBS multi-cell + Wi-Fi access points.
+pub const LBS_WIFI: u8 = 0x2C;
+/// GT06N location layout under another number (clones).
+pub const LOCATION_GT06N_2D: u8 = 0x2D;
+/// LBS multi-cell (another numbering of the 0x28 layout).
+pub const LBS_MULTI_2: u8 = 0x2E;
+/// GT06N location layout (AZ735 family).
+pub const LOCATION_GT06N_31: u8 = 0x31;
+/// Alarm layout of 0x16 (AZ735 family, 78 78 form).
+pub const ALARM_32: u8 = 0x32;
+/// GT06N location layout followed by a module extension.
+pub const LOCATION_GT06N_37: u8 = 0x37;
+/// Modular location (79 79): a list of type-length-value modules.
+pub const LOCATION_MODULAR: u8 = 0x70;
+/// Time calibration request: answered with the gateway's UTC time.
+pub const TIME_REQUEST: u8 = 0x8A;
+/// Information transmission (79 79): a sub-type byte, then its data.
+pub const INFORMATION: u8 = 0x94;
+/// Chinese address, server to device (78 78, address in UTF-16BE): the answer to an
+/// address request from a device set to Chinese. (Some clones send Wi-Fi under this number;
+/// from a device it is not decoded.)
+pub const ADDRESS_ANSWER_CHINESE: u8 = 0x17;
+/// English address, server to device (79 79): the answer to an address request.
+pub const ADDRESS_ANSWER: u8 = 0x97;
+/// Information transmission, module list form (79 79).
+pub const INFORMATION_MODULES: u8 = 0x98;
+/// 4G location: 0x22 with MNC 1 or 2 bytes, LAC 4, cell id 8.
+pub const LOCATION_4G: u8 = 0xA0;
+/// 4G LBS multi-cell: 0x28 with 4-byte LACs and 8-byte cell ids.
+pub const LBS_MULTI_4G: u8 = 0xA1;
+/// 4G LBS multi-cell + Wi-Fi.
+pub const LBS_WIFI_4G: u8 = 0xA2;
+/// 4G single-fence alarm: GPS + 4G LBS (with length) + status.
+pub const ALARM_4G: u8 = 0xA3;
+/// 4G multi-fence alarm: the 0x27 layout with a 4G LBS block.
+pub const ALARM_FENCE_4G: u8 = 0xA4;
 
 /// Protocol number, serial and CRC: the smallest packet length (no content).
 pub const MIN_PACKET_LENGTH: usize = 5;
@@ -104,32 +166,33 @@ pub const MIN_PACKET_LENGTH: usize = 5;
 /// The answer to a packet: a short frame echoing its protocol number and serial, which is
 /// what the device waits for after a login, a heartbeat and an alarm.
 pub fn reply(protocol: u8, serial: u16) -> Vec<u8> {
-    let [hi, lo] = serial.to_be_bytes();
-    let body = [0x05, protocol, hi, lo];
-    let [crc_hi, crc_lo] = crc16_x25(&body).to_be_bytes();
-    vec![
-        START_SHORT[0],
-        START_SHORT[1],
-        0x05,
-        protocol,
-        hi,
-        lo,
-        crc_hi,
-        crc_lo,
-        STOP[0],
-        STOP[1],
-    ]
+    // Empty content always fits, so the encoder cannot refuse it.
+    encode::frame(protocol, &[], serial).unwrap_or_default()
 }
 
 /// A short name for a protocol number, for error messages.
 fn packet_name(protocol: u8) -> &'static str {
     match protocol {
         LOGIN => "login",
-        LOCATION_GPS => "GPS location",
+        LOCATION_GPS | LOCATION_GPS_EXTEND => "GPS location",
         LOCATION_GPS_LBS => "GPS+LBS location",
-        STATUS => "status/heartbeat",
-        ALARM => "alarm",
-        LOCATION_GT06N => "GT06N location",
+        STATUS | HEARTBEAT_GK310 => "status/heartbeat",
+        COMMAND_ANSWER | COMMAND_ANSWER_LONG => "command answer",
+        ALARM | ALARM_VL03 | ALARM_FENCE | ALARM_32 => "alarm",
+        ALARM_4G | ALARM_FENCE_4G => "4G alarm",
+        LBS_STATUS => "LBS+status",
+        LBS_EXTEND | LBS_MULTI | LBS_MULTI_2 | LBS_MULTI_3 => "LBS multi-cell",
+        LBS_MULTI_4G => "4G LBS multi-cell",
+        LBS_WIFI => "LBS+Wi-Fi",
+        LBS_WIFI_4G => "4G LBS+Wi-Fi",
+        ADDRESS_REQUEST | ADDRESS_REQUEST_PHONE => "address request",
+        LOCATION_GT06N | LOCATION_GT06N_2D | LOCATION_GT06N_31 | LOCATION_GT06N_37 => {
+            "GT06N location"
+        }
+        LOCATION_4G => "4G location",
+        LOCATION_MODULAR => "modular location",
+        TIME_REQUEST => "time request",
+        INFORMATION | INFORMATION_MODULES => "information",
         _ => "unknown",
     }
 }
