@@ -221,9 +221,9 @@ impl LbsLte {
         out.extend_from_slice(&self.cell_id.to_be_bytes());
     }
 
-    /// Its length on the wire (14, or 15 with a two-byte MNC).
+    /// Its length on the wire (15, or 16 with a two-byte MNC).
     pub fn wire_len(&self) -> usize {
-        14 + usize::from(self.mnc > 0xFF)
+        15 + usize::from(self.mnc > 0xFF)
     }
 }
 

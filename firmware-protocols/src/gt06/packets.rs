@@ -210,7 +210,7 @@ fn lbs_block(
 ) -> Result<(), DecodeError> {
     let wide_mnc = block.first().is_some_and(|b| b & 0x80 != 0);
     let gsm_len = 8 + usize::from(wide_mnc);
-    let lte_len = 14 + usize::from(wide_mnc);
+    let lte_len = 15 + usize::from(wide_mnc);
     let form = if cells == Cells::Lte && block.len() >= lte_len {
         Cells::Lte
     } else if block.len() >= gsm_len {
@@ -540,6 +540,7 @@ mod tests {
         assert_eq!(alarm_event(0), None);
         assert_eq!(alarm_event(1).as_deref(), Some("sos"));
         assert_eq!(alarm_event(3).as_deref(), Some("vibration"));
-        assert_eq!(alarm_event(0x2A).as_deref(), Some("alarm:0x2a"));
+        assert_eq!(alarm_event(0x2A).as_deref(), Some("harsh_turn"));
+        assert_eq!(alarm_event(0x3A).as_deref(), Some("alarm:0x3a"));
     }
 }
