@@ -586,3 +586,43 @@ fn a_capture_without_its_login_still_decodes_4g_locations() {
         .reason
         .contains("4G location packet (protocol 0xa0) before the login"));
 }
+
+#[test]
+fn modular_location_0x70_reads_the_position_module_and_keeps_the_others() {
+    let g = gps(52.52, -13.405);
+    let mut position = Vec::new();
+    position.extend_from_slice(&1_748_773_230u32.to_be_bytes()); // 2025-06-01T10:20:30Z
+    position.push(9);
+    position.extend_from_slice(&(-12i16).to_be_bytes());
+    position.extend_from_slice(&g.lat.to_be_bytes());
+    position.extend_from_slice(&g.lon.to_be_bytes());
+    position.push(g.speed);
+    position.extend_from_slice(&g.course_status.to_be_bytes());
+    let module = |kind: u16, body: &[u8]| {
+        let mut out = kind.to_be_bytes().to_vec();
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    };
+    let mut content = module(0x0018, &[0x01, 0x9A]);
+    content.extend(module(0x0033, &position));
+    let d = decode(&encode::frame_long(0x70, &content, 0x21).unwrap());
+    assert_eq!(d.reply, answer("78780570002122DA0D0A"));
+    let r = only(&d);
+    check_gps(r, 52.52, -13.405);
+    assert_eq!(r.altitude_m, Some(-12.0));
+    assert_eq!(
+        io(r, "module_0018"),
+        Some(&IoValue::Bytes(vec![0x01, 0x9A]))
+    );
+
+    // A position module of another length is not read as a position.
+    let content = module(0x0033, &position[..17]);
+    let d = decode(&encode::frame_long(0x70, &content, 0x22).unwrap());
+    let r = only(&d);
+    assert_eq!((r.lat, r.lon, r.time_ms, r.valid), (None, None, None, None));
+    assert_eq!(
+        io(r, "module_0033"),
+        Some(&IoValue::Bytes(position[..17].to_vec()))
+    );
+}

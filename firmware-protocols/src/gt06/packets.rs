@@ -304,16 +304,7 @@ pub(super) fn gps(
     let course_status = cur.u16("course/status")?;
 
     let mut errors = Vec::new();
-    record.time_ms = utc_ms(time);
-    if let Some(t) = record.time_ms {
-        if t >= latest_time_ms(now_ms) {
-            errors.push(format!(
-                "date/time {} is after tomorrow",
-                crate::record::format_rfc3339_ms(t)
-            ));
-            record.time_ms = None;
-        }
-    }
+    record.time_ms = utc_ms(time).and_then(|t| no_later_than_tomorrow(t, now_ms, &mut errors));
     if record.time_ms.is_none() {
         record
             .io
@@ -363,11 +354,19 @@ pub(super) fn position(
     }
 }
 
-/// Receive time → the first instant a device clock may not show: the start of the day
-/// after tomorrow (UTC), so a device a few hours ahead in a zone east of UTC still passes.
-fn latest_time_ms(now_ms: i64) -> i64 {
+/// A device time `t`, unless it is at or past the start of the day after tomorrow (UTC) as
+/// seen from the receive time `now_ms` (so a device a few hours ahead in a zone east of
+/// UTC still passes); then `None`, with the reason added to `errors`.
+pub(super) fn no_later_than_tomorrow(t: i64, now_ms: i64, errors: &mut Vec<String>) -> Option<i64> {
     const DAY_MS: i64 = 86_400_000;
-    (now_ms.div_euclid(DAY_MS) + 2) * DAY_MS
+    if t < (now_ms.div_euclid(DAY_MS) + 2) * DAY_MS {
+        return Some(t);
+    }
+    errors.push(format!(
+        "date/time {} is after tomorrow",
+        crate::record::format_rfc3339_ms(t)
+    ));
+    None
 }
 
 /// The reasons a value was dropped, as one io text, when there are any.

@@ -16,13 +16,14 @@
 //!    content too short for its fields is a `problem` too (framing and CRC were sound).
 
 use super::packets::{self, Cells, Context, Frame, Tail};
-use super::{cells, info, packet_name, reply, requests, MIN_PACKET_LENGTH};
+use super::{cells, info, modular, packet_name, reply, requests, MIN_PACKET_LENGTH};
 use super::{
     ADDRESS_REQUEST, ADDRESS_REQUEST_PHONE, ALARM, ALARM_32, ALARM_4G, ALARM_FENCE, ALARM_FENCE_4G,
     ALARM_VL03, COMMAND_ANSWER, COMMAND_ANSWER_LONG, HEARTBEAT_GK310, INFORMATION, LBS_EXTEND,
     LBS_MULTI, LBS_MULTI_2, LBS_MULTI_3, LBS_MULTI_4G, LBS_STATUS, LBS_WIFI, LBS_WIFI_4G,
     LOCATION_4G, LOCATION_GPS, LOCATION_GPS_EXTEND, LOCATION_GPS_LBS, LOCATION_GT06N,
-    LOCATION_GT06N_2D, LOCATION_GT06N_31, LOCATION_GT06N_37, LOGIN, STATUS, TIME_REQUEST,
+    LOCATION_GT06N_2D, LOCATION_GT06N_31, LOCATION_GT06N_37, LOCATION_MODULAR, LOGIN, STATUS,
+    TIME_REQUEST,
 };
 use super::{START_LONG, START_SHORT, STOP};
 use crate::crc::crc16_x25;
@@ -234,6 +235,7 @@ impl Gt06Decoder {
             COMMAND_ANSWER => (info::command_answer(&frame, &ctx), None),
             COMMAND_ANSWER_LONG => (info::command_answer_long(&frame, &ctx), None),
             INFORMATION => (info::information(&frame, &ctx), None),
+            LOCATION_MODULAR => (modular::modular(&frame, &ctx), echo()),
             ADDRESS_REQUEST | ADDRESS_REQUEST_PHONE => {
                 match requests::address_request(&frame, &ctx) {
                     Ok((record, answer)) => (Ok(record), answer),
