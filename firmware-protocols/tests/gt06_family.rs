@@ -626,3 +626,21 @@ fn modular_location_0x70_reads_the_position_module_and_keeps_the_others() {
         Some(&IoValue::Bytes(position[..17].to_vec()))
     );
 }
+
+#[test]
+fn the_long_form_of_0x32_is_not_read_with_the_short_forms_layout() {
+    let lbs = Lbs {
+        mcc: 234,
+        mnc: 15,
+        lac: 1,
+        cell_id: 2,
+    };
+    let content = encode::alarm_content(&gps(51.5, -0.12), &lbs, &status(0x02));
+    let frame = encode::frame_long(0x32, &content, 0x0012).unwrap();
+    let d = logged_in().decode(&frame, NOW).unwrap().unwrap();
+    assert!(d.records.is_empty());
+    assert_eq!(d.reply, Reply::default());
+    let p = d.problem.expect("a problem");
+    assert_eq!(p.offset, 4);
+    assert!(p.reason.contains("0x32 is not decoded"), "{p}");
+}

@@ -9,7 +9,7 @@
 //!     0x22 0x2D 0x31 0x37 0xA0(4G) GPS + LBS + ACC, mode, re-upload (nothing)
 //!     0x70 (79 79)                 modules, one a position          78 78 05 70 serial CRC
 //!   status / heartbeat 0x13 0x23   terminal info, voltage, GSM …    78 78 05 13|23 serial CRC
-//!   alarm 0x16 0x26 0x32           GPS + LBS + status               78 78 05 <same> serial CRC
+//!   alarm 0x16 0x26 0x32 (78 78)   GPS + LBS + status               78 78 05 <same> serial CRC
 //!     0x27, 4G 0xA3 0xA4           … + fence number
 //!   LBS + status 0x19              LBS + status (no GPS)            78 78 05 19 serial CRC
 //!   LBS multi-cell 0x18 0x24 0x28  time + 7 cells (no GPS)          (nothing)

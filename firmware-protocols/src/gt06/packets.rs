@@ -1,6 +1,8 @@
-//! The information content of each packet type into a login or a [`Record`]. The caller has
-//! already framed the packet and checked its CRC; errors here are content too short for the
-//! fields the packet type must carry.
+//! The login and the packets built from the GPS / LBS / status blocks (locations, 4G
+//! locations, heartbeats, alarms, LBS + status) into a login or a [`Record`], and those
+//! blocks' readers, which the other packet modules share. The caller has already framed the
+//! packet and checked its CRC; errors here are content too short for the fields the packet
+//! type must carry.
 //!
 //! Trailing fields that some firmware leaves out (the heartbeat's alarm and language bytes,
 //! the GT06N's status bytes) are read while bytes remain rather than required: a heartbeat

@@ -219,6 +219,8 @@ impl Gt06Decoder {
                 None,
             ),
             STATUS | HEARTBEAT_GK310 => (Ok(packets::heartbeat(&frame, &ctx)), echo()),
+            // The AZ735's 79 79 form of 0x32 has another, undocumented layout.
+            ALARM_32 if long => return Ok(Some(not_decoded(protocol, total, header))),
             ALARM | ALARM_VL03 | ALARM_32 => {
                 (packets::alarm(&frame, &ctx, Cells::Gsm, false), echo())
             }
@@ -242,18 +244,7 @@ impl Gt06Decoder {
                     Err(e) => (Err(e), None),
                 }
             }
-            other => {
-                return Ok(Some(Decoded::problem(
-                    total,
-                    DecodeError::new(
-                        header,
-                        format!(
-                            "protocol number 0x{other:02x} is not decoded; frame of {total} \
-                             bytes skipped"
-                        ),
-                    ),
-                )))
-            }
+            other => return Ok(Some(not_decoded(other, total, header))),
         };
         Ok(Some(match record {
             Ok(record) => data(total, record, answer),
@@ -324,6 +315,19 @@ fn data(consumed: usize, record: Record, answer: Option<Vec<u8>>) -> Decoded {
         },
         problem: None,
     }
+}
+
+/// A sound frame of a type the decoder does not read: skipped, unanswered, logged.
+fn not_decoded(protocol: u8, total: usize, header: usize) -> Decoded {
+    Decoded::problem(
+        total,
+        DecodeError::new(
+            header,
+            format!(
+                "protocol number 0x{protocol:02x} is not decoded; frame of {total} bytes skipped"
+            ),
+        ),
+    )
 }
 
 #[cold]
