@@ -457,6 +457,14 @@ fn command_answers_are_text_without_a_position() {
     assert_eq!(text(r, "command_answer"), Some("已执行"));
     assert_eq!(u(r, "encoding"), Some(2));
 
+    // Length 0: an empty answer.
+    let d = decode(&encode::frame(0x15, &[0, 0, 2], 12).unwrap());
+    let r = only(&d);
+    assert_eq!(
+        (text(r, "command_answer"), u(r, "language")),
+        (None, Some(2))
+    );
+
     // A length shorter than the server flag is a problem, not a guess.
     let bad = encode::frame(0x15, &[2, 0, 0], 11).unwrap();
     let d = logged_in().decode(&bad, NOW).unwrap().unwrap();
@@ -494,6 +502,14 @@ fn information_0x94_sub_types() {
     assert_eq!(text(&r, "imei"), Some(IMEI));
     assert_eq!(text(&r, "imsi"), Some("460011234567890"));
     assert_eq!(text(&r, "iccid"), Some("8986012345678901234"));
+
+    // The voltage alone in a 78 78 frame.
+    let d = decode(&encode::frame(0x94, &[0x04, 0x9F], 13).unwrap());
+    let r = only(&d);
+    assert_eq!(
+        (u(r, "external_voltage"), u(r, "info_type")),
+        (Some(1183), None)
+    );
 
     let r = info(&[0x1B, 1, 2, 3]);
     assert_eq!(u(&r, "info_type"), Some(0x1B));

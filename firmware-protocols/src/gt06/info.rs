@@ -13,7 +13,8 @@
 //!   │ server flag │ encoding u8              │ text to the serial       │
 //!   │ u32         │ 1 ASCII, 2 UTF-16BE      │                          │
 //!   └─────────────┴──────────────────────────┴──────────────────────────┘
-//! 0x94 information transmission (79 79): sub-type u8, then
+//! 0x94 information transmission (79 79; a 78 78 frame with 2 content bytes is the external
+//! voltage alone): sub-type u8, then
 //!   0x00 external voltage u16 (0.01 V)       0x04 terminal status text (ASCII "ALM1=…;")
 //!   0x05 door: bit 0 door, 1 trigger level, 2 I/O port
 //!   0x0A IMEI 8 + IMSI 8 + ICCID 10 (BCD)     0x09 satellite status, 0x1B RFID, others: bytes
@@ -37,20 +38,23 @@ pub(super) fn command_answer(frame: &Frame<'_>, ctx: &Context<'_>) -> Result<Rec
     let mut record = base(frame, ctx, 4);
     record.event = Some(COMMAND_ANSWER_EVENT.to_owned());
     let at = cur.offset();
+    // Length 0: an empty answer, with neither flag nor text.
     let length = usize::from(cur.u8("command length")?);
-    if length < 4 {
-        return Err(DecodeError::new(
-            at,
-            format!("command length {length} is shorter than its 4-byte server flag"),
+    if length > 0 {
+        if length < 4 {
+            return Err(DecodeError::new(
+                at,
+                format!("command length {length} is shorter than its 4-byte server flag"),
+            ));
+        }
+        let flag = cur.u32("server flag")?;
+        let text = cur.take(length - 4, "command text")?;
+        push(&mut record.io, "server_flag", flag);
+        record.io.push((
+            name("command_answer"),
+            IoValue::Text(String::from_utf8_lossy(text).into_owned()),
         ));
     }
-    let flag = cur.u32("server flag")?;
-    let text = cur.take(length - 4, "command text")?;
-    push(&mut record.io, "server_flag", flag);
-    record.io.push((
-        name("command_answer"),
-        IoValue::Text(String::from_utf8_lossy(text).into_owned()),
-    ));
     if cur.remaining() >= 2 {
         let language = cur.u16("language")?;
         push(&mut record.io, "language", language);
@@ -92,10 +96,21 @@ pub(super) fn command_answer_long(
     Ok(record)
 }
 
-/// 0x94: the sub-type, then its data.
-pub(super) fn information(frame: &Frame<'_>, ctx: &Context<'_>) -> Result<Record, DecodeError> {
+/// 0x94: the sub-type, then its data. Some firmware sends the external voltage alone, with
+/// no sub-type, in a 78 78 frame (`long` false): two bytes of content there are that.
+pub(super) fn information(
+    frame: &Frame<'_>,
+    ctx: &Context<'_>,
+    long: bool,
+) -> Result<Record, DecodeError> {
     let mut cur = Cursor::new(frame.content, frame.content_at);
     let mut record = base(frame, ctx, 6);
+    if !long && frame.content.len() == 2 {
+        let volts = cur.u16("external voltage")?;
+        push(&mut record.io, "external_voltage", volts);
+        finish(&mut cur, &mut record, frame.serial);
+        return Ok(record);
+    }
     let kind = cur.u8("information type")?;
     push(&mut record.io, "info_type", kind);
     let io = &mut record.io;

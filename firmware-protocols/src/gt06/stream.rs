@@ -236,7 +236,7 @@ impl Gt06Decoder {
             LBS_WIFI_4G => (cells::multi_cell(&frame, &ctx, Cells::Lte, true), None),
             COMMAND_ANSWER => (info::command_answer(&frame, &ctx), None),
             COMMAND_ANSWER_LONG => (info::command_answer_long(&frame, &ctx), None),
-            INFORMATION => (info::information(&frame, &ctx), None),
+            INFORMATION => (info::information(&frame, &ctx, long), None),
             LOCATION_MODULAR => (modular::modular(&frame, &ctx), echo()),
             ADDRESS_REQUEST | ADDRESS_REQUEST_PHONE => {
                 match requests::address_request(&frame, &ctx) {
