@@ -141,14 +141,7 @@ pub struct Lbs {
 
 impl Lbs {
     pub fn push_to(&self, out: &mut Vec<u8>) {
-        let wide = self.mnc > 0xFF;
-        let mcc = (self.mcc & 0x7FFF) | u16::from(wide) << 15;
-        out.extend_from_slice(&mcc.to_be_bytes());
-        if wide {
-            out.extend_from_slice(&self.mnc.to_be_bytes());
-        } else {
-            out.push(self.mnc as u8);
-        }
+        push_mcc_mnc(out, self.mcc, self.mnc);
         out.extend_from_slice(&self.lac.to_be_bytes());
         let [_, a, b, c] = self.cell_id.to_be_bytes();
         out.extend_from_slice(&[a, b, c]);
@@ -208,5 +201,152 @@ pub fn alarm_content(gps: &Gps, lbs: &Lbs, status: &Status) -> Vec<u8> {
 pub fn heartbeat_content(status: &Status) -> Vec<u8> {
     let mut out = Vec::with_capacity(5);
     status.push_to(&mut out);
+    out
+}
+
+/// The 4G LBS block of 0xA0 / 0xA3 / 0xA4: MCC, MNC (2 bytes with MCC bit 15 when above
+/// 255), LAC u32, cell id u64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbsLte {
+    pub mcc: u16,
+    pub mnc: u16,
+    pub lac: u32,
+    pub cell_id: u64,
+}
+
+impl LbsLte {
+    pub fn push_to(&self, out: &mut Vec<u8>) {
+        push_mcc_mnc(out, self.mcc, self.mnc);
+        out.extend_from_slice(&self.lac.to_be_bytes());
+        out.extend_from_slice(&self.cell_id.to_be_bytes());
+    }
+
+    /// Its length on the wire (15, or 16 with a two-byte MNC).
+    pub fn wire_len(&self) -> usize {
+        15 + usize::from(self.mnc > 0xFF)
+    }
+}
+
+/// MCC with bit 15 set and a two-byte MNC when the MNC needs it, else a one-byte MNC.
+fn push_mcc_mnc(out: &mut Vec<u8>, mcc: u16, mnc: u16) {
+    let wide = mnc > 0xFF;
+    out.extend_from_slice(&((mcc & 0x7FFF) | u16::from(wide) << 15).to_be_bytes());
+    match u8::try_from(mnc) {
+        Ok(narrow) => out.push(narrow),
+        Err(_) => out.extend_from_slice(&mnc.to_be_bytes()),
+    }
+}
+
+/// The GT06N tail of 0x22 / 0xA0: ACC, data upload mode, re-upload flag, and the mileage
+/// when the firmware sends one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gt06nTail {
+    pub acc: u8,
+    pub upload_mode: u8,
+    pub reupload: u8,
+    pub mileage: Option<u32>,
+}
+
+impl Gt06nTail {
+    pub fn push_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[self.acc, self.upload_mode, self.reupload]);
+        if let Some(mileage) = self.mileage {
+            out.extend_from_slice(&mileage.to_be_bytes());
+        }
+    }
+}
+
+/// Content of an 0xA0 4G location: GPS block, 4G LBS block, GT06N tail.
+pub fn location_4g_content(gps: &Gps, lbs: &LbsLte, tail: &Gt06nTail) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18 + lbs.wire_len() + 7);
+    gps.push_to(&mut out);
+    lbs.push_to(&mut out);
+    tail.push_to(&mut out);
+    out
+}
+
+/// Content of a 4G alarm (0xA3, or 0xA4 with `fence`): GPS block, LBS length byte
+/// (counting itself), 4G LBS, status, fence number.
+pub fn alarm_4g_content(gps: &Gps, lbs: &LbsLte, status: &Status, fence: Option<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + lbs.wire_len() + 6);
+    gps.push_to(&mut out);
+    out.push(lbs.wire_len() as u8 + 1);
+    lbs.push_to(&mut out);
+    status.push_to(&mut out);
+    out.extend(fence);
+    out
+}
+
+/// One cell of a multi-cell packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub lac: u32,
+    pub cell_id: u64,
+    pub rssi: u8,
+}
+
+/// A multi-cell packet (0x28 family; `lte` for 0xA1 / 0xA2): time, MCC, MNC, the 7 cells
+/// (missing ones sent as empty slots), TA, then the Wi-Fi list (0x2C / 0xA2) and the
+/// language word when given. The 2G form sends the low 16 bits of a LAC and 24 of a cell id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiCell {
+    pub time: [u8; 6],
+    pub mcc: u16,
+    pub mnc: u16,
+    pub cells: Vec<Cell>,
+    pub lte: bool,
+    pub ta: u8,
+    pub wifi: Option<Vec<([u8; 6], u8)>>,
+    pub language: Option<u16>,
+}
+
+impl MultiCell {
+    pub fn content(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(&self.time);
+        push_mcc_mnc(&mut out, self.mcc, self.mnc);
+        let empty = Cell {
+            lac: 0,
+            cell_id: 0,
+            rssi: 0,
+        };
+        for n in 0..7 {
+            let cell = self.cells.get(n).unwrap_or(&empty);
+            if self.lte {
+                out.extend_from_slice(&cell.lac.to_be_bytes());
+                out.extend_from_slice(&cell.cell_id.to_be_bytes());
+            } else {
+                out.extend_from_slice(&(cell.lac as u16).to_be_bytes());
+                let [.., a, b, c] = cell.cell_id.to_be_bytes();
+                out.extend_from_slice(&[a, b, c]);
+            }
+            out.push(cell.rssi);
+        }
+        out.push(self.ta);
+        if let Some(points) = &self.wifi {
+            out.push(points.len() as u8);
+            for (mac, rssi) in points {
+                out.extend_from_slice(mac);
+                out.push(*rssi);
+            }
+        }
+        if let Some(language) = self.language {
+            out.extend_from_slice(&language.to_be_bytes());
+        }
+        out
+    }
+}
+
+/// Content of an address request (0x2A / 0x1A): GPS block, the phone number padded with
+/// zero bytes to 21, the language word.
+pub fn address_request_content(gps: &Gps, phone: &str, language: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18 + 21 + 2);
+    gps.push_to(&mut out);
+    let mut field = [0u8; 21];
+    for (slot, byte) in field.iter_mut().zip(phone.bytes()) {
+        *slot = byte;
+    }
+    out.extend_from_slice(&field);
+    out.extend_from_slice(&language.to_be_bytes());
     out
 }

@@ -15,9 +15,17 @@
 //!    an `Err` (the records would have no device id), an unknown number is a `problem`, and
 //!    content too short for its fields is a `problem` too (framing and CRC were sound).
 
-use super::packets::{self, Context, Frame};
-use super::{packet_name, reply, ALARM, LOCATION_GPS, LOCATION_GPS_LBS, LOCATION_GT06N, LOGIN};
-use super::{MIN_PACKET_LENGTH, START_LONG, START_SHORT, STATUS, STOP};
+use super::packets::{self, Cells, Context, Frame, Tail};
+use super::{cells, info, modular, packet_name, reply, requests, MIN_PACKET_LENGTH};
+use super::{
+    ADDRESS_REQUEST, ADDRESS_REQUEST_PHONE, ALARM, ALARM_32, ALARM_4G, ALARM_FENCE, ALARM_FENCE_4G,
+    ALARM_VL03, COMMAND_ANSWER, COMMAND_ANSWER_LONG, HEARTBEAT_GK310, INFORMATION, LBS_EXTEND,
+    LBS_MULTI, LBS_MULTI_2, LBS_MULTI_3, LBS_MULTI_4G, LBS_STATUS, LBS_WIFI, LBS_WIFI_4G,
+    LOCATION_4G, LOCATION_GPS, LOCATION_GPS_EXTEND, LOCATION_GPS_LBS, LOCATION_GT06N,
+    LOCATION_GT06N_2D, LOCATION_GT06N_31, LOCATION_GT06N_37, LOCATION_MODULAR, LOGIN, STATUS,
+    TIME_REQUEST,
+};
+use super::{START_LONG, START_SHORT, STOP};
 use crate::crc::crc16_x25;
 use crate::{DecodeError, Decoded, DecoderOptions, Record, Reply, StreamDecoder};
 
@@ -182,27 +190,64 @@ impl Gt06Decoder {
             now_ms,
             keep_raw: self.keep_raw,
         };
+        if protocol == TIME_REQUEST {
+            // No record: the answer is the gateway's clock, sent at once.
+            return Ok(Some(Decoded {
+                reply: Reply {
+                    accepted: requests::time_answer(now_ms, frame.serial),
+                    refused: None,
+                },
+                ..Decoded::control(total)
+            }));
+        }
+        let echo = || Some(reply(protocol, frame.serial));
         let (record, answer) = match protocol {
-            LOCATION_GPS | LOCATION_GPS_LBS | LOCATION_GT06N => {
-                (packets::location(&frame, &ctx), false)
+            LOCATION_GPS | LOCATION_GPS_EXTEND => (
+                packets::location(&frame, &ctx, Cells::None, Tail::None),
+                None,
+            ),
+            LOCATION_GPS_LBS => (
+                packets::location(&frame, &ctx, Cells::Gsm, Tail::None),
+                None,
+            ),
+            LOCATION_GT06N | LOCATION_GT06N_2D | LOCATION_GT06N_31 | LOCATION_GT06N_37 => (
+                packets::location(&frame, &ctx, Cells::Gsm, Tail::Gt06n),
+                None,
+            ),
+            LOCATION_4G => (
+                packets::location(&frame, &ctx, Cells::Lte, Tail::Gt06n),
+                None,
+            ),
+            STATUS | HEARTBEAT_GK310 => (Ok(packets::heartbeat(&frame, &ctx)), echo()),
+            // The AZ735's 79 79 form of 0x32 has another, undocumented layout.
+            ALARM_32 if long => return Ok(Some(not_decoded(protocol, total, header))),
+            ALARM | ALARM_VL03 | ALARM_32 => {
+                (packets::alarm(&frame, &ctx, Cells::Gsm, false), echo())
             }
-            STATUS => (Ok(packets::heartbeat(&frame, &ctx)), true),
-            ALARM => (packets::alarm(&frame, &ctx), true),
-            other => {
-                return Ok(Some(Decoded::problem(
-                    total,
-                    DecodeError::new(
-                        header,
-                        format!(
-                            "protocol number 0x{other:02x} is not decoded; frame of {total} \
-                             bytes skipped"
-                        ),
-                    ),
-                )))
+            ALARM_FENCE => (packets::alarm(&frame, &ctx, Cells::Gsm, true), echo()),
+            ALARM_4G => (packets::alarm(&frame, &ctx, Cells::Lte, false), echo()),
+            ALARM_FENCE_4G => (packets::alarm(&frame, &ctx, Cells::Lte, true), echo()),
+            LBS_STATUS => (packets::lbs_status(&frame, &ctx), echo()),
+            LBS_EXTEND | LBS_MULTI | LBS_MULTI_2 | LBS_MULTI_3 => {
+                (cells::multi_cell(&frame, &ctx, Cells::Gsm, false), None)
             }
+            LBS_MULTI_4G => (cells::multi_cell(&frame, &ctx, Cells::Lte, false), None),
+            LBS_WIFI => (cells::multi_cell(&frame, &ctx, Cells::Gsm, true), None),
+            LBS_WIFI_4G => (cells::multi_cell(&frame, &ctx, Cells::Lte, true), None),
+            COMMAND_ANSWER => (info::command_answer(&frame, &ctx), None),
+            COMMAND_ANSWER_LONG => (info::command_answer_long(&frame, &ctx), None),
+            INFORMATION => (info::information(&frame, &ctx, long), None),
+            LOCATION_MODULAR => (modular::modular(&frame, &ctx), echo()),
+            ADDRESS_REQUEST | ADDRESS_REQUEST_PHONE => {
+                match requests::address_request(&frame, &ctx) {
+                    Ok((record, answer)) => (Ok(record), answer),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            other => return Ok(Some(not_decoded(other, total, header))),
         };
         Ok(Some(match record {
-            Ok(record) => data(total, record, answer.then(|| reply(protocol, frame.serial))),
+            Ok(record) => data(total, record, answer),
             Err(e) => Decoded::problem(total, in_packet(e, protocol)),
         }))
     }
@@ -270,6 +315,19 @@ fn data(consumed: usize, record: Record, answer: Option<Vec<u8>>) -> Decoded {
         },
         problem: None,
     }
+}
+
+/// A sound frame of a type the decoder does not read: skipped, unanswered, logged.
+fn not_decoded(protocol: u8, total: usize, header: usize) -> Decoded {
+    Decoded::problem(
+        total,
+        DecodeError::new(
+            header,
+            format!(
+                "protocol number 0x{protocol:02x} is not decoded; frame of {total} bytes skipped"
+            ),
+        ),
+    )
 }
 
 #[cold]
