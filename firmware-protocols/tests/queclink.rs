@@ -712,37 +712,69 @@ fn mismatch_of(text: &str) -> String {
         (None, None, None, None, None),
         "{text}"
     );
-    assert!(r.io.contains(&(IoKey::Name("layout".into()), t("mismatch"))));
-    match r.io.iter().find(|(k, _)| *k == IoKey::Name("layout_error".into())) {
+    assert!(r
+        .io
+        .contains(&(IoKey::Name("layout".into()), t("mismatch"))));
+    match r
+        .io
+        .iter()
+        .find(|(k, _)| *k == IoKey::Name("layout_error".into()))
+    {
         Some((_, IoValue::Text(reason))) => reason.clone(),
         other => panic!("no layout_error: {other:?}"),
     }
 }
 
 #[test]
-fn malformed_block_fields_keep_the_record_without_a_position() {
+fn malformed_fields_where_a_layout_fits_are_problems_naming_them() {
     let text = FRI_ONE.replace("31.222073", "31.2x2073");
-    assert_eq!(
-        mismatch_of(&text),
-        format!(
-            "fix 1: latitude \"31.2x2073\" (field 12) is not signed decimal degrees \
-             (at byte offset {})",
-            offset_of(&text, "31.2x")
-        )
+    assert_problem(
+        problem_of(&text),
+        offset_of(&text, "31.2x"),
+        "fix 1: latitude \"31.2x2073\" (field 12) is not signed decimal degrees",
     );
     let text = FRI_TWO.replace(",0,4.3,92,70.0,121.354335", ",0,4.3,92,70.0,east");
-    assert!(mismatch_of(&text).starts_with("fix 2: longitude \"east\""));
+    assert_problem(
+        problem_of(&text),
+        offset_of(&text, "east"),
+        "fix 2: longitude \"east\"",
+    );
     let text = IGN.replace("31.222073", "1e5");
-    assert!(mismatch_of(&text).contains("latitude \"1e5\""));
-    // Every field is still there, by number.
+    assert_problem(
+        problem_of(&text),
+        offset_of(&text, "1e5"),
+        "latitude \"1e5\"",
+    );
     let text = IGN.replace("GTIGN", "GTSTT").replace("31.222073", "north");
-    mismatch_of(&text);
-    let d = decoder(false).decode(text.as_bytes(), NOW).unwrap().unwrap();
+    assert_problem(
+        problem_of(&text),
+        offset_of(&text, "north"),
+        "latitude \"north\"",
+    );
+    // A Number that is not one, where the layout has it.
+    let text = FRI_ONE.replace(",0,0,1,1,", ",0,0,x,1,");
+    assert_problem(
+        problem_of(&text),
+        offset_of(&text, ",x,") + 1,
+        "Number \"x\" (field 6) is not 0 to 15",
+    );
+}
+
+#[test]
+fn a_coordinate_out_of_range_keeps_the_record_invalid_without_a_position() {
+    let text = FRI_ONE.replace("121.354335", "181.000000");
+    let d = decoder(false)
+        .decode(text.as_bytes(), NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.problem, None);
     let r = &d.records[0];
-    assert!(r.io.contains(&(IoKey::Name("field_10".into()), t("north"))));
-    assert!(r
-        .io
-        .contains(&(IoKey::Name("field_11".into()), t("20090214013254"))));
+    assert_eq!((r.lat, r.lon, r.valid), (None, None, Some(false)));
+    assert_eq!(r.speed_kmh, Some(4.3));
+    assert!(r.io.contains(&(
+        IoKey::Name("out_of_range".into()),
+        t("latitude 31.222073 / longitude 181 outside ±90 / ±180")
+    )));
 }
 
 #[test]
@@ -757,6 +789,14 @@ fn field_counts_no_layout_has_keep_the_record_without_a_position() {
     // A field missing inside the block (the azimuth).
     let text = FRI_ONE.replace(",4.3,92,", ",4.3,");
     assert!(mismatch_of(&text).contains("15 fields"));
+    // A field more before the Number: "0" where the Number is, and 14 fields after it
+    // where one belongs.
+    let text = FRI_ONE.replace(",,0,0,1,1,", ",,0,0,0,1,1,");
+    assert!(mismatch_of(&text).contains("17 fields"));
+    // One more where the Number is read as 1: the block shifts by one and its time lands
+    // in the wrong field.
+    let text = FRI_ONE.replace(",,0,0,1,1,", ",,0,0,1,1,1,");
+    assert!(mismatch_of(&text).starts_with("fix 1: "));
     // A single-block report with too few fields for a block.
     let text = "+RESP:GTIGN,1A0102,135790246811220,,200,1,4.3,20090214093254,11F0$";
     assert!(mismatch_of(text).starts_with("GTIGN: 3 fields"));
@@ -771,7 +811,10 @@ fn field_counts_no_layout_has_keep_the_record_without_a_position() {
 #[test]
 fn number_zero_is_a_report_without_a_fix() {
     let text = "+RESP:GTFRI,1A0102,135790246811220,,0,0,0,,20090214093254,11F0$";
-    let d = decoder(false).decode(text.as_bytes(), NOW).unwrap().unwrap();
+    let d = decoder(false)
+        .decode(text.as_bytes(), NOW)
+        .unwrap()
+        .unwrap();
     assert_eq!(d.problem, None);
     let r = &d.records[0];
     assert_eq!((r.lat, r.lon, r.time_ms, r.valid), (None, None, None, None));

@@ -84,16 +84,25 @@ pub(super) fn parse_gnss<'a>(
     let [acc, speed, azimuth, alt, lon, lat, time] = gnss else {
         return Err(short(gnss, fix_no, "GNSS part", GNSS_FIELDS));
     };
+    let dec = |field: &Field<'_>, name: &str, signed: bool, expected: &str| {
+        shape(field, fix_no, name, decimal(field.text, signed), expected)
+    };
     let mut fix = Fix {
-        accuracy: shape(acc, fix_no, "GNSS accuracy", decimal(acc.text, false), "an unsigned decimal")?,
-        speed_kmh: shape(speed, fix_no, "speed", decimal(speed.text, false), "an unsigned decimal (km/h)")?,
-        azimuth: shape(azimuth, fix_no, "azimuth", decimal(azimuth.text, false), "an unsigned decimal (degrees)")?,
-        altitude_m: shape(alt, fix_no, "altitude", decimal(alt.text, true), "a signed decimal (m)")?,
-        utc_text: shape(time, fix_no, "GNSS UTC time", digits14(time.text), "YYYYMMDDHHMMSS")?,
+        accuracy: dec(acc, "GNSS accuracy", false, "an unsigned decimal")?,
+        speed_kmh: dec(speed, "speed", false, "an unsigned decimal (km/h)")?,
+        azimuth: dec(azimuth, "azimuth", false, "an unsigned decimal (degrees)")?,
+        altitude_m: dec(alt, "altitude", true, "a signed decimal (m)")?,
+        utc_text: shape(
+            time,
+            fix_no,
+            "GNSS UTC time",
+            digits14(time.text),
+            "YYYYMMDDHHMMSS",
+        )?,
         ..Fix::default()
     };
-    let lon_v = shape(lon, fix_no, "longitude", decimal(lon.text, true), "signed decimal degrees")?;
-    let lat_v = shape(lat, fix_no, "latitude", decimal(lat.text, true), "signed decimal degrees")?;
+    let lon_v = dec(lon, "longitude", true, "signed decimal degrees")?;
+    let lat_v = dec(lat, "latitude", true, "signed decimal degrees")?;
     fix.position = match (lat_v, lon_v) {
         (Some(la), Some(lo)) => Some((la, lo)),
         (None, None) => None,
@@ -123,10 +132,19 @@ pub(super) fn add_cell<'a>(
     let [mcc, mnc, lac, cell_id, reserved] = cell else {
         return Err(short(cell, fix_no, "cell part", CELL_FIELDS));
     };
-    fix.mcc = shape(mcc, fix_no, "MCC", uint(mcc.text, 4, 10), "up to 4 decimal digits")?;
-    fix.mnc = shape(mnc, fix_no, "MNC", uint(mnc.text, 4, 10), "up to 4 decimal digits")?;
-    fix.lac = shape(lac, fix_no, "LAC", uint(lac.text, 8, 16), "up to 8 hex digits")?;
-    fix.cell_id = shape(cell_id, fix_no, "cell id", uint(cell_id.text, 8, 16), "up to 8 hex digits")?;
+    // MCC and MNC are decimal, LAC and cell id hex (fact sheet §3).
+    let number = |field: &Field<'_>, name: &str, hex: bool| {
+        let (len, radix, expected) = if hex {
+            (8, 16, "up to 8 hex digits")
+        } else {
+            (4, 10, "up to 4 decimal digits")
+        };
+        shape(field, fix_no, name, uint(field.text, len, radix), expected)
+    };
+    fix.mcc = number(mcc, "MCC", false)?;
+    fix.mnc = number(mnc, "MNC", false)?;
+    fix.lac = number(lac, "LAC", true)?;
+    fix.cell_id = number(cell_id, "cell id", true)?;
     fix.reserved = reserved.text;
     Ok(())
 }

@@ -45,6 +45,8 @@
 //! longer, the extra trailing fields kept by number. In both, the fields the layout names as
 //! a block must parse as one ([`fix`]): a layout shifted by one field fails there (the time
 //! lands in a decimal field), so a message whose fields fit no layout keeps no position.
+//! When the count fits a layout exactly and a field it names is of the wrong form (`fast`
+//! where the speed is), the message is broken, not of another layout ([`Misfit`]).
 
 use super::fix::{self, Fix, CELL_FIELDS, GNSS_FIELDS};
 use super::message::Field;
@@ -179,7 +181,12 @@ const FRI: &[Variant] = &[
             RAW,
         ],
     ),
-    v(Only(GV), GV_BEFORE, true, &[("mileage_km", F64), ("hour_meter", Text)]),
+    v(
+        Only(GV),
+        GV_BEFORE,
+        true,
+        &[("mileage_km", F64), ("hour_meter", Text)],
+    ),
     v(Any, &[RAW, RAW], true, &[RAW]),
 ];
 
@@ -267,30 +274,49 @@ fn is_in(list: &[&str], device: &str) -> bool {
     list.iter().any(|d| d.eq_ignore_ascii_case(device))
 }
 
+/// Why no variant fits a message.
+#[derive(Debug)]
+pub(super) enum Misfit {
+    /// A variant's field count fits exactly but a field it names is of the wrong form, and
+    /// no other variant fits: the message is broken (a problem, not a record).
+    Broken(DecodeError),
+    /// No variant fits the count, or only with extra fields and then a wrong field: a
+    /// layout this decoder does not have (a record without a position). The first wrong
+    /// field, if any.
+    NoFit(Option<DecodeError>),
+}
+
 /// Lays out `middle` by the first variant that fits (see the module doc).
 pub(super) fn place<'a>(
     variants: &[Variant],
     device: &str,
     middle: &[Field<'a>],
     now_ms: i64,
-) -> Result<Placed<'a>, Option<DecodeError>> {
+) -> Result<Placed<'a>, Misfit> {
     let applies = |v: &&Variant| match v.devices {
         Devices::Any => true,
         Devices::Only(list) => is_in(list, device),
     };
-    let mut first_error = None;
+    let mut broken = None;
+    let mut wrong_field = None;
     for exact in [true, false] {
         for variant in variants.iter().filter(applies) {
             match try_variant(variant, middle, exact, now_ms) {
                 Ok(placed) => return Ok(placed),
+                Err(Some(e)) if exact => {
+                    broken.get_or_insert(e);
+                }
                 Err(Some(e)) => {
-                    first_error.get_or_insert(e);
+                    wrong_field.get_or_insert(e);
                 }
                 Err(None) => {}
             }
         }
     }
-    Err(first_error)
+    Err(match broken {
+        Some(e) => Misfit::Broken(e),
+        None => Misfit::NoFit(wrong_field),
+    })
 }
 
 /// `Err(None)`: the field count does not fit; `Err(Some)`: it does, but a field is wrong.
@@ -319,10 +345,12 @@ fn try_variant<'a>(
     };
     let end = at + count * BLOCK;
     let after = middle.len().checked_sub(end).ok_or(None)?;
+    // Appended fields are taken only behind blocks that parse (which is what shows the
+    // reading is right): with Number 0 the count must be exact.
     let fits = if exact {
         after == variant.after.len()
     } else {
-        after > variant.after.len()
+        after > variant.after.len() && count > 0
     };
     if !fits {
         return Err(None);
@@ -334,7 +362,10 @@ fn try_variant<'a>(
         fixes.push(fix::parse_block(block, i + 1, now_ms).map_err(Some)?);
     }
     Ok(Placed {
-        head: name_fields(middle.get(..variant.before.len()).unwrap_or_default(), variant.before),
+        head: name_fields(
+            middle.get(..variant.before.len()).unwrap_or_default(),
+            variant.before,
+        ),
         fixes,
         tail: name_fields(middle.get(end..).unwrap_or_default(), variant.after),
     })

@@ -165,15 +165,7 @@ pub(super) fn can<'a>(middle: &[Field<'a>], now_ms: i64) -> Outcome<'a> {
     };
     let front = middle.get(3..front_end).unwrap_or_default();
     let names = can_names(mask, front);
-    finish(
-        middle,
-        &head_names,
-        front,
-        names,
-        (gnss, cell),
-        &[],
-        now_ms,
-    )
+    finish(middle, &head_names, front, names, (gnss, cell), &[], now_ms)
 }
 
 /// A GTOBD message's middle fields (the device name first: the VIN took its place).
@@ -212,7 +204,15 @@ pub(super) fn obd<'a>(middle: &[Field<'a>], now_ms: i64) -> Outcome<'a> {
     } else {
         &[]
     };
-    finish(middle, &head_names, front, names, (gnss, cell), after, now_ms)
+    finish(
+        middle,
+        &head_names,
+        front,
+        names,
+        (gnss, cell),
+        after,
+        now_ms,
+    )
 }
 
 /// Names and places everything once the mask has said how long the tail is.
@@ -245,7 +245,7 @@ fn finish<'a>(
     }
     let tail_start = 3 + front.len();
     let tail = middle.get(tail_start..).unwrap_or_default();
-    let (gnss_fields, rest) = tail.split_at(if gnss { GNSS_FIELDS } else { 0 });
+    let (gnss_fields, rest) = tail.split_at(if gnss { GNSS_FIELDS.min(tail.len()) } else { 0 });
     let (cell_fields, rest) = rest.split_at(if cell { CELL_FIELDS.min(rest.len()) } else { 0 });
     if gnss {
         let mut fix = match fix::parse_gnss(gnss_fields, 1, now_ms) {

@@ -51,9 +51,12 @@
 //!   report mask       CAN (bits 30/31: GNSS and cell parts at the end), OBD (bits 20/21/22)
 //!   no block          INF GPS PNA PFA PDP VER BAT IOS CSQ CID TMZ: one record, no position
 //!   any other type    one record without a position, io.layout = "unknown"
-//!   fields fit no layout of the type (count, or a block field of the wrong form):
+//!   fields fit no layout of the type (the count, or the count with appended fields and
+//!   then a block field of the wrong form; GTCAN/GTOBD: anything in the appended parts):
 //!                     one record without a position, io.layout = "mismatch",
 //!                     io.layout_error = what did not fit and at which byte
+//!   the count fits a layout exactly but a field it names is of the wrong form (`fast`
+//!   for a speed): a broken message, skipped as a problem naming the field
 //!   +ACK:<type> (not GTHBD)   one record, event "ack", fields by number
 //!   +ACK:GTHBD                no record
 //! ```
@@ -113,10 +116,10 @@
 //!
 //! `decode` never returns `Err`: the `+`/`$` framing always allows a resync. A message whose
 //! common fields fail their checks (report type, protocol version, unique id, send time,
-//! count), bytes that are not a message, and a message with no `$` within
-//! `max_frame_bytes` are skipped as a `problem` (framing rules in `stream`); each skip
-//! consumes at least one byte. Report-specific fields that fit no layout are not a problem:
-//! the record is kept without a position (above).
+//! count) or whose layout fits with a field of the wrong form, bytes that are not a message,
+//! and a message with no `$` within `max_frame_bytes` are skipped as a `problem` (framing
+//! rules in `stream`); each skip consumes at least one byte. Report-specific fields that fit
+//! no layout are not a problem: the record is kept without a position (above).
 //!
 //! # Files
 //!

@@ -5,10 +5,10 @@
 //! public description of what this decoder produces.
 
 use super::fix::{self, Fix};
-use super::layout::{self, IoField, Kind, Outcome, Placed, Shape};
+use super::layout::{self, IoField, Kind, Misfit, Outcome, Placed, Shape};
 use super::mask;
 use super::message::{Field, Header, Message};
-use crate::{IoKey, IoValue, Protocol, Record};
+use crate::{DecodeError, IoKey, IoValue, Protocol, Record};
 
 /// What every record of a message shares.
 pub(super) struct Context {
@@ -27,9 +27,10 @@ pub(super) fn event(msg: &Message<'_>) -> Option<String> {
     }
 }
 
-/// The records of a `+RESP` / `+BUFF` / `+ACK` message (not the heartbeat). Never fails: a
-/// message whose fields fit no layout is kept without a position.
-pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Vec<Record> {
+/// The records of a `+RESP` / `+BUFF` / `+ACK` message (not the heartbeat). A message whose
+/// fields fit no layout is kept without a position; `Err` only for a broken one (a field of
+/// the wrong form where a layout's count fits exactly).
+pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Result<Vec<Record>, DecodeError> {
     let device = layout::device_type(msg.version);
     // GV500 family (and every GTOBD): field 3 is the VIN, the device name follows it.
     let vin_first = msg.header != Header::Ack
@@ -59,8 +60,9 @@ pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Vec<Record> {
             Some(Shape::Blocks(variants)) => {
                 match layout::place(variants, device, middle, ctx.now_ms) {
                     Ok(placed) => Outcome::Placed(placed),
-                    Err(Some(e)) => Outcome::Mismatch(e),
-                    Err(None) => Outcome::Mismatch(crate::DecodeError::new(
+                    Err(Misfit::Broken(e)) => return Err(e),
+                    Err(Misfit::NoFit(Some(e))) => Outcome::Mismatch(e),
+                    Err(Misfit::NoFit(None)) => Outcome::Mismatch(DecodeError::new(
                         middle.first().map_or(0, |f| f.offset),
                         format!(
                             "{}: {} fields between the device name and the send time fit no \
@@ -110,7 +112,7 @@ pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Vec<Record> {
             }
             push_tail(&mut io, msg);
             r.io = io;
-            return vec![r];
+            return Ok(vec![r]);
         }
     };
 
@@ -122,9 +124,9 @@ pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Vec<Record> {
         push_fields(&mut io, &placed.tail);
         push_tail(&mut io, msg);
         r.io = io;
-        return vec![r];
+        return Ok(vec![r]);
     }
-    placed
+    Ok(placed
         .fixes
         .iter()
         .map(|fix| {
@@ -138,7 +140,7 @@ pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Vec<Record> {
             r.io = io;
             r
         })
-        .collect()
+        .collect())
 }
 
 fn fill_position(r: &mut Record, fix: &Fix<'_>) {
@@ -201,7 +203,10 @@ fn push_fix_io(io: &mut Vec<(IoKey, IoValue)>, fix: &Fix<'_>) {
         io.push((key("gps_utc_time"), text(t)));
     }
     if !fix.out_of_range.is_empty() {
-        io.push((key("out_of_range"), IoValue::Text(fix.out_of_range.join("; "))));
+        io.push((
+            key("out_of_range"),
+            IoValue::Text(fix.out_of_range.join("; ")),
+        ));
     }
 }
 

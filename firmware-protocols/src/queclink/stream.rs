@@ -18,7 +18,8 @@
 //!    dropped as a `problem` with everything buffered, except a header just starting at the
 //!    end; what the device sends after it is garbage until the next `+`.
 //! 5. A complete message whose common fields (report type, protocol version, unique id,
-//!    send time, count) fail their checks is a `problem` consumed to its `$`. One whose
+//!    send time, count) fail their checks, or whose field count fits a layout exactly with a
+//!    field of the wrong form in it, is a `problem` consumed to its `$`. One whose
 //!    report-specific fields fit no layout is not: it becomes a record without a position
 //!    (`report`), so nothing a device sent is refused for a layout this decoder lacks.
 //!
@@ -117,18 +118,21 @@ impl QueclinkDecoder {
             now_ms,
             keep_raw: self.keep_raw,
         };
-        Decoded {
-            consumed,
-            login: None,
-            records: report::records(&msg, &ctx),
-            reply: Reply {
-                // No negative answer exists: an unacknowledged report is resent as +BUFF.
-                accepted: self
-                    .ack_reports
-                    .then(|| format!("+SACK:{}$", msg.count).into_bytes()),
-                refused: None,
+        match report::records(&msg, &ctx) {
+            Ok(records) => Decoded {
+                consumed,
+                login: None,
+                records,
+                reply: Reply {
+                    // No negative answer exists: an unacknowledged report is resent as +BUFF.
+                    accepted: self
+                        .ack_reports
+                        .then(|| format!("+SACK:{}$", msg.count).into_bytes()),
+                    refused: None,
+                },
+                problem: None,
             },
-            problem: None,
+            Err(e) => Decoded::problem(consumed, e),
         }
     }
 
