@@ -518,6 +518,19 @@ fn gtobd_reads_its_fix_where_the_mask_puts_it() {
 }
 
 #[test]
+fn gv500_reports_carry_the_vin_before_the_device_name() {
+    // GV500 (1F): field 3 is the VIN, field 4 the device name, then the GV position layout.
+    let middle = [&["van 7"][..], &around(&["", "10", "1"], &["2000.5"])].concat();
+    let text = frame("+RESP:", "SOS", "1F0104", "1HGCM82633A004352", &middle);
+    let r = &decode(&text).records[0];
+    assert_the_fix(r, &text);
+    assert_eq!(io_get(r, "vin"), Some(&t("1HGCM82633A004352")));
+    assert_eq!(io_get(r, "device_name"), Some(&t("van 7")));
+    assert_eq!(io_get(r, "report_id_type"), Some(&t("10")));
+    assert_eq!(io_get(r, "mileage_km"), Some(&f(2000.5)));
+}
+
+#[test]
 fn an_unknown_type_keeps_no_position_even_with_a_block_inside() {
     let text = frame(
         "+RESP:",
