@@ -165,6 +165,7 @@ fn cases() -> Vec<Case> {
         ("GEO", "080100"),
         ("SOS", "080100"),
         ("DOG", "040100"),
+        ("FRI", "080100"),
     ] {
         cases.push(case(
             kind,

@@ -19,7 +19,8 @@
 //! FRI             as P1                                  Number + N×12   GL: battery_percent
 //!                                                                        GV200: mileage_km,
 //!   hour_meter, analog_in_1, analog_in_2, backup_battery_percent, device_status, 2 reserved
-//!                                                                        GV: mileage_km, hour_meter, …
+//!                                                                        GV: mileage_km
+//!                                                                        (, hour_meter, …)
 //! ERI             eri_mask, external_power_mv,           Number + N×12   mileage_km, hour_meter,
 //!                 report_id_type                                         then the ERI-mask blocks
 //! IGN / IGF       ignition_off/on_duration_s             one block       (hour_meter, mileage_km)
@@ -187,6 +188,7 @@ const FRI: &[Variant] = &[
         true,
         &[("mileage_km", F64), ("hour_meter", Text)],
     ),
+    v(Only(GV), GV_BEFORE, true, MILEAGE),
     v(Any, &[RAW, RAW], true, &[RAW]),
 ];
 
