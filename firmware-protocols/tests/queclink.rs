@@ -8,7 +8,8 @@ use firmware_protocols::{
     DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Record, Reply, StreamDecoder,
 };
 
-const NOW: i64 = 1_700_000_000_000;
+/// 2025-10-09: after every fix time below (a fix from after tomorrow is out of range).
+const NOW: i64 = 1_760_000_000_000;
 const MAX: usize = 1024;
 const IMEI: &str = "135790246811220";
 
@@ -296,13 +297,14 @@ const CASES: &[Case] = &[
                     ("report_id_type", t("10")),
                 ])[..]
             );
-            // Extras stay by field number; the block is fields 8..=19.
+            // After the block (fields 8..=19): mileage and hour meter, then the fields the
+            // ERI mask switches on, by field number.
             let extra: Vec<_> = r.io[10..].to_vec();
             assert_eq!(
                 extra,
                 io(&[
-                    ("field_20", t("1234.5")),
-                    ("field_21", t("00123:45:06")),
+                    ("mileage_km", IoValue::F64(1234.5)),
+                    ("hour_meter", t("00123:45:06")),
                     ("field_22", t("2710")),
                     ("field_23", t("0")),
                     ("field_24", t("95")),
@@ -331,7 +333,7 @@ const CASES: &[Case] = &[
                 io(&[
                     ("report", t("GTIGN")),
                     ("protocol_version", t("1A0102")),
-                    ("field_4", t("200")),
+                    ("ignition_off_duration_s", u(200)),
                     ("mcc", u(460)),
                     ("mnc", u(0)),
                     ("lac", u(0x18d8)),
@@ -357,7 +359,10 @@ const CASES: &[Case] = &[
                 (r.speed_kmh, r.course_deg, r.altitude_m, r.hdop),
                 (None, None, None, None)
             );
-            assert_eq!(r.io[2], (IoKey::Name("field_4".into()), t("3600")));
+            assert_eq!(
+                r.io[2],
+                (IoKey::Name("ignition_on_duration_s".into()), u(3600))
+            );
             assert_eq!(r.io[3], (IoKey::Name("mcc".into()), u(460)));
         },
     },
@@ -632,8 +637,8 @@ fn gps_time_that_is_not_a_date_is_kept_as_text() {
 }
 
 #[test]
-fn unknown_report_types_find_their_blocks_by_shape() {
-    // A numbered report unknown to the decoder (GTTOW), and a single-block one (GTSTT).
+fn tow_and_stt_decode_by_their_layouts() {
+    // A numbered report (GTTOW, the position layout), and a single-block one (GTSTT).
     let tow = FRI_ONE.replace("GTFRI", "GTTOW");
     let d = decoder(false).decode(tow.as_bytes(), NOW).unwrap().unwrap();
     assert_eq!(d.records[0].event.as_deref(), Some("tow"));
@@ -642,23 +647,10 @@ fn unknown_report_types_find_their_blocks_by_shape() {
     let d = decoder(false).decode(stt.as_bytes(), NOW).unwrap().unwrap();
     assert_eq!(d.records[0].event.as_deref(), Some("stt"));
     assert_eq!(d.records[0].lon, Some(121.354335));
-    assert_eq!(d.records[0].io[2], (IoKey::Name("field_4".into()), t("21")));
-}
-
-#[test]
-fn unknown_report_types_without_a_readable_block_keep_every_field() {
-    // GTSTT is not one the decoder insists on: garbled coordinates leave one record
-    // without a position instead of dropping the message.
-    let stt = IGN.replace("GTIGN", "GTSTT").replace("31.222073", "north");
-    let d = decoder(true).decode(stt.as_bytes(), NOW).unwrap().unwrap();
-    assert_eq!(d.problem, None);
-    assert_eq!(d.reply, sack("11F2"));
-    let r = &d.records[0];
-    assert_eq!((r.lat, r.lon, r.valid, r.time_ms), (None, None, None, None));
-    assert!(r.io.contains(&(IoKey::Name("field_10".into()), t("north"))));
-    assert!(r
-        .io
-        .contains(&(IoKey::Name("field_11".into()), t("20090214013254"))));
+    assert_eq!(
+        d.records[0].io[2],
+        (IoKey::Name("motion_state".into()), t("21"))
+    );
 }
 
 #[test]
@@ -669,7 +661,7 @@ fn phone_numbers_with_a_plus_inside_a_message_are_not_a_new_message() {
     assert_eq!(d.problem, None);
     assert_eq!(
         d.records[0].io[2],
-        (IoKey::Name("field_4".into()), t("+8613800000000"))
+        (IoKey::Name("call_number".into()), t("+8613800000000"))
     );
 }
 
@@ -703,8 +695,38 @@ fn offset_of(text: &str, needle: &str) -> usize {
     text.find(needle).unwrap()
 }
 
+/// Decodes `text` alone: one record without a position, acknowledged, that says its
+/// fields fit no layout; returns the reason it gives.
+fn mismatch_of(text: &str) -> String {
+    let d = decoder(true)
+        .decode(text.as_bytes(), NOW)
+        .expect("never an error")
+        .expect("complete");
+    assert_eq!(d.consumed, text.len(), "{text}");
+    assert_eq!(d.problem, None, "kept, not refused: {text}");
+    assert!(d.reply.accepted.is_some(), "stored, so acknowledged");
+    assert_eq!(d.records.len(), 1, "{text}");
+    let r = &d.records[0];
+    assert_eq!(
+        (r.lat, r.lon, r.time_ms, r.speed_kmh, r.valid),
+        (None, None, None, None, None),
+        "{text}"
+    );
+    assert!(r
+        .io
+        .contains(&(IoKey::Name("layout".into()), t("mismatch"))));
+    match r
+        .io
+        .iter()
+        .find(|(k, _)| *k == IoKey::Name("layout_error".into()))
+    {
+        Some((_, IoValue::Text(reason))) => reason.clone(),
+        other => panic!("no layout_error: {other:?}"),
+    }
+}
+
 #[test]
-fn non_numeric_coordinates_name_the_field() {
+fn malformed_fields_where_a_layout_fits_are_problems_naming_them() {
     let text = FRI_ONE.replace("31.222073", "31.2x2073");
     assert_problem(
         problem_of(&text),
@@ -717,51 +739,95 @@ fn non_numeric_coordinates_name_the_field() {
         offset_of(&text, "east"),
         "fix 2: longitude \"east\"",
     );
-    let text = FRI_ONE.replace("121.354335", "181.000000");
-    assert_problem(problem_of(&text), offset_of(&text, "181.0"), "within ±180");
     let text = IGN.replace("31.222073", "1e5");
     assert_problem(
         problem_of(&text),
         offset_of(&text, "1e5"),
         "latitude \"1e5\"",
     );
+    let text = IGN.replace("GTIGN", "GTSTT").replace("31.222073", "north");
+    assert_problem(
+        problem_of(&text),
+        offset_of(&text, "north"),
+        "latitude \"north\"",
+    );
+    // A Number that is not one, where the layout has it.
+    let text = FRI_ONE.replace(",0,0,1,1,", ",0,0,x,1,");
+    assert_problem(
+        problem_of(&text),
+        offset_of(&text, ",x,") + 1,
+        "Number \"x\" (field 6) is not 0 to 15",
+    );
 }
 
 #[test]
-fn wrong_field_counts_are_problems() {
+fn a_coordinate_out_of_range_keeps_the_record_invalid_without_a_position() {
+    let text = FRI_ONE.replace("121.354335", "181.000000");
+    let d = decoder(false)
+        .decode(text.as_bytes(), NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.problem, None);
+    let r = &d.records[0];
+    assert_eq!((r.lat, r.lon, r.valid), (None, None, Some(false)));
+    assert_eq!(r.speed_kmh, Some(4.3));
+    assert!(r.io.contains(&(
+        IoKey::Name("out_of_range".into()),
+        t("latitude 31.222073 / longitude 181 outside ±90 / ±180")
+    )));
+}
+
+#[test]
+fn field_counts_no_layout_has_keep_the_record_without_a_position() {
     // Number says 2, one block follows.
     let text = FRI_ONE.replace(",0,0,1,1,", ",0,0,2,1,");
-    assert_problem(
-        problem_of(&text),
-        offset_of(&text, ",2,1,") + 1,
-        "Number 2 (field 6) needs 24 fields of fix blocks, only 13 follow",
+    assert_eq!(
+        mismatch_of(&text),
+        "GTFRI: 16 fields between the device name and the send time fit no documented \
+         layout (at byte offset 36)"
     );
-    // A field missing inside the block (the azimuth): the time lands in the wrong place.
+    // A field missing inside the block (the azimuth).
     let text = FRI_ONE.replace(",4.3,92,", ",4.3,");
-    let err = problem_of(&text);
-    assert!(err.reason.starts_with("fix 1: "), "{err:?}");
-    // Too few fields for any message.
+    assert!(mismatch_of(&text).contains("15 fields"));
+    // A field more before the Number: "0" where the Number is, and 14 fields after it
+    // where one belongs.
+    let text = FRI_ONE.replace(",,0,0,1,1,", ",,0,0,0,1,1,");
+    assert!(mismatch_of(&text).contains("17 fields"));
+    // One more where the Number is read as 1: the block shifts by one and its time lands
+    // in the wrong field.
+    let text = FRI_ONE.replace(",,0,0,1,1,", ",,0,0,1,1,1,");
+    assert!(mismatch_of(&text).starts_with("fix 1: "));
+    // A single-block report with too few fields for a block.
+    let text = "+RESP:GTIGN,1A0102,135790246811220,,200,1,4.3,20090214093254,11F0$";
+    assert!(mismatch_of(text).starts_with("GTIGN: 3 fields"));
+    // Too few fields for any message is still a problem: the common fields are wrong.
     assert_problem(
         problem_of("+RESP:GTFRI,1A0102,135790246811220,11F0$"),
         6,
         "GTFRI has 3 fields after the report type; every message has at least 5",
     );
-    // A single-block report with too few fields for a block.
-    let text = "+RESP:GTIGN,1A0102,135790246811220,,200,1,4.3,20090214093254,11F0$";
-    assert_problem(
-        problem_of(text),
-        offset_of(text, "200"),
-        "GTIGN: no 12-field fix block among the 3 fields",
-    );
 }
 
 #[test]
-fn a_position_report_without_any_block_is_a_problem() {
+fn number_zero_is_a_report_without_a_fix() {
     let text = "+RESP:GTFRI,1A0102,135790246811220,,0,0,0,,20090214093254,11F0$";
-    assert_problem(
-        problem_of(text),
-        offset_of(text, ",0,0,0,") + 1,
-        "GTFRI: no Number field (1 to 15) followed by its fix blocks among the 4 fields",
+    let d = decoder(false)
+        .decode(text.as_bytes(), NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.problem, None);
+    let r = &d.records[0];
+    assert_eq!((r.lat, r.lon, r.time_ms, r.valid), (None, None, None, None));
+    assert_eq!(
+        r.io,
+        io(&[
+            ("report", t("GTFRI")),
+            ("protocol_version", t("1A0102")),
+            ("report_id", u(0)),
+            ("report_type", u(0)),
+            ("send_time", t("20090214093254")),
+            ("count", u(0x11F0)),
+        ])
     );
 }
 

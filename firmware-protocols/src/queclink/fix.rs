@@ -1,299 +1,215 @@
-//! Fix blocks: checking that 12 fields are one, parsing it, and finding where the blocks are
-//! among a report's middle fields.
+//! Fix blocks: parsing the fields a layout names as one (the layout, not this file, says
+//! where they are), and checking the values against their documented ranges.
 //!
-//! Field lists differ per model and firmware, so the blocks are located by shape rather
-//! than by a table of layouts (fact sheet §5: "locate the fix block by the Number field and
-//! the known block size"):
+//! ```text
+//! fix block = GNSS part (7 fields) + cell part (5 fields)
+//!   GNSS: accuracy, speed, azimuth, altitude, longitude, latitude, GNSS UTC time
+//!   cell: MCC, MNC, LAC, cell id, reserved
+//! ```
 //!
-//! - numbered reports (GTFRI …): the first field `p` (at most [`MAX_PREFIX`] fields in) that
-//!   holds a Number `k` in 1..=15 and is followed by `k` fields-exact fix blocks;
-//! - single-block reports (GTIGN …): the first `q` where 12 fields form a fix block.
+//! Position reports carry both parts together; a masked report (GTCAN, GTOBD) carries each
+//! part only when its mask bit is set, so the parts parse separately.
 //!
-//! A block is checked field by field (accuracy and speed unsigned decimals, longitude within
-//! ±180 and latitude within ±90 and both or neither present, a 14-digit UTC time, MCC and MNC
-//! up to 4 digits, LAC and cell id up to 8 hex digits), which a block shifted by even one
-//! field fails: a decimal lands in the time field or the time in the MCC field. Candidates
-//! whose blocks carry a time or a position are preferred over empty-ish ones, so runs of
-//! empty fields are not mistaken for a block while a real one is there; among empty-ish
-//! readings the one with the most cell fields and a documented accuracy wins.
+//! Shape (a field of the wrong form: the layout does not fit the message) and range (a
+//! well-formed value outside what the documents allow) are kept apart: a shape error means
+//! the fields are not a fix block at all, and the caller keeps the message without a
+//! position; a range error leaves a block whose bad value is dropped and whose record is
+//! marked invalid ([`Fix::out_of_range`]).
 //!
-//! When nothing fits, the diagnostic comes from the candidate with the fewest bad fields,
-//! which is the intended layout with its one broken field in practice.
+//! Shapes: accuracy, speed and azimuth unsigned decimals; altitude, longitude and latitude
+//! signed decimals, both coordinates or neither; UTC time 14 digits; MCC and MNC up to 4
+//! decimal digits; LAC and cell id up to 8 hex digits; any field may be empty.
+//!
+//! Ranges (fact sheet §3 and the GV300CAN position block table): speed 0–999.9 km/h,
+//! azimuth 0–360 (359 documented; 360 is north too), longitude ±180, latitude ±90, the UTC
+//! time a real calendar time no later than a day after the gateway's clock.
 
 use super::message::{shorten, Field};
-use super::{FIX_BLOCK_FIELDS, MAX_FIXES};
 use crate::record::days_from_civil;
 use crate::DecodeError;
 
-/// The most report-specific fields looked at before the Number field or the single block
-/// (GL300: 2, GV300 GTERI: 3; newer models a few more).
-pub(super) const MAX_PREFIX: usize = 12;
+/// Fields in the GNSS part of a fix block.
+pub(super) const GNSS_FIELDS: usize = 7;
+/// Fields in the cell part of a fix block.
+pub(super) const CELL_FIELDS: usize = 5;
 
-/// One parsed fix block.
-#[derive(Debug, Clone)]
+/// The highest documented speed, km/h.
+const MAX_SPEED_KMH: f64 = 999.9;
+/// How far past the gateway's clock a fix time may be before it is refused (clock drift
+/// and time zones aside, a fix cannot come from tomorrow).
+const FUTURE_SLACK_MS: i64 = 24 * 3600 * 1000;
+
+/// One parsed fix block (its GNSS part, and its cell part when the message carries one).
+#[derive(Debug, Clone, Default)]
 pub(super) struct Fix<'a> {
-    /// GPS accuracy: 0 = no current fix, 1–50 = HDOP.
+    /// GNSS accuracy: 0 = no current fix (last known position), 1–50 = HDOP.
     pub accuracy: Option<f64>,
     pub speed_kmh: Option<f64>,
     pub azimuth: Option<f64>,
     pub altitude_m: Option<f64>,
     /// Latitude and longitude, degrees; both or neither.
     pub position: Option<(f64, f64)>,
-    /// The GPS UTC time field (14 digits), when present.
+    /// The GNSS UTC time field (14 digits), when present.
     pub utc_text: Option<&'a str>,
-    /// That time as ms since the epoch, when it is a real calendar time.
+    /// That time as ms since the epoch, when it is a real calendar time in range.
     pub utc_ms: Option<i64>,
     pub mcc: Option<u64>,
     pub mnc: Option<u64>,
     pub lac: Option<u64>,
     pub cell_id: Option<u64>,
-    /// Field 12: `00` reserved on many models, a value on some.
+    /// Cell part field 5: `00` reserved on many models, a value on some.
     pub reserved: &'a str,
+    /// Values outside their documented range, dropped from the fields above.
+    pub out_of_range: Vec<String>,
 }
 
-impl Fix<'_> {
-    /// A block with a time or a position, as opposed to one made of empty fields only.
-    fn is_strong(&self) -> bool {
-        self.utc_text.is_some() || self.position.is_some()
-    }
-
-    /// How much a block without time or position still looks like one: its cell fields
-    /// (present whenever the modem is registered) and an accuracy in the documented 0–50.
-    fn weak_score(&self) -> usize {
-        let cells = [self.mcc, self.mnc, self.lac, self.cell_id];
-        let accuracy = self.accuracy.is_some_and(|a| a <= 50.0);
-        cells.iter().filter(|c| c.is_some()).count() + usize::from(accuracy)
-    }
+/// Parses a whole 12-field block, number `fix_no` (1-based, for messages).
+pub(super) fn parse_block<'a>(
+    block: &[Field<'a>],
+    fix_no: usize,
+    now_ms: i64,
+) -> Result<Fix<'a>, DecodeError> {
+    let (gnss, cell) = block.split_at(GNSS_FIELDS.min(block.len()));
+    let mut fix = parse_gnss(gnss, fix_no, now_ms)?;
+    add_cell(&mut fix, cell, fix_no)?;
+    Ok(fix)
 }
 
-/// Keeps the better of two readings made of empty-ish blocks only; the earlier on a tie.
-fn keep_weak<'a>(weak: &mut Option<(usize, Located<'a>)>, found: Located<'a>) {
-    let score = found.fixes.iter().map(Fix::weak_score).sum::<usize>();
-    if weak.as_ref().is_none_or(|(best, _)| score > *best) {
-        *weak = Some((score, found));
-    }
-}
-
-/// Why some fields were not a fix block: how many fields were bad (to rank candidate
-/// layouts) and the first one.
-#[derive(Debug)]
-pub(super) struct NotABlock {
-    bad_fields: usize,
-    pub first: DecodeError,
-}
-
-/// Where the blocks are: `middle[..prefix_len]` before them, `middle[suffix_start..]` after.
-#[derive(Debug)]
-pub(super) struct Located<'a> {
-    pub prefix_len: usize,
-    /// A Number field sits at `middle[prefix_len]` (numbered reports).
-    pub numbered: bool,
-    pub fixes: Vec<Fix<'a>>,
-    pub suffix_start: usize,
-}
-
-/// Whether readings whose blocks have neither a time nor a position are acceptable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Empty {
-    /// Only when no reading with a time or a position exists (report types known to carry
-    /// a block: a no-fix block may well be all empty).
-    Allowed,
-    /// Never (report types that may have no block at all).
-    Refused,
-}
-
-/// Parses 12 fields as fix block number `fix_no` (1-based, for messages).
-pub(super) fn parse_block<'a>(block: &[Field<'a>], fix_no: usize) -> Result<Fix<'a>, NotABlock> {
-    let mut bad = Bad::default();
-    // Missing fields (a block cut short) read as empty, so a short block can still be
-    // ranked by its bad fields; it is refused below whatever they hold.
-    let end = block.last().map_or(0, |f| f.offset + f.text.len());
-    let get = |i: usize| {
-        block.get(i).copied().unwrap_or(Field {
-            text: "",
-            offset: end,
-            number: 0,
-        })
+/// Parses the 7 GNSS fields.
+pub(super) fn parse_gnss<'a>(
+    gnss: &[Field<'a>],
+    fix_no: usize,
+    now_ms: i64,
+) -> Result<Fix<'a>, DecodeError> {
+    let [acc, speed, azimuth, alt, lon, lat, time] = gnss else {
+        return Err(short(gnss, fix_no, "GNSS part", GNSS_FIELDS));
     };
-    let (acc, speed, azimuth, alt, lon, lat) = (get(0), get(1), get(2), get(3), get(4), get(5));
-    let (time, mcc, mnc, lac, cell, reserved) = (get(6), get(7), get(8), get(9), get(10), get(11));
-
-    let accuracy = bad.check(
-        &acc,
-        fix_no,
-        "GPS accuracy",
-        decimal(acc.text, false),
-        "an unsigned decimal",
-    );
-    let speed_kmh = bad.check(
-        &speed,
-        fix_no,
-        "speed",
-        decimal(speed.text, false),
-        "an unsigned decimal (km/h)",
-    );
-    let azimuth = bad.check(
-        &azimuth,
-        fix_no,
-        "azimuth",
-        decimal(azimuth.text, false).filter(|v| v.is_none_or(|d| d <= 360.0)),
-        "degrees 0 to 360",
-    );
-    let altitude_m = bad.check(
-        &alt,
-        fix_no,
-        "altitude",
-        decimal(alt.text, true),
-        "a signed decimal (m)",
-    );
-    let lon_v = bad.check(
-        &lon,
-        fix_no,
-        "longitude",
-        decimal(lon.text, true).filter(|v| v.is_none_or(|d| d.abs() <= 180.0)),
-        "signed decimal degrees within ±180",
-    );
-    let lat_v = bad.check(
-        &lat,
-        fix_no,
-        "latitude",
-        decimal(lat.text, true).filter(|v| v.is_none_or(|d| d.abs() <= 90.0)),
-        "signed decimal degrees within ±90",
-    );
-    let position = match (lat_v, lon_v) {
+    let dec = |field: &Field<'_>, name: &str, signed: bool, expected: &str| {
+        shape(field, fix_no, name, decimal(field.text, signed), expected)
+    };
+    let mut fix = Fix {
+        accuracy: dec(acc, "GNSS accuracy", false, "an unsigned decimal")?,
+        speed_kmh: dec(speed, "speed", false, "an unsigned decimal (km/h)")?,
+        azimuth: dec(azimuth, "azimuth", false, "an unsigned decimal (degrees)")?,
+        altitude_m: dec(alt, "altitude", true, "a signed decimal (m)")?,
+        utc_text: shape(
+            time,
+            fix_no,
+            "GNSS UTC time",
+            digits14(time.text),
+            "YYYYMMDDHHMMSS",
+        )?,
+        ..Fix::default()
+    };
+    let lon_v = dec(lon, "longitude", true, "signed decimal degrees")?;
+    let lat_v = dec(lat, "latitude", true, "signed decimal degrees")?;
+    fix.position = match (lat_v, lon_v) {
         (Some(la), Some(lo)) => Some((la, lo)),
         (None, None) => None,
         _ => {
-            // One value and one empty field; a malformed field was counted already.
-            if lat.is_empty() || lon.is_empty() {
-                let missing = if lat.is_empty() { &lat } else { &lon };
-                bad.note(missing, || {
-                    format!(
-                        "fix {fix_no}: longitude {:?} and latitude {:?}: one is empty",
-                        shorten(lon.text),
-                        shorten(lat.text)
-                    )
-                });
-            }
-            None
+            let missing = if lat.is_empty() { lat } else { lon };
+            return Err(DecodeError::new(
+                missing.offset,
+                format!(
+                    "fix {fix_no}: longitude {:?} and latitude {:?}: one is empty",
+                    shorten(lon.text),
+                    shorten(lat.text)
+                ),
+            ));
         }
     };
-    let utc_text = bad.check(
-        &time,
-        fix_no,
-        "GPS UTC time",
-        digits14(time.text),
-        "YYYYMMDDHHMMSS",
-    );
-    let mcc_v = bad.check(
-        &mcc,
-        fix_no,
-        "MCC",
-        uint(mcc.text, 4, 10),
-        "up to 4 decimal digits",
-    );
-    let mnc_v = bad.check(
-        &mnc,
-        fix_no,
-        "MNC",
-        uint(mnc.text, 4, 10),
-        "up to 4 decimal digits",
-    );
-    let lac_v = bad.check(
-        &lac,
-        fix_no,
-        "LAC",
-        uint(lac.text, 8, 16),
-        "up to 8 hex digits",
-    );
-    let cell_v = bad.check(
-        &cell,
-        fix_no,
-        "cell id",
-        uint(cell.text, 8, 16),
-        "up to 8 hex digits",
-    );
+    fix.utc_ms = fix.utc_text.and_then(utc_ms);
+    check_ranges(&mut fix, now_ms);
+    Ok(fix)
+}
 
-    if block.len() < FIX_BLOCK_FIELDS {
-        return Err(short_block(block, fix_no, bad.count));
+/// Parses the 5 cell fields into `fix`.
+pub(super) fn add_cell<'a>(
+    fix: &mut Fix<'a>,
+    cell: &[Field<'a>],
+    fix_no: usize,
+) -> Result<(), DecodeError> {
+    let [mcc, mnc, lac, cell_id, reserved] = cell else {
+        return Err(short(cell, fix_no, "cell part", CELL_FIELDS));
+    };
+    // MCC and MNC are decimal, LAC and cell id hex (fact sheet §3).
+    let number = |field: &Field<'_>, name: &str, hex: bool| {
+        let (len, radix, expected) = if hex {
+            (8, 16, "up to 8 hex digits")
+        } else {
+            (4, 10, "up to 4 decimal digits")
+        };
+        shape(field, fix_no, name, uint(field.text, len, radix), expected)
+    };
+    fix.mcc = number(mcc, "MCC", false)?;
+    fix.mnc = number(mnc, "MNC", false)?;
+    fix.lac = number(lac, "LAC", true)?;
+    fix.cell_id = number(cell_id, "cell id", true)?;
+    fix.reserved = reserved.text;
+    Ok(())
+}
+
+/// Drops every value outside its documented range, noting why.
+fn check_ranges(fix: &mut Fix<'_>, now_ms: i64) {
+    if let Some((lat, lon)) = fix.position {
+        if lat.abs() > 90.0 || lon.abs() > 180.0 {
+            fix.out_of_range.push(format!(
+                "latitude {lat} / longitude {lon} outside ±90 / ±180"
+            ));
+            fix.position = None;
+        }
     }
-    if let Some(first) = bad.first {
-        return Err(NotABlock {
-            bad_fields: bad.count,
-            first,
-        });
+    if let Some(speed) = fix.speed_kmh.filter(|&s| s > MAX_SPEED_KMH) {
+        fix.out_of_range
+            .push(format!("speed {speed} km/h above {MAX_SPEED_KMH}"));
+        fix.speed_kmh = None;
     }
-    Ok(Fix {
-        accuracy,
-        speed_kmh,
-        azimuth,
-        altitude_m,
-        position,
-        utc_text,
-        utc_ms: utc_text.and_then(utc_ms),
-        mcc: mcc_v,
-        mnc: mnc_v,
-        lac: lac_v,
-        cell_id: cell_v,
-        reserved: reserved.text,
+    if let Some(course) = fix.azimuth.filter(|&c| c > 360.0) {
+        fix.out_of_range.push(format!("azimuth {course} above 360"));
+        fix.azimuth = None;
+    }
+    if fix
+        .utc_ms
+        .is_some_and(|t| t > now_ms.saturating_add(FUTURE_SLACK_MS))
+    {
+        fix.out_of_range.push(format!(
+            "GNSS UTC time {} is more than a day after the gateway's clock",
+            fix.utc_text.unwrap_or_default()
+        ));
+        fix.utc_ms = None;
+    }
+}
+
+/// `parsed`: `Some(Some(v))` a value, `Some(None)` an empty field, `None` malformed.
+fn shape<T>(
+    field: &Field<'_>,
+    fix_no: usize,
+    name: &str,
+    parsed: Option<Option<T>>,
+    expected: &str,
+) -> Result<Option<T>, DecodeError> {
+    parsed.ok_or_else(|| {
+        DecodeError::new(
+            field.offset,
+            format!(
+                "fix {fix_no}: {name} {:?} (field {}) is not {expected}",
+                shorten(field.text),
+                field.number
+            ),
+        )
     })
 }
 
-fn short_block(block: &[Field<'_>], fix_no: usize, bad_fields: usize) -> NotABlock {
-    let offset = block.first().map_or(0, |f| f.offset);
-    NotABlock {
-        bad_fields: bad_fields + 1,
-        first: DecodeError::new(
-            offset,
-            format!(
-                "fix {fix_no}: {} fields where a fix block has {FIX_BLOCK_FIELDS}",
-                block.len()
-            ),
+#[cold]
+fn short(fields: &[Field<'_>], fix_no: usize, part: &str, wanted: usize) -> DecodeError {
+    let offset = fields.first().map_or(0, |f| f.offset);
+    DecodeError::new(
+        offset,
+        format!(
+            "fix {fix_no}: {} fields where the {part} has {wanted}",
+            fields.len()
         ),
-    }
-}
-
-/// Counts bad fields and keeps the first one's error.
-#[derive(Default)]
-struct Bad {
-    count: usize,
-    first: Option<DecodeError>,
-}
-
-impl Bad {
-    /// `parsed`: `Some(Some(v))` a value, `Some(None)` an empty field, `None` malformed.
-    fn check<T>(
-        &mut self,
-        field: &Field<'_>,
-        fix_no: usize,
-        name: &str,
-        parsed: Option<Option<T>>,
-        expected: &str,
-    ) -> Option<T> {
-        match parsed {
-            Some(value) => value,
-            None => {
-                self.note(field, || {
-                    format!(
-                        "fix {fix_no}: {name} {:?} (field {}) is not {expected}",
-                        shorten(field.text),
-                        field.number
-                    )
-                });
-                None
-            }
-        }
-    }
-
-    /// Counts a bad field; only the first one's message is built (candidate layouts are
-    /// tried and thrown away by the dozen on garbled input).
-    #[cold]
-    fn note(&mut self, field: &Field<'_>, reason: impl FnOnce() -> String) {
-        self.count += 1;
-        if self.first.is_none() {
-            self.first = Some(DecodeError::new(field.offset, reason()));
-        }
-    }
+    )
 }
 
 /// A decimal such as `4.3`, `-70.0`, `121.354335` or `92`: digits, at most one point with
@@ -320,7 +236,7 @@ pub(super) fn decimal(text: &str, signed: bool) -> Option<Option<f64>> {
 }
 
 /// Up to `max_len` digits in `radix`: `Some(None)` when empty, `None` when malformed.
-fn uint(text: &str, max_len: usize, radix: u32) -> Option<Option<u64>> {
+pub(super) fn uint(text: &str, max_len: usize, radix: u32) -> Option<Option<u64>> {
     if text.is_empty() {
         return Some(None);
     }
@@ -358,165 +274,4 @@ pub(super) fn utc_ms(text: &str) -> Option<i64> {
     }
     let days = days_from_civil(year, month, day);
     Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
-}
-
-/// A Number field: 1..=15 in decimal.
-fn number(field: &Field<'_>) -> Option<usize> {
-    let text = field.text;
-    if text.is_empty() || text.len() > 2 || !text.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok().filter(|n| (1..=MAX_FIXES).contains(n))
-}
-
-/// Blocks `0..count` after position `p` (the Number field), or why not. A Number whose
-/// blocks run past the send time fails with `None`: ranking it costs a parse of what is
-/// there, done only when no candidate fits ([`short_of_fields`]).
-fn numbered_at<'a>(
-    middle: &[Field<'a>],
-    p: usize,
-    count: usize,
-) -> Result<Located<'a>, Option<NotABlock>> {
-    let start = p + 1;
-    // count <= MAX_FIXES, so this cannot overflow; the allocation is bounded the same way.
-    let end = start + count * FIX_BLOCK_FIELDS;
-    if end > middle.len() {
-        return Err(None);
-    }
-    let mut fixes = Vec::with_capacity(count);
-    let mut bad: Option<NotABlock> = None;
-    for i in 0..count {
-        let from = start + i * FIX_BLOCK_FIELDS;
-        let block = middle
-            .get(from..from + FIX_BLOCK_FIELDS)
-            .unwrap_or_default();
-        match parse_block(block, i + 1) {
-            Ok(fix) => fixes.push(fix),
-            Err(e) => match &mut bad {
-                Some(b) => b.bad_fields += e.bad_fields,
-                None => bad = Some(e),
-            },
-        }
-    }
-    match bad {
-        Some(e) => Err(Some(e)),
-        None => Ok(Located {
-            prefix_len: p,
-            numbered: true,
-            fixes,
-            suffix_start: end,
-        }),
-    }
-}
-
-/// Why Number `count` at `p` does not fit, ranked by the bad fields of the blocks that are
-/// there (the last one cut short) plus one: a right Number whose last block is short beats
-/// a shifted reading of the fields.
-fn short_of_fields(middle: &[Field<'_>], p: usize, count: usize) -> NotABlock {
-    let start = p + 1;
-    let bad_fields = 1
-        + (0..count)
-            .map(|i| {
-                let from = (start + i * FIX_BLOCK_FIELDS).min(middle.len());
-                let to = (from + FIX_BLOCK_FIELDS).min(middle.len());
-                let block = middle.get(from..to).unwrap_or_default();
-                if block.is_empty() {
-                    return 0;
-                }
-                let short = block.len() < FIX_BLOCK_FIELDS;
-                match parse_block(block, i + 1) {
-                    Ok(_) => 0,
-                    // A short block's own penalty is the one added above.
-                    Err(e) if short => e.bad_fields.saturating_sub(1),
-                    Err(e) => e.bad_fields,
-                }
-            })
-            .sum::<usize>();
-    let at = middle.get(p).map_or(0, |f| f.offset);
-    NotABlock {
-        bad_fields,
-        first: DecodeError::new(
-            at,
-            format!(
-                "Number {count} (field {}) needs {} fields of fix blocks, only {} follow \
-                 before the send time",
-                middle.get(p).map_or(0, |f| f.number),
-                count * FIX_BLOCK_FIELDS,
-                middle.len().saturating_sub(start)
-            ),
-        ),
-    }
-}
-
-/// Finds a Number field followed by that many fix blocks. `Err` carries the best
-/// diagnostic, `None` inside it when no field even looked like a Number.
-pub(super) fn find_numbered<'a>(
-    middle: &[Field<'a>],
-    empty: Empty,
-) -> Result<Located<'a>, Option<NotABlock>> {
-    let candidates = || {
-        middle
-            .iter()
-            .enumerate()
-            .take(MAX_PREFIX + 1)
-            .filter_map(|(p, field)| Some((p, number(field)?)))
-    };
-    let mut weak: Option<(usize, Located<'a>)> = None;
-    for (p, count) in candidates() {
-        match numbered_at(middle, p, count) {
-            Ok(found) if found.fixes.iter().any(Fix::is_strong) => return Ok(found),
-            Ok(found) => keep_weak(&mut weak, found),
-            Err(_) => {}
-        }
-    }
-    if let (Some((_, found)), Empty::Allowed) = (weak, empty) {
-        return Ok(found);
-    }
-    // Nothing fits: the diagnostic, in a second pass so the happy path never pays for it.
-    let mut best: Option<NotABlock> = None;
-    for (p, count) in candidates() {
-        match numbered_at(middle, p, count) {
-            Ok(_) => {}
-            Err(Some(e)) => keep_best(&mut best, e),
-            Err(None) => keep_best(&mut best, short_of_fields(middle, p, count)),
-        }
-    }
-    Err(best)
-}
-
-/// Finds one fix block without a Number field before it.
-pub(super) fn find_single<'a>(
-    middle: &[Field<'a>],
-    empty: Empty,
-) -> Result<Located<'a>, Option<NotABlock>> {
-    let Some(last) = middle.len().checked_sub(FIX_BLOCK_FIELDS) else {
-        return Err(None);
-    };
-    let mut weak: Option<(usize, Located<'a>)> = None;
-    let mut best: Option<NotABlock> = None;
-    for q in 0..=last.min(MAX_PREFIX) {
-        let block = middle.get(q..q + FIX_BLOCK_FIELDS).unwrap_or_default();
-        let found = parse_block(block, 1).map(|fix| Located {
-            prefix_len: q,
-            numbered: false,
-            fixes: vec![fix],
-            suffix_start: q + FIX_BLOCK_FIELDS,
-        });
-        match found {
-            Ok(found) if found.fixes.iter().any(Fix::is_strong) => return Ok(found),
-            Ok(found) => keep_weak(&mut weak, found),
-            Err(e) => keep_best(&mut best, e),
-        }
-    }
-    match (weak, empty) {
-        (Some((_, found)), Empty::Allowed) => Ok(found),
-        _ => Err(best),
-    }
-}
-
-/// Keeps the candidate with the fewest bad fields; the earlier one on a tie.
-fn keep_best(best: &mut Option<NotABlock>, e: NotABlock) {
-    if best.as_ref().is_none_or(|b| e.bad_fields < b.bad_fields) {
-        *best = Some(e);
-    }
 }

@@ -1,10 +1,12 @@
-//! Checked messages into [`Record`]s: which reports carry fix blocks, the event names and
-//! the io names.
+//! Checked messages into [`Record`]s: the layout a message gets (`layout`, `mask`), event
+//! names and io names.
 //!
-//! The rules (which report types carry blocks, event names, io names) are tabled in the
-//! `queclink` module doc, the public description of what this decoder produces.
+//! The rules (layouts, event names, io names) are tabled in the `queclink` module doc, the
+//! public description of what this decoder produces.
 
-use super::fix::{self, Empty, Fix, Located};
+use super::fix::{self, Fix};
+use super::layout::{self, IoField, Kind, Misfit, Outcome, Placed, Shape};
+use super::mask;
 use super::message::{Field, Header, Message};
 use crate::{DecodeError, IoKey, IoValue, Protocol, Record};
 
@@ -12,27 +14,6 @@ use crate::{DecodeError, IoKey, IoValue, Protocol, Record};
 pub(super) struct Context {
     pub now_ms: i64,
     pub keep_raw: bool,
-}
-
-/// Where a report type's fix blocks are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    /// A Number field and that many blocks, always.
-    Numbered,
-    /// One block after event-specific fields, always.
-    Single,
-    /// Unknown to this decoder: numbered, single or none, whichever the fields show.
-    Any,
-}
-
-fn shape(kind: &str) -> Shape {
-    match kind {
-        "FRI" | "ERI" | "GEO" | "SPD" | "SOS" | "RTL" | "PNL" | "NMR" | "DOG" | "IGL" | "DIS" => {
-            Shape::Numbered
-        }
-        "IGN" | "IGF" => Shape::Single,
-        _ => Shape::Any,
-    }
 }
 
 /// The record event of a message (see the module doc).
@@ -46,13 +27,55 @@ pub(super) fn event(msg: &Message<'_>) -> Option<String> {
     }
 }
 
-/// The records of a `+RESP` / `+BUFF` / `+ACK` message (not the heartbeat).
+/// The records of a `+RESP` / `+BUFF` / `+ACK` message (not the heartbeat). A message whose
+/// fields fit no layout is kept without a position; `Err` only for a broken one (a field of
+/// the wrong form where a layout's count fits exactly).
 pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Result<Vec<Record>, DecodeError> {
-    let located = if msg.header == Header::Ack {
-        None
-    } else {
-        locate(msg)?
+    let device = layout::device_type(msg.version);
+    // GV500 family (and every GTOBD): field 3 is the VIN, the device name follows it.
+    let vin_first = msg.header != Header::Ack
+        && (layout::vin_first(device) || msg.kind() == "OBD")
+        && !msg.middle.is_empty();
+    let (vin, name, middle) = match (vin_first, msg.middle.split_first()) {
+        (true, Some((name, rest))) if msg.kind() != "OBD" => (msg.device_name, name.text, rest),
+        // GTOBD: the mask layout names the device name itself.
+        (true, Some(_)) => (msg.device_name, "", &msg.middle[..]),
+        _ => ("", msg.device_name, &msg.middle[..]),
     };
+
+    let outcome = if msg.header == Header::Ack {
+        Outcome::Placed(Placed {
+            head: layout::name_fields(middle, &[]),
+            ..Placed::default()
+        })
+    } else {
+        match layout::shape(msg.kind()) {
+            None => Outcome::Unknown,
+            Some(Shape::NoFix) => Outcome::Placed(Placed {
+                head: layout::name_fields(middle, &[]),
+                ..Placed::default()
+            }),
+            Some(Shape::Can) => mask::can(middle, ctx.now_ms),
+            Some(Shape::Obd) => mask::obd(middle, ctx.now_ms),
+            Some(Shape::Blocks(variants)) => {
+                match layout::place(variants, device, middle, ctx.now_ms) {
+                    Ok(placed) => Outcome::Placed(placed),
+                    Err(Misfit::Broken(e)) => return Err(e),
+                    Err(Misfit::NoFit(Some(e))) => Outcome::Mismatch(e),
+                    Err(Misfit::NoFit(None)) => Outcome::Mismatch(DecodeError::new(
+                        middle.first().map_or(0, |f| f.offset),
+                        format!(
+                            "{}: {} fields between the device name and the send time fit no \
+                             documented layout",
+                            msg.report,
+                            middle.len()
+                        ),
+                    )),
+                }
+            }
+        }
+    };
+
     let event = event(msg);
     let raw = ctx.keep_raw.then(|| msg.text.to_owned());
     let new_record = || {
@@ -61,70 +84,63 @@ pub(super) fn records(msg: &Message<'_>, ctx: &Context) -> Result<Vec<Record>, D
         r.raw = raw.clone();
         r
     };
-
-    let Some(located) = located else {
-        // No position: every middle field by its number.
-        let mut r = new_record();
-        r.io = head_io(msg, 6 + msg.middle.len());
-        push_fields(&mut r.io, &msg.middle, &[]);
-        push_tail(&mut r.io, msg);
-        return Ok(vec![r]);
+    let head = |capacity: usize| {
+        let mut io = Vec::with_capacity(capacity);
+        io.push((key("report"), text(msg.report)));
+        if msg.header == Header::Buff {
+            io.push((key("buffered"), IoValue::U64(1)));
+        }
+        push_text(&mut io, "protocol_version", msg.version);
+        push_text(&mut io, "vin", vin);
+        push_text(&mut io, "device_name", name);
+        io
     };
 
-    let (prefix_names, suffix_names) = names(msg, &located);
-    let prefix = msg.middle.get(..located.prefix_len).unwrap_or_default();
-    let suffix = msg.middle.get(located.suffix_start..).unwrap_or_default();
-    // Each record's io is built from the fields directly: cloning a shared head and tail
-    // would cost the same per record and an extra copy for the common one-fix message.
-    let capacity = 10 + prefix.len() + suffix.len();
-    let mut out = Vec::with_capacity(located.fixes.len());
-    for fix in &located.fixes {
+    let placed = match outcome {
+        Outcome::Placed(placed) => placed,
+        Outcome::Unknown | Outcome::Mismatch(_) => {
+            // Every field by its number, and why there is no position.
+            let mut r = new_record();
+            let mut io = head(8 + middle.len());
+            push_fields(&mut io, &layout::name_fields(middle, &[]));
+            match outcome {
+                Outcome::Mismatch(e) => {
+                    io.push((key("layout"), text("mismatch")));
+                    io.push((key("layout_error"), IoValue::Text(e.to_string())));
+                }
+                _ => io.push((key("layout"), text("unknown"))),
+            }
+            push_tail(&mut io, msg);
+            r.io = io;
+            return Ok(vec![r]);
+        }
+    };
+
+    let capacity = 12 + placed.head.len() + placed.tail.len();
+    if placed.fixes.is_empty() {
         let mut r = new_record();
-        fill_position(&mut r, fix);
-        let mut io = head_io(msg, capacity);
-        push_fields(&mut io, prefix, prefix_names);
-        push_fix_io(&mut io, fix);
-        push_fields(&mut io, suffix, suffix_names);
+        let mut io = head(capacity);
+        push_fields(&mut io, &placed.head);
+        push_fields(&mut io, &placed.tail);
         push_tail(&mut io, msg);
         r.io = io;
-        out.push(r);
+        return Ok(vec![r]);
     }
-    Ok(out)
-}
-
-/// Finds the fix blocks the report type calls for; `None` for a report without any.
-fn locate<'a>(msg: &Message<'a>) -> Result<Option<Located<'a>>, DecodeError> {
-    let middle = &msg.middle;
-    match shape(msg.kind()) {
-        Shape::Numbered => fix::find_numbered(middle, Empty::Allowed)
-            .map(Some)
-            .map_err(|best| match best {
-                Some(e) => e.first,
-                None => no_block(msg, "Number field (1 to 15) followed by its fix blocks"),
-            }),
-        Shape::Single => fix::find_single(middle, Empty::Allowed)
-            .map(Some)
-            .map_err(|best| match best {
-                Some(e) => e.first,
-                None => no_block(msg, "12-field fix block"),
-            }),
-        Shape::Any => Ok(fix::find_numbered(middle, Empty::Refused)
-            .or_else(|_| fix::find_single(middle, Empty::Refused))
-            .ok()),
-    }
-}
-
-#[cold]
-fn no_block(msg: &Message<'_>, wanted: &str) -> DecodeError {
-    let offset = msg.middle.first().map_or(0, |f| f.offset);
-    DecodeError::new(
-        offset,
-        format!(
-            "{}: no {wanted} among the {} fields between the device name and the send time",
-            msg.report,
-            msg.middle.len()
-        ),
-    )
+    Ok(placed
+        .fixes
+        .iter()
+        .map(|fix| {
+            let mut r = new_record();
+            fill_position(&mut r, fix);
+            let mut io = head(capacity);
+            push_fields(&mut io, &placed.head);
+            push_fix_io(&mut io, fix);
+            push_fields(&mut io, &placed.tail);
+            push_tail(&mut io, msg);
+            r.io = io;
+            r
+        })
+        .collect())
 }
 
 fn fill_position(r: &mut Record, fix: &Fix<'_>) {
@@ -134,9 +150,10 @@ fn fill_position(r: &mut Record, fix: &Fix<'_>) {
         r.lon = Some(lon);
     }
     // Accuracy 0 = no current fix: the block holds the last known position, kept but
-    // invalid. No position at all is never a fix. An empty accuracy next to a position
-    // says nothing either way.
+    // invalid. No position at all is never a fix, nor is a block with a value out of its
+    // range. An empty accuracy next to a position says nothing either way.
     r.valid = match (fix.position, fix.accuracy) {
+        _ if !fix.out_of_range.is_empty() => Some(false),
         (None, _) => Some(false),
         (Some(_), Some(acc)) => Some(acc > 0.0),
         (Some(_), None) => None,
@@ -147,7 +164,7 @@ fn fill_position(r: &mut Record, fix: &Fix<'_>) {
     r.altitude_m = fix.altitude_m;
 }
 
-fn name(n: &str) -> IoKey {
+fn key(n: &str) -> IoKey {
     IoKey::Name(n.to_owned())
 }
 
@@ -155,28 +172,17 @@ fn text(t: &str) -> IoValue {
     IoValue::Text(t.to_owned())
 }
 
-fn head_io(msg: &Message<'_>, capacity: usize) -> Vec<(IoKey, IoValue)> {
-    let mut io = Vec::with_capacity(capacity);
-    io.push((name("report"), text(msg.report)));
-    if msg.header == Header::Buff {
-        io.push((name("buffered"), IoValue::U64(1)));
+fn push_text(io: &mut Vec<(IoKey, IoValue)>, name: &str, value: &str) {
+    if !value.is_empty() {
+        io.push((key(name), text(value)));
     }
-    if !msg.version.is_empty() {
-        io.push((name("protocol_version"), text(msg.version)));
-    }
-    if !msg.device_name.is_empty() {
-        io.push((name("device_name"), text(msg.device_name)));
-    }
-    io
 }
 
 fn push_tail(io: &mut Vec<(IoKey, IoValue)>, msg: &Message<'_>) {
-    if !msg.send_time.is_empty() {
-        io.push((name("send_time"), text(msg.send_time)));
-    }
+    push_text(io, "send_time", msg.send_time);
     // Checked as 4 hex digits by the message parser.
     if let Ok(count) = u64::from_str_radix(msg.count, 16) {
-        io.push((name("count"), IoValue::U64(count)));
+        io.push((key("count"), IoValue::U64(count)));
     }
 }
 
@@ -187,102 +193,49 @@ fn push_fix_io(io: &mut Vec<(IoKey, IoValue)>, fix: &Fix<'_>) {
         ("lac", fix.lac),
         ("cell_id", fix.cell_id),
     ];
-    for (key, value) in numbers {
+    for (name, value) in numbers {
         if let Some(v) = value {
-            io.push((name(key), IoValue::U64(v)));
+            io.push((key(name), IoValue::U64(v)));
         }
     }
-    if !fix.reserved.is_empty() {
-        io.push((name("fix_reserved"), text(fix.reserved)));
-    }
+    push_text(io, "fix_reserved", fix.reserved);
     if let (Some(t), None) = (fix.utc_text, fix.utc_ms) {
-        io.push((name("gps_utc_time"), text(t)));
+        io.push((key("gps_utc_time"), text(t)));
+    }
+    if !fix.out_of_range.is_empty() {
+        io.push((
+            key("out_of_range"),
+            IoValue::Text(fix.out_of_range.join("; ")),
+        ));
     }
 }
 
-/// How a named field's value is kept.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    U64,
-    F64,
-    Text,
-}
-
-type Named = (&'static str, Kind);
-
-const GL_PREFIX: &[Named] = &[("report_id", Kind::U64), ("report_type", Kind::U64)];
-const GL_SUFFIX: &[Named] = &[("battery_percent", Kind::U64)];
-const GV200_FRI_PREFIX: &[Named] = &[
-    ("external_power_mv", Kind::U64),
-    ("report_id_type", Kind::Text),
-];
-const GV200_ERI_PREFIX: &[Named] = &[
-    ("eri_mask", Kind::Text),
-    ("external_power_mv", Kind::U64),
-    ("report_id_type", Kind::Text),
-];
-const ERI_PREFIX: &[Named] = &[("eri_mask", Kind::Text)];
-const GV200_FRI_SUFFIX: &[Named] = &[
-    ("mileage_km", Kind::F64),
-    ("hour_meter", Kind::Text),
-    ("analog_in_1", Kind::U64),
-    ("analog_in_2", Kind::U64),
-    ("backup_battery_percent", Kind::U64),
-    ("device_status", Kind::Text),
-];
-
-/// Device types (first byte of the protocol version) of the GL series in the fact sheet.
-const GL_TYPES: [&str; 3] = ["02", "1A", "2C"];
-const GV200_TYPE: &str = "04";
-
-/// The names for the prefix and suffix fields of a message whose blocks were found.
-fn names(msg: &Message<'_>, located: &Located<'_>) -> (&'static [Named], &'static [Named]) {
-    // 10-char versions (newer firmware) encode the type differently: no names for them.
-    let device_type = if msg.version.len() == 6 {
-        msg.version.get(..2).unwrap_or_default()
-    } else {
-        ""
-    };
-    let is = |t: &str| device_type.eq_ignore_ascii_case(t);
-    let numbered = located.numbered;
-    let prefix_len = located.prefix_len;
-    match msg.kind() {
-        "ERI" if is(GV200_TYPE) && numbered && prefix_len == 3 => (GV200_ERI_PREFIX, &[]),
-        "ERI" => (ERI_PREFIX, &[]),
-        "FRI" if is(GV200_TYPE) && numbered && prefix_len == 2 => {
-            (GV200_FRI_PREFIX, GV200_FRI_SUFFIX)
-        }
-        _ if GL_TYPES.iter().any(|t| is(t)) && numbered && prefix_len == 2 => {
-            (GL_PREFIX, GL_SUFFIX)
-        }
-        _ => (&[], &[]),
-    }
-}
-
-/// Appends the non-empty `fields`, the first ones under `names`, the rest by number.
-fn push_fields(io: &mut Vec<(IoKey, IoValue)>, fields: &[Field<'_>], names: &[Named]) {
-    for (i, field) in fields.iter().enumerate() {
+/// Appends the non-empty fields, under their names or as `field_<n>`.
+fn push_fields(io: &mut Vec<(IoKey, IoValue)>, fields: &[IoField<'_>]) {
+    for IoField { field, name } in fields {
         if field.is_empty() {
             continue;
         }
-        match names.get(i) {
-            Some(&(key, kind)) => io.push((name(key), typed(kind, field.text))),
-            None => io.push((
-                IoKey::Name(format!("field_{}", field.number)),
-                text(field.text),
-            )),
+        let (name, kind) = *name;
+        if kind == Kind::Raw {
+            io.push((numbered(field), text(field.text)));
+        } else {
+            io.push((key(name), typed(kind, field.text)));
         }
     }
 }
 
+fn numbered(field: &Field<'_>) -> IoKey {
+    IoKey::Name(format!("field_{}", field.number))
+}
+
+/// A value as its kind; one that does not parse as its kind stays text.
 fn typed(kind: Kind, t: &str) -> IoValue {
-    let digits = !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
-    match kind {
-        Kind::U64 if digits => t.parse().map_or_else(|_| text(t), IoValue::U64),
-        Kind::F64 => match fix::decimal(t, true) {
-            Some(Some(v)) => IoValue::F64(v),
-            _ => text(t),
-        },
-        Kind::U64 | Kind::Text => text(t),
-    }
+    let parsed = match kind {
+        Kind::U64 => fix::uint(t, 20, 10).flatten().map(IoValue::U64),
+        Kind::Hex => fix::uint(t, 16, 16).flatten().map(IoValue::U64),
+        Kind::F64 => fix::decimal(t, true).flatten().map(IoValue::F64),
+        Kind::Text | Kind::Raw => None,
+    };
+    parsed.unwrap_or_else(|| text(t))
 }

@@ -17,7 +17,11 @@
 //! 4. A message with no `$` within `max_frame_bytes` (counting the whitespace before it) is
 //!    dropped as a `problem` with everything buffered, except a header just starting at the
 //!    end; what the device sends after it is garbage until the next `+`.
-//! 5. A complete message that fails its checks is a `problem` consumed to its `$`.
+//! 5. A complete message whose common fields (report type, protocol version, unique id,
+//!    send time, count) fail their checks, or whose field count fits a layout exactly with a
+//!    field of the wrong form in it, is a `problem` consumed to its `$`. One whose
+//!    report-specific fields fit no layout is not: it becomes a record without a position
+//!    (`report`), so nothing a device sent is refused for a layout this decoder lacks.
 //!
 //! So `decode` never returns `Err`: the `+`/`$` framing always allows a resync, and every
 //! `Ok(Some)` consumes at least one byte, so a device sending nonsense cannot stall the
