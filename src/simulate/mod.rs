@@ -410,6 +410,7 @@ async fn run_device(mut device: Device) {
         Protocol::Gt06 => gt06::run(&mut device).await,
         Protocol::Queclink => queclink::run(&mut device).await,
         Protocol::Wialon => wialon::run(&mut device).await,
+        Protocol::WialonUdp => wialon::run_udp(&mut device).await,
         Protocol::Nmea | Protocol::Jsonl => lines::run(&mut device).await,
     };
     let (counter, what) = match result {
