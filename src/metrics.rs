@@ -165,7 +165,10 @@ pub fn frame_skipped(protocol: Option<ProtocolId>, message_type: &str) {
         return;
     };
     let mut all = SKIPPED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(entry) = all.iter_mut().find(|(q, t, _)| *q == p && t == message_type) {
+    if let Some(entry) = all
+        .iter_mut()
+        .find(|(q, t, _)| *q == p && t == message_type)
+    {
         entry.2 += 1;
         return;
     }

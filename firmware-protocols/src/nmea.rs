@@ -418,10 +418,13 @@ impl NmeaDecoder {
     /// at once, its own).
     fn accept(&mut self, sentence: Sentence, line: &[u8], now_ms: i64) -> Vec<Record> {
         match &sentence {
-            Sentence::Rmc(Some(t), Rmc {
-                date_days: Some(days),
-                ..
-            }) => {
+            Sentence::Rmc(
+                Some(t),
+                Rmc {
+                    date_days: Some(days),
+                    ..
+                },
+            ) => {
                 self.last_date = Some(DateRef {
                     days: *days,
                     time_of_day_ms: *t,
@@ -550,9 +553,10 @@ impl NmeaDecoder {
             epoch.gga.as_ref().map(|s| (s.lat, s.lon, s.talker)),
             epoch.gll.as_ref().map(|s| (s.lat, s.lon, s.talker)),
         ];
-        let fix = positions.iter().flatten().find_map(|&(lat, lon, talker)| {
-            Some((lat?, lon?, talker))
-        });
+        let fix = positions
+            .iter()
+            .flatten()
+            .find_map(|&(lat, lon, talker)| Some((lat?, lon?, talker)));
         if let Some((lat, lon, _)) = fix {
             r.lat = Some(lat);
             r.lon = Some(lon);

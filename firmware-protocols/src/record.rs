@@ -148,7 +148,13 @@ impl Record {
             self.lon = None;
         }
         check_f64(&mut self.course_deg, "course_deg", 0.0, 360.0, &mut errors);
-        check_f64(&mut self.speed_kmh, "speed_kmh", 0.0, MAX_SPEED_KMH, &mut errors);
+        check_f64(
+            &mut self.speed_kmh,
+            "speed_kmh",
+            0.0,
+            MAX_SPEED_KMH,
+            &mut errors,
+        );
         check_f64(
             &mut self.altitude_m,
             "altitude_m",

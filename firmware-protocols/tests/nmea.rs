@@ -436,7 +436,8 @@ fn a_session_of_bursts_gives_one_record_per_epoch_and_ignores_other_sentences() 
         close(r.speed_kmh, 12.5 * 1.852);
         assert_eq!(r.satellites, Some(9));
         assert_eq!(r.valid, Some(true));
-        let has_gsa = r.io.contains(&(IoKey::Name("pdop".into()), IoValue::F64(1.9)));
+        let has_gsa =
+            r.io.contains(&(IoKey::Name("pdop".into()), IoValue::F64(1.9)));
         assert_eq!(has_gsa, i > 0, "GSA joins every epoch after the first");
     }
     assert!(

@@ -74,7 +74,11 @@ fn gll_alone_gives_position_and_time_with_the_zda_date() {
     assert_eq!(r.valid, Some(true));
     assert_eq!(io(&r, "talker"), Some(&text("GP")));
     assert_eq!(io(&r, "gll_status"), Some(&text("A")));
-    assert_eq!((r.speed_kmh, r.satellites), (None, None), "GLL carries neither");
+    assert_eq!(
+        (r.speed_kmh, r.satellites),
+        (None, None),
+        "GLL carries neither"
+    );
 }
 
 #[test]
@@ -173,7 +177,8 @@ fn rmc_mode_n_is_no_fix_even_with_status_a() {
 fn every_gnss_talker_decodes() {
     for talker in ["GP", "GN", "GL", "GA", "GB", "BD", "GQ"] {
         let rmc = format!("{talker}RMC,093000.00,A,5230.0000,N,01324.0000,E,0.5,10.0,010324,,,A");
-        let gga = format!("{talker}GGA,093000.00,5230.0000,N,01324.0000,E,1,07,1.0,34.0,M,39.0,M,,");
+        let gga =
+            format!("{talker}GGA,093000.00,5230.0000,N,01324.0000,E,1,07,1.0,34.0,M,39.0,M,,");
         let r = one(&[&rmc, &gga]);
         assert_eq!(io(&r, "talker"), Some(&text(talker)));
         assert_eq!(r.satellites, Some(7), "{talker}");
@@ -219,19 +224,35 @@ fn a_full_burst_makes_one_record_with_every_sentences_part() {
         Some("2024-03-01T10:15:01.000Z")
     );
     for name in ["pdop", "gns_mode", "gll_status", "vtg_mode", "fix_quality"] {
-        assert!(io(second, name).is_some(), "{name} missing: {:?}", second.io);
+        assert!(
+            io(second, name).is_some(),
+            "{name} missing: {:?}",
+            second.io
+        );
     }
 }
 
 #[test]
 fn bad_fields_of_the_new_sentences_are_problems_naming_the_field() {
     let cases = [
-        ("GPVTG,400.0,T,,M,1.0,N,1.9,K,A", "VTG field 1 (course over ground)"),
+        (
+            "GPVTG,400.0,T,,M,1.0,N,1.9,K,A",
+            "VTG field 1 (course over ground)",
+        ),
         ("GPVTG,10.0,X,,M,1.0,N,1.9,K,A", "VTG field 2 (unit)"),
-        ("GPGSA,A,4,,,,,,,,,,,,,1.0,1.0,1.0", "GSA field 2 (fix mode)"),
+        (
+            "GPGSA,A,4,,,,,,,,,,,,,1.0,1.0,1.0",
+            "GSA field 2 (fix mode)",
+        ),
         ("GPGSA,A,3", "GSA has 2 fields, expected at least 17"),
-        ("GPGLL,4916.45,N,12311.12,W,225444,X", "GLL field 6 (status)"),
-        ("GPGNS,225444,4916.45,N,12311.12,W,a1,08,1.0,10.0", "GNS field 6 (mode)"),
+        (
+            "GPGLL,4916.45,N,12311.12,W,225444,X",
+            "GLL field 6 (status)",
+        ),
+        (
+            "GPGNS,225444,4916.45,N,12311.12,W,a1,08,1.0,10.0",
+            "GNS field 6 (mode)",
+        ),
     ];
     for (body, want) in cases {
         let (records, problems) = decode(&[body]);

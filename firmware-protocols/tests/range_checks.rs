@@ -67,7 +67,10 @@ fn a_device_time_past_tomorrow_is_cleared_and_named() {
     dec.decode(&encode_imei(IMEI), NOW).unwrap().unwrap();
     let mut future = record(546_000_000, 90);
     future.timestamp_ms = (NOW + 3 * 86_400_000) as u64;
-    let d = dec.decode(&encode_codec8(&[future]).unwrap(), NOW).unwrap().unwrap();
+    let d = dec
+        .decode(&encode_codec8(&[future]).unwrap(), NOW)
+        .unwrap()
+        .unwrap();
     let r = &d.records[0];
     assert_eq!(r.time_ms, None);
     assert_eq!(r.valid, Some(false));

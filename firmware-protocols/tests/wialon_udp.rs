@@ -30,7 +30,7 @@ fn accepted(text: &str) -> Reply {
 
 #[test]
 fn v1_datagrams_name_the_device_before_the_packet_with_or_without_a_semicolon() {
-    for prefix in [format!("{IMEI}"), format!("{IMEI};")] {
+    for prefix in [IMEI.to_string(), format!("{IMEI};")] {
         let datagram = format!("{prefix}{D_DOC}\r\n");
         let d = udp().decode(datagram.as_bytes(), NOW).unwrap();
         assert!(d.problem.is_none(), "{:?}", d.problem);
@@ -78,13 +78,19 @@ fn v2_datagrams_check_the_packets_crc() {
     assert!(d.records.is_empty());
     let p = d.problem.expect("a problem");
     assert!(p.reason.contains("CRC"), "{}", p.reason);
-    assert!(p.offset > IMEI.len() + 4, "offset counts the prefix: {}", p.offset);
+    assert!(
+        p.offset > IMEI.len() + 4,
+        "offset counts the prefix: {}",
+        p.offset
+    );
     assert_eq!(d.reply.refused.as_deref(), Some(&b"#ASD#13\r\n"[..]));
 }
 
 #[test]
 fn a_ping_is_answered() {
-    let d = udp().decode(format!("{IMEI}#P#\r\n").as_bytes(), NOW).unwrap();
+    let d = udp()
+        .decode(format!("{IMEI}#P#\r\n").as_bytes(), NOW)
+        .unwrap();
     assert!(d.records.is_empty() && d.problem.is_none());
     assert_eq!(d.reply.accepted.as_deref(), Some(&b"#AP#\r\n"[..]));
 }
@@ -95,15 +101,20 @@ fn datagrams_without_a_device_or_with_two_packets_are_errors() {
         (format!("{SD_DOC}\r\n"), "device id"),
         (format!("{IMEI} x{SD_DOC}"), "device id"),
         (format!("1.x;{IMEI}{SD_DOC}"), "protocol version"),
-        (format!("{IMEI}"), "no '#'"),
-        (format!("{IMEI}{SD_DOC}\r\n{SD_DOC}\r\n"), "more than one packet"),
+        (IMEI.to_string(), "no '#'"),
+        (
+            format!("{IMEI}{SD_DOC}\r\n{SD_DOC}\r\n"),
+            "more than one packet",
+        ),
     ];
     for (datagram, want) in cases {
         let e = udp().decode(datagram.as_bytes(), NOW).unwrap_err();
         assert!(e.reason.contains(want), "{datagram:?}: {e}");
     }
     let tiny = UdpDecoder::new(&DecoderOptions::new(10));
-    let e = tiny.decode(format!("{IMEI}{SD_DOC}").as_bytes(), NOW).unwrap_err();
+    let e = tiny
+        .decode(format!("{IMEI}{SD_DOC}").as_bytes(), NOW)
+        .unwrap_err();
     assert!(e.reason.contains("limit"), "{e}");
 }
 
@@ -154,7 +165,9 @@ fn a_capture_decoder_reads_data_lines_without_a_login() {
     assert_eq!(d.records[0].device_id, IMEI);
     // A live decoder still refuses data before the login.
     let mut live = WialonDecoder::new(&DecoderOptions::new(1024));
-    assert!(live.decode(format!("{SD_DOC}\r\n").as_bytes(), NOW).is_err());
+    assert!(live
+        .decode(format!("{SD_DOC}\r\n").as_bytes(), NOW)
+        .is_err());
 }
 
 #[test]
