@@ -1,6 +1,6 @@
 //! NMEA 0183 from a GNSS receiver on a serial line: `RMC`, `GGA`, `GNS`, `GLL`, `VTG`, `GSA`
 //! and `ZDA` sentences, combined into one record per epoch. Fact sheet:
-//! `shared/protocols/nmea0183.md`; the four besides RMC/GGA are laid out in [`sentences`].
+//! `shared/protocols/nmea0183.md`; the four besides RMC/GGA are laid out in `nmea/sentences.rs`.
 //!
 //! ```text
 //! Sentence (printable ASCII; the standard says at most 82 characters, this decoder's limit is
