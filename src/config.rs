@@ -453,7 +453,7 @@ impl HttpSettings {
 #[serde(deny_unknown_fields)]
 pub struct ListenerSettings {
     /// Protocol spoken on this port, from the registry: `teltonika`, `gt06`, `queclink`,
-    /// `wialon`, `nmea`, `jsonl` (TCP) or `teltonika-udp` (UDP).
+    /// `wialon`, `nmea`, `jsonl` (TCP) or `teltonika-udp`, `wialon-udp` (UDP).
     pub protocol: String,
     /// Address and port to listen on, e.g. `0.0.0.0:5027`.
     pub bind: String,

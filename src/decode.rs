@@ -6,20 +6,25 @@
 //! ```
 //!
 //! Binary stream protocols read hex (whitespace ignored, so a hexdump-style paste of a whole
-//! device→server session works); datagram protocols read one datagram in hex per line; text
-//! protocols read the capture as it is. `reply_hex` is what the gateway answers once the
-//! frame's records are stored. A frame the protocol skips (a bad text line) is printed with
-//! its error and decoding goes on; a frame that breaks the stream ends it, as a live session
-//! would. The exit status says whether every frame decoded.
+//! device→server session works); datagram protocols read one datagram per line (hex, or the
+//! text itself for a text protocol such as `wialon-udp`); text protocols read the capture as
+//! it is. `reply_hex` is what the gateway answers once the frame's records are stored. A frame
+//! the protocol skips (a bad text line) is printed with its error and decoding goes on; a frame
+//! that breaks the stream ends it, as a live session would. The exit status says whether every
+//! frame decoded.
+//!
+//! A capture may start mid-connection: the registry's capture decoder
+//! ([`ProtocolSpec::capture_decoder`](firmware_protocols::registry::ProtocolSpec)) takes data
+//! frames before any login (a pasted Wialon `#D#` line, a Teltonika AVL packet without the
+//! IMEI handshake, a GT06 location frame without its login). Their device is unknown: the
+//! frame's and the records' `device_id` are `null`, and the records still decode.
 
 use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
 use firmware_protocols::registry::{self, Transport};
-use firmware_protocols::{
-    gt06, teltonika, DatagramDecoder, Decoded, DecoderOptions, Protocol, StreamDecoder,
-};
+use firmware_protocols::{DatagramDecoder, Decoded, DecoderOptions, Record, StreamDecoder};
 use serde_json::json;
 
 /// Largest frame the decode command accepts; generous, since a capture is trusted input.
@@ -47,26 +52,24 @@ pub fn run(
     // Bytes, not text: a serial capture may hold line noise that a live session skips.
     let raw = read_input(input)?;
     let text = || String::from_utf8_lossy(&raw).into_owned();
-    match spec.transport {
-        Transport::Datagram(make) => decode_datagrams(make(&options).as_ref(), &text(), out),
-        Transport::Stream(make) => {
-            // A capture may start mid-session, after the login.
-            let mut decoder: Box<dyn StreamDecoder> = match spec.protocol {
-                Protocol::Teltonika => {
-                    Box::new(teltonika::TcpDecoder::for_capture(MAX_FRAME_BYTES))
-                }
-                Protocol::Gt06 => Box::new(gt06::Gt06Decoder::for_capture(&options)),
-                _ => make(&options),
-            };
+    match (spec.transport, spec.capture_decoder(&options)) {
+        (Transport::Datagram(make), _) => {
+            decode_datagrams(make(&options).as_ref(), spec.text, &text(), out)
+        }
+        (Transport::Stream(_), Some(mut decoder)) => {
             let bytes = if spec.text { raw } else { parse_hex(&text())? };
             decode_all(decoder.as_mut(), &bytes, out)
+        }
+        (Transport::Stream(_), None) => {
+            anyhow::bail!("protocol {protocol:?} has no capture decoder")
         }
     }
 }
 
-/// One datagram in hex per non-empty line.
+/// One datagram per non-empty line: hex, or for a text protocol the line itself.
 fn decode_datagrams(
     decoder: &dyn DatagramDecoder,
+    text_protocol: bool,
     text: &str,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
@@ -74,7 +77,10 @@ fn decode_datagrams(
     let mut all_ok = true;
     let lines = text.lines().filter(|l| !l.trim().is_empty());
     for (n, line) in lines.enumerate() {
-        let bytes = parse_hex(line).with_context(|| format!("datagram {}", n + 1))?;
+        let bytes = match text_protocol {
+            true => line.trim_end().as_bytes().to_vec(),
+            false => parse_hex(line).with_context(|| format!("datagram {}", n + 1))?,
+        };
         let json = match decoder.decode(&bytes, now) {
             Ok(d) => {
                 all_ok &= d.problem.is_none();
@@ -91,8 +97,23 @@ fn decode_datagrams(
     Ok(all_ok)
 }
 
+/// The records' JSON; a record of a capture's unknown device (empty id) says `null`.
+fn records_json(records: &[Record]) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r.json(None)).unwrap_or_default();
+            if r.device_id.is_empty() {
+                v["device_id"] = serde_json::Value::Null;
+            }
+            v
+        })
+        .collect()
+}
+
 fn frame_json(frame: usize, device: Option<&str>, d: &Decoded) -> serde_json::Value {
-    let records: Vec<_> = d.records.iter().map(|r| r.json(None)).collect();
+    let records = records_json(&d.records);
+    let device = device.filter(|id| !id.is_empty());
     let (reply, error) = match &d.problem {
         None => (d.reply.accepted.as_deref(), None),
         Some(p) => (d.reply.refused.as_deref(), Some(p.to_string())),
@@ -193,7 +214,7 @@ fn decode_all(
     let held_back = decoder.finish(now);
     if !held_back.is_empty() {
         frame += 1;
-        let records: Vec<_> = held_back.iter().map(|r| r.json(None)).collect();
+        let records = records_json(&held_back);
         let line = json!({
             "frame": frame,
             "device_id": decoder.device_id(),
@@ -223,17 +244,68 @@ mod tests {
     const IMEI: &str = "000F333536333037303432343431303133";
     const CODEC8_EXAMPLE_1: &str = "000000000000003608010000016B40D8EA30010000000000000000000000000000000105021503010101425E0F01F10000601A014E0000000000000000010000C7CF";
 
-    fn decode_text(text: &str) -> (bool, Vec<serde_json::Value>) {
-        let bytes = parse_hex(text).unwrap();
-        let mut decoder = teltonika::TcpDecoder::for_capture(MAX_FRAME_BYTES);
+    /// `capture` through `fleetedge decode --protocol <protocol>`, as written to stdout.
+    fn decode_capture(protocol: &str, capture: &str) -> (bool, Vec<serde_json::Value>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capture");
+        std::fs::write(&path, capture).unwrap();
         let mut out = Vec::new();
-        let ok = decode_all(&mut decoder, &bytes, &mut out).unwrap();
+        let ok = run(protocol, None, Some(&path), &mut out).unwrap();
         let lines = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         (ok, lines)
+    }
+
+    fn decode_text(text: &str) -> (bool, Vec<serde_json::Value>) {
+        decode_capture("teltonika", text)
+    }
+
+    /// Each protocol's capture may start mid-connection: no login, device `null`, records
+    /// decoded.
+    #[test]
+    fn captures_that_start_mid_connection_decode_with_a_null_device() {
+        let cases = [
+            ("teltonika", CODEC8_EXAMPLE_1.to_string()),
+            (
+                "wialon",
+                "#D#270413;205601;5544.6025;N;03739.6834;E;1;2;3;4;0.0;0;0;;NA;fuel:2:45.8\r\n"
+                    .to_string(),
+            ),
+            // The fact sheet's GT06 0x12 location example (shared/protocols/gt06.md) with
+            // the CRC-16/X-25 of its bytes, 0x7377 (the document prints a wrong one).
+            (
+                "gt06",
+                "78781f120b081d112e10cc027ac7eb0c46584900148f01cc00287d001fb8000373770d0a"
+                    .to_string(),
+            ),
+        ];
+        for (protocol, capture) in cases {
+            let (ok, lines) = decode_capture(protocol, &capture);
+            assert!(ok, "{protocol}: {lines:?}");
+            let [frame] = &lines[..] else {
+                panic!("{protocol}: {lines:?}")
+            };
+            assert!(frame["device_id"].is_null(), "{protocol}: {frame}");
+            let record = &frame["records"][0];
+            assert!(record["device_id"].is_null(), "{protocol}: {frame}");
+            assert!(record["time"].is_string(), "{protocol}: {frame}");
+        }
+    }
+
+    #[test]
+    fn wialon_udp_captures_read_one_datagram_per_text_line() {
+        let capture = "356307042441013#SD#270413;205601;5544.6025;N;03739.6834;E;1;2;3;4\n\n\
+                       356307042441013#P#\n";
+        let (ok, lines) = decode_capture("wialon-udp", capture);
+        assert!(ok, "{lines:?}");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["device_id"], "356307042441013");
+        assert_eq!(lines[0]["records"][0]["protocol"], "wialon-udp");
+        assert_eq!(lines[0]["reply_hex"], hex::encode("#ASD#1\r\n"));
+        assert_eq!(lines[1]["reply_hex"], hex::encode("#AP#\r\n"));
     }
 
     #[test]

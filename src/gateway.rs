@@ -144,6 +144,8 @@ async fn log_stats(buffer: Buffer, every: std::time::Duration) {
             records_published = get(&METRICS.records_published),
             records_refused = get(&METRICS.records_refused),
             frames_malformed = get(&METRICS.frames_malformed),
+            frames_skipped = get(&METRICS.frames_skipped),
+            skipped_types = %crate::metrics::skipped_summary(),
             connections_open = get(&METRICS.connections_open),
             mqtt_connected = METRICS
                 .mqtt_connected

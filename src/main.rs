@@ -32,7 +32,7 @@ enum Command {
     /// Decode a hex capture (or a file) with the gateway's own decoder; one JSON line a frame.
     Decode {
         /// A protocol from the registry (teltonika, teltonika-udp, gt06, queclink, wialon,
-        /// nmea, jsonl).
+        /// wialon-udp, nmea, jsonl). A capture may start mid-connection (no login).
         #[arg(long, short)]
         protocol: String,
         /// Device id for protocols whose frames carry none (nmea).

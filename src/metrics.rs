@@ -18,6 +18,9 @@ pub struct Metrics {
     pub records_refused: AtomicU64,
     /// Frames that failed to decode; each closed its connection.
     pub frames_malformed: AtomicU64,
+    /// Well-formed frames of message types the decoders do not decode (by type:
+    /// [`frames_skipped`]).
+    pub frames_skipped: AtomicU64,
     /// Devices refused at login (allow-list).
     pub devices_refused: AtomicU64,
     /// Device connections accepted, and those currently open.
@@ -43,6 +46,7 @@ pub static METRICS: Metrics = Metrics {
     records_received: AtomicU64::new(0),
     records_refused: AtomicU64::new(0),
     frames_malformed: AtomicU64::new(0),
+    frames_skipped: AtomicU64::new(0),
     devices_refused: AtomicU64::new(0),
     connections_accepted: AtomicU64::new(0),
     connections_open: AtomicU64::new(0),
@@ -130,6 +134,98 @@ pub fn frame_malformed(protocol: Option<ProtocolId>) {
     if let Some(c) = protocol.and_then(ProtocolId::counters) {
         add(&c.frames_malformed, 1);
     }
+}
+
+/// A frame the protocol stepped past: counted as skipped per message type when the decoder
+/// named the type ([`DecodeError::skipped_type`]: well formed, not decoded), else as
+/// malformed.
+///
+/// [`DecodeError::skipped_type`]: firmware_protocols::DecodeError
+pub fn frame_problem(protocol: Option<ProtocolId>, problem: &firmware_protocols::DecodeError) {
+    match &problem.skipped_type {
+        Some(message_type) => frame_skipped(protocol, message_type),
+        None => frame_malformed(protocol),
+    }
+}
+
+/// Distinct message types counted per protocol; further types are counted under
+/// [`OTHER_TYPES`], so the `type` label set stays bounded whatever devices send.
+pub const MAX_SKIPPED_TYPES: usize = 32;
+/// The `type` of skipped frames past [`MAX_SKIPPED_TYPES`] distinct ones.
+pub const OTHER_TYPES: &str = "other";
+
+/// Skipped frames by (registry position, message type). A short vector scanned under a
+/// mutex: a skipped frame is rare next to a decoded one, and the set is bounded.
+static SKIPPED: Mutex<Vec<(usize, String, u64)>> = Mutex::new(Vec::new());
+
+/// A well-formed frame of `message_type`, which `protocol`'s decoder does not decode.
+pub fn frame_skipped(protocol: Option<ProtocolId>, message_type: &str) {
+    add(&METRICS.frames_skipped, 1);
+    let Some(ProtocolId(p)) = protocol else {
+        return;
+    };
+    let mut all = SKIPPED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(entry) = all
+        .iter_mut()
+        .find(|(q, t, _)| *q == p && t == message_type)
+    {
+        entry.2 += 1;
+        return;
+    }
+    let distinct = all
+        .iter()
+        .filter(|(q, t, _)| *q == p && t != OTHER_TYPES)
+        .count();
+    let name = if distinct < MAX_SKIPPED_TYPES {
+        message_type
+    } else {
+        OTHER_TYPES
+    };
+    match all.iter_mut().find(|(q, t, _)| *q == p && t == name) {
+        Some(entry) => entry.2 += 1,
+        None => all.push((p, name.to_owned(), 1)),
+    }
+}
+
+/// One count of [`frames_skipped`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedSample {
+    pub protocol: &'static str,
+    pub message_type: String,
+    pub frames: u64,
+}
+
+/// Skipped frames by protocol (registry order) and message type (sorted).
+pub fn frames_skipped() -> Vec<SkippedSample> {
+    let all = SKIPPED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut out: Vec<(usize, SkippedSample)> = all
+        .iter()
+        .filter_map(|(p, t, n)| {
+            let spec = registry::PROTOCOLS.get(*p)?;
+            Some((
+                *p,
+                SkippedSample {
+                    protocol: spec.name(),
+                    message_type: t.clone(),
+                    frames: *n,
+                },
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| (a.0, &a.1.message_type).cmp(&(b.0, &b.1.message_type)));
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+/// The skipped message types for the "stats" line: `gt06:0x8a=12 wialon:I=3`, or `-`.
+pub fn skipped_summary() -> String {
+    let all = frames_skipped();
+    if all.is_empty() {
+        return "-".to_owned();
+    }
+    all.iter()
+        .map(|s| format!("{}:{}={}", s.protocol, s.message_type, s.frames))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One TCP listener's connection gauges, registered when it binds.
@@ -248,3 +344,39 @@ pub static PUBLISH_LATENCY: Histogram<13> = Histogram::new([
     5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
     10_000_000, 30_000_000, 60_000_000,
 ]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(protocol: &str, message_type: &str) -> Option<u64> {
+        frames_skipped()
+            .into_iter()
+            .find(|s| s.protocol == protocol && s.message_type == message_type)
+            .map(|s| s.frames)
+    }
+
+    #[test]
+    fn skipped_frames_are_counted_per_type_with_a_bounded_label_set() {
+        // jsonl never skips a type itself, so this test owns its counts.
+        let jsonl = ProtocolId::of("jsonl");
+        frame_skipped(jsonl, "T0");
+        frame_skipped(jsonl, "T0");
+        assert_eq!(count("jsonl", "T0"), Some(2));
+        for i in 0..MAX_SKIPPED_TYPES + 5 {
+            frame_skipped(jsonl, &format!("T{i}"));
+        }
+        let types: Vec<_> = frames_skipped()
+            .into_iter()
+            .filter(|s| s.protocol == "jsonl")
+            .collect();
+        assert_eq!(types.len(), MAX_SKIPPED_TYPES + 1, "{types:?}");
+        assert_eq!(count("jsonl", OTHER_TYPES), Some(5));
+        assert_eq!(count("jsonl", "T0"), Some(3));
+        assert!(skipped_summary().contains("jsonl:T0=3"));
+        // A problem without a type is malformed, not skipped.
+        let before = get(&METRICS.frames_malformed);
+        frame_problem(jsonl, &firmware_protocols::DecodeError::new(0, "bad"));
+        assert!(get(&METRICS.frames_malformed) > before);
+    }
+}

@@ -657,6 +657,7 @@ fn config(gateway_id: &str, mqtt_port: u16) -> GatewayConfig {
         .listener("queclink", &[])
         .listener("queclink", &[("ack_reports", "true")])
         .listener("teltonika-udp", &[])
+        .listener("wialon-udp", &[])
 }
 
 const GT06_AT: usize = 0;
@@ -664,6 +665,8 @@ const WIALON_AT: usize = 1;
 const QUECLINK_AT: usize = 2;
 const QUECLINK_ACK_AT: usize = 3;
 const UDP_AT: usize = 4;
+const WIALON_UDP_AT: usize = 5;
+const WIALON_UDP: &str = "351234567890139";
 
 // ---------------------------------------------------------------------------------------------
 // Tests
@@ -696,6 +699,20 @@ async fn every_protocol_is_answered_and_reaches_the_broker() {
         Some("0005cafe010501".to_string()),
         "the sheet's UDP datagram must be acked 0005CAFE010501"
     );
+    // Wialon over UDP: the device id in front of the packet, answered once stored.
+    let answer = udp_exchange(
+        &udp,
+        gateway.listener_addr(WIALON_UDP_AT),
+        format!("{WIALON_UDP}#SD#270413;205601;5544.6025;N;03739.6834;E;1;2;3;4\r\n").as_bytes(),
+        REPLY,
+    )
+    .await;
+    assert_eq!(answer.as_deref(), Some(&b"#ASD#1\r\n"[..]));
+    let wialon_udp_want = json!({
+        "device_id": WIALON_UDP, "protocol": "wialon-udp", "time": "2013-04-27T20:56:01.000Z",
+        "lat": dm(55.0, 44.6025), "lon": dm(37.0, 39.6834), "speed_kmh": 1.0,
+        "course_deg": 2.0, "altitude_m": 3.0, "satellites": 4, "valid": true,
+    });
 
     // GT06 heartbeats may become records of their own (the decoder documents it): allowed,
     // nothing else is.
@@ -721,6 +738,14 @@ async fn every_protocol_is_answered_and_reaches_the_broker() {
         ARRIVE,
         &[UDP_IMEI],
         &[udp_want(UDP_IMEI)],
+        |_| false,
+    )
+    .await;
+    expect_records(
+        &collector,
+        ARRIVE,
+        &[WIALON_UDP],
+        &[wialon_udp_want],
         |_| false,
     )
     .await;

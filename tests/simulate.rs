@@ -2,7 +2,7 @@
 //! the broker is checked here with the test helpers, not taken from simulate's own summary.
 //!
 //! - `simulate_<protocol>_over_<transport>`: one gateway with one listener of the protocol
-//!   (teltonika, teltonika-udp, gt06, queclink with and without `ack_reports`, wialon,
+//!   (teltonika, teltonika-udp, gt06, queclink with and without `ack_reports`, wialon, wialon-udp,
 //!   jsonl), `fleetedge simulate` with 3 devices × 20 records (chunks of 7, so the last one
 //!   is short) and `--watch-mqtt`: it exits 0, reports every record acknowledged (jsonl: none,
 //!   it has no answers) and at the broker, and the broker received exactly 60 records, 20 of
@@ -215,6 +215,7 @@ site_checks! {
     simulate_queclink_with_ack_reports_over_tcp:
         "queclink", &[("ack_reports", "true")], 356_307_055_000_000;
     simulate_wialon_over_tcp: "wialon", &[], 356_307_056_000_000;
+    simulate_wialon_udp_over_udp: "wialon-udp", &[], 356_307_058_000_000;
     simulate_jsonl_over_tcp: "jsonl", &[], 356_307_057_000_000;
 }
 

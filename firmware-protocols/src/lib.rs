@@ -6,12 +6,14 @@
 //!   of the cloud contract, also printed by `fleetedge decode`).
 //! - [`crc`]: the checksums the protocols use, each with its catalogue check value.
 //! - [`registry`]: every protocol in one table: name, transport, default port, decoder.
+//! - [`checked`]: the wrapper the registry puts around every decoder, so every record of every
+//!   protocol passes [`Record::check_ranges`] once, in one place.
 //! - [`teltonika`]: Teltonika Codec 8 / 8 Extended / 16 over TCP (IMEI handshake, AVL packets).
 //! - [`teltonika_udp`]: Teltonika Codec 8 / 8E over UDP (channel header, per-packet ack).
 //! - [`gt06`]: Concox GT06 binary frames (0x7878 / 0x7979, CRC-16/X-25).
 //! - [`queclink`]: Queclink @Track ASCII reports (`+RESP:` / `+BUFF:` / `+ACK:`).
-//! - [`wialon`]: Wialon IPS 1.1 and 2.0 text packets.
-//! - [`nmea`]: NMEA 0183 RMC + GGA sentences from a GNSS receiver.
+//! - [`wialon`]: Wialon IPS 1.1 and 2.0 text packets, over TCP and UDP.
+//! - [`nmea`]: NMEA 0183 sentences (RMC, GGA, GNS, GLL, VTG, GSA, ZDA) from a GNSS receiver.
 //! - [`jsonl`]: one JSON object per line from sensors and local applications.
 //!
 //! Every decoder has the same shape ([`StreamDecoder`]): bytes in, `Ok(None)` for "need more",
@@ -24,6 +26,7 @@
 //! bytes to send when they were not. The gateway sends one of them only after its buffer says
 //! the records are durable, which is the product's first promise.
 
+pub mod checked;
 pub mod crc;
 mod cursor;
 pub mod gt06;
@@ -77,6 +80,17 @@ impl Decoded {
             ..Decoded::control(consumed)
         }
     }
+
+    /// A well-formed frame of a message type the decoder does not decode (see
+    /// [`DecodeError::skipped`]): stepped past like a problem, counted per type.
+    pub fn skipped(
+        consumed: usize,
+        offset: usize,
+        message_type: &str,
+        reason: impl Into<String>,
+    ) -> Decoded {
+        Decoded::problem(consumed, DecodeError::skipped(offset, message_type, reason))
+    }
 }
 
 /// The caller must never be asked to buffer past the frame limit, even when the header that
@@ -111,13 +125,39 @@ pub struct Reply {
 pub struct DecodeError {
     pub offset: usize,
     pub reason: String,
+    /// Set when the frame was well formed but is of a message type the decoder does not
+    /// decode: the type's short name (a GT06 protocol number as `0x8a`, a Wialon packet type
+    /// `I`, a Queclink report `GTXYZ`). The gateway counts these per type
+    /// (`fleetedge_frames_skipped_total`) instead of as malformed, so a site sees which of
+    /// its devices' message types are not decoded.
+    pub skipped_type: Option<String>,
 }
+
+/// Longest message type name kept in [`DecodeError::skipped_type`]; longer names are cut, so
+/// a metric label stays short whatever the device sent.
+pub const MAX_SKIPPED_TYPE_LEN: usize = 16;
 
 impl DecodeError {
     pub fn new(offset: usize, reason: impl Into<String>) -> Self {
         DecodeError {
             offset,
             reason: reason.into(),
+            skipped_type: None,
+        }
+    }
+
+    /// A frame of `message_type`, which the decoder does not decode: skipped, not malformed.
+    /// The name is kept as printable ASCII of at most [`MAX_SKIPPED_TYPE_LEN`] characters
+    /// (anything else becomes `?`).
+    pub fn skipped(offset: usize, message_type: &str, reason: impl Into<String>) -> Self {
+        let name = message_type
+            .chars()
+            .take(MAX_SKIPPED_TYPE_LEN)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect();
+        DecodeError {
+            skipped_type: Some(name),
+            ..DecodeError::new(offset, reason)
         }
     }
 }

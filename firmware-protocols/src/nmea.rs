@@ -1,5 +1,6 @@
-//! NMEA 0183 from a GNSS receiver on a serial line: `RMC` and `GGA` sentences, combined into
-//! one record per epoch. Fact sheet: `shared/protocols/nmea0183.md`.
+//! NMEA 0183 from a GNSS receiver on a serial line: `RMC`, `GGA`, `GNS`, `GLL`, `VTG`, `GSA`
+//! and `ZDA` sentences, combined into one record per epoch. Fact sheet:
+//! `shared/protocols/nmea0183.md`; the four besides RMC/GGA are laid out in `nmea/sentences.rs`.
 //!
 //! ```text
 //! Sentence (printable ASCII; the standard says at most 82 characters, this decoder's limit is
@@ -14,39 +15,62 @@
 //!
 //! RMC   $xxRMC,time,status,lat,N/S,lon,E/W,sog kn,cog,date ddmmyy,magvar,E/W[,mode[,navstatus]]
 //! GGA   $xxGGA,time,lat,N/S,lon,E/W,quality,sats,hdop,alt,M,geoid sep,M,dgps age,dgps station
-//! ZDA   $xxZDA,time,dd,mm,yyyy,zone h,zone m           (only updates the date GGA borrows)
-//! any other sentence (GSV, GSA, VTG, GLL, TXT, $P… proprietary): consumed, nothing emitted
+//! GNS   $xxGNS,time,lat,N/S,lon,E/W,mode c…c,sats,hdop,alt,geoid sep,dgps age,station[,navstatus]
+//! GLL   $xxGLL,lat,N/S,lon,E/W,time,status[,mode]
+//! VTG   $xxVTG,cog true,T,cog magnetic,M,sog kn,N,sog km/h,K[,mode]         (no time)
+//! GSA   $xxGSA,M/A,fix 1/2/3,sv×12,PDOP,HDOP,VDOP[,system id]              (no time)
+//! ZDA   $xxZDA,time,dd,mm,yyyy,zone h,zone m           (only lends its date, like an RMC's)
+//! any other sentence (GSV, TXT, $P… proprietary, other talkers): consumed, nothing emitted
 //!
-//! Epochs: the receiver repeats a burst of sentences every fix interval, each stamped with the
-//! same UTC time of day. The RMC and GGA of one time of day become one record:
+//! Epochs: the receiver repeats a burst of sentences every fix interval. The timed sentences
+//! (RMC, GGA, GNS, GLL) of one UTC time of day, and the untimed ones (VTG, GSA) that arrive
+//! while that epoch is open, become one record:
 //!
-//!   $GNRMC,123519,…   ─┐ pending epoch 12:35:19 ── both kinds here ──▶ record emitted
-//!   $GNGSV,…           │ (ignored)
-//!   $GNGGA,123519,…   ─┘
-//!   $GNRMC,123520,…   ─┐ pending epoch 12:35:20 (its GGA is lost on the wire)
-//!   $GNRMC,123521,…   ─┴─▶ a newer epoch releases 12:35:20 alone; 12:35:21 is now pending
+//!   $GNRMC,123519,…   ─┐ epoch 12:35:19 opens
+//!   $GNVTG,…           │ joins it
+//!   $GNGGA,123519,…    │ joins it
+//!   $GNGSA,…           │ joins it (a second GSA of the epoch, one per system, adds nothing)
+//!   $GNGLL,…,123519,…  ┘ every kind the receiver sends is here ─▶ record emitted
+//!   $GNRMC,123520,…   ─┐ epoch 12:35:20 (its GGA is lost on the wire)
+//!   $GNRMC,123521,…   ─┴─▶ a newer time, or a second sentence of a kind the epoch has,
+//!                          releases 12:35:20 as it is; 12:35:21 is now open
+//!
+//! An epoch is emitted as soon as it has every kind of sentence the receiver has sent so far
+//! (RMC and GGA before anything else is known), so a record waits for no more than its own
+//! burst; an epoch missing one is released by the next, or by `finish`. A sentence of the
+//! epoch just emitted that arrives after it (only while the receiver's burst is being
+//! learned, the first epoch or two) only teaches the decoder to wait for it next time.
 //! ```
 //!
-//! Into a [`Record`]: `time_ms` = RMC date + time of day (UTC); `valid` = RMC status `A` and GGA
-//! fix quality ≠ 0 (whichever of the two the epoch has); `lat`/`lon` from RMC, else GGA;
-//! `speed_kmh` = RMC knots × 1.852; `course_deg` from RMC; `satellites`, `hdop`,
-//! `altitude_m` from GGA; `event` is always `None` (a receiver reports positions, not alarms).
-//! `io` holds what has no record field, by NMEA name: `talker`, `status`,
-//! `magnetic_variation_deg` (west negative), `mode`, `nav_status`, `rmc_extra` (fields past the
-//! 13th, comma-joined), `gga_talker` (only when it differs from the RMC's), `fix_quality`,
-//! `geoid_separation_m`, `dgps_age_s`, `dgps_station`, `gga_extra`, `time_of_day` (`hhmmss.sss`,
-//! only when no date was known so `time_ms` is `None`) and `gps_week_rollover_suspected` (1,
-//! only when the device time is more than 512 weeks before the receive time: receivers hit by
-//! the GPS week-number rollover report dates 1024 weeks in the past; flagged, not "fixed").
+//! Into a [`Record`]: `time_ms` = RMC date (else the last RMC/ZDA date) + time of day (UTC);
+//! `lat`/`lon` from the first of RMC, GNS, GGA, GLL that has both; `speed_kmh`/`course_deg` from
+//! RMC (knots × 1.852), else VTG (its km/h, else its knots); `satellites`, `altitude_m` from
+//! GGA, else GNS; `hdop` from GGA, else GNS, else GSA. `valid` is `false` when any sentence of
+//! the epoch says there is no fix (RMC status `V` or mode `N`, GGA quality 0, GNS mode all `N`,
+//! GLL status `V` or mode `N`, VTG mode `N`, GSA fix mode 1), `true` when at least one says
+//! there is one and none says otherwise, `None` when none says. `event` is always `None` (a
+//! receiver reports positions, not alarms).
+//! `io` holds what has no record field, by NMEA name: `talker` (of the first sentence that
+//! gave the position, else of any), `status`, `magnetic_variation_deg` (west negative), `mode`,
+//! `nav_status`, `rmc_extra` (fields past the 13th, comma-joined), `gga_talker` (only when it
+//! differs from the RMC's), `fix_quality`, `geoid_separation_m`, `dgps_age_s`, `dgps_station`,
+//! `gga_extra`, `gns_mode`, `gll_status`, `gll_mode`, `vtg_mode`, `course_magnetic_deg`,
+//! `selection_mode`, `fix_mode` (1–3), `pdop`, `vdop`, `satellite_ids` (the first GSA's, comma-
+//! joined), `gnss_system_id`, `time_of_day` (`hhmmss.sss`, only when no date was known so
+//! `time_ms` is `None`) and `gps_week_rollover_suspected` (1, only when the device time is more
+//! than 512 weeks before the receive time: receivers hit by the GPS week-number rollover report
+//! dates 1024 weeks in the past; flagged, not "fixed").
 //!
 //! Dates: two-digit years use the POSIX `%y` pivot (69–99 → 1969–1999, 00–68 → 2000–2068).
-//! GGA has no date: an epoch without an RMC date takes the date of the last RMC (or ZDA) seen,
+//! GGA, GNS and GLL have no date: an epoch without an RMC date takes the date of the last RMC
+//! (or ZDA) seen,
 //! choosing the day (that date, the day before or after) that puts it within 12 hours of that
 //! sentence, so a GGA just after midnight gets the new day. With no date ever seen, `time_ms`
 //! is `None` and the time of day is kept in `io`.
 //!
 //! Bad input never ends the stream (a serial port has no connection to close): a line with a
-//! bad checksum, a missing checksum, non-printable bytes or an unparseable RMC/GGA field, bytes
+//! bad checksum, a missing checksum, non-printable bytes or an unparseable field of a sentence
+//! this decoder reads (ZDA excepted: a bad one lends no date and is ignored), bytes
 //! before a `$` (a stream joined mid-sentence, line noise) and a line with no end within
 //! `max_frame_bytes` are each one `problem` frame that consumes those bytes; after an over-long
 //! line the decoder drops bytes silently until the next `$` or line end. `decode` never returns
@@ -56,6 +80,9 @@
 //! tests.
 
 pub mod encode;
+mod sentences;
+
+use sentences::{both, Gll, Gns, Gsa, Vtg};
 
 use crate::record::days_from_civil;
 use crate::{
@@ -101,11 +128,25 @@ pub struct NmeaDecoder {
     configured_id: Option<String>,
     /// After an over-long line: drop bytes until the next `$` or line end.
     skipping: bool,
-    /// The epoch whose RMC or GGA arrived and whose other half may still come.
+    /// The open epoch: its first timed sentence arrived, more of its burst may still come.
     pending: Option<Epoch>,
     /// The last date an RMC or ZDA carried, with that sentence's time of day.
     last_date: Option<DateRef>,
+    /// Every kind of sentence (`KIND_*` bits) the receiver's epochs have held: an open epoch
+    /// with all of them is complete. Starts as RMC + GGA; only grows.
+    burst: u8,
+    /// The epoch emitted last: its time of day and kinds, so a sentence of it arriving late is
+    /// learned as part of the burst instead of starting an epoch of its own.
+    emitted: Option<(Option<i64>, u8)>,
 }
+
+/// Sentence kinds that make up an epoch, as bits.
+const KIND_RMC: u8 = 1;
+const KIND_GGA: u8 = 1 << 1;
+const KIND_GNS: u8 = 1 << 2;
+const KIND_GLL: u8 = 1 << 3;
+const KIND_VTG: u8 = 1 << 4;
+const KIND_GSA: u8 = 1 << 5;
 
 #[derive(Debug, Clone, Copy)]
 struct DateRef {
@@ -119,8 +160,14 @@ struct Epoch {
     time_of_day_ms: Option<i64>,
     /// Receive time of the epoch's first sentence: when the fix reached the gateway.
     received_at_ms: i64,
+    /// `KIND_*` bits of the sentences it holds.
+    kinds: u8,
     rmc: Option<Rmc>,
     gga: Option<Gga>,
+    gns: Option<Gns>,
+    gll: Option<Gll>,
+    vtg: Option<Vtg>,
+    gsa: Option<Gsa>,
     /// The epoch's sentences in arrival order, `\n`-joined, when `keep_raw` is on.
     raw: Option<String>,
 }
@@ -155,13 +202,34 @@ struct Gga {
     extra: Option<String>,
 }
 
-/// A checksummed sentence, parsed as far as this decoder cares.
+/// A checksummed sentence, parsed as far as this decoder cares. Timed ones carry their time
+/// of day (`None` when the field is empty).
 enum Sentence {
     Rmc(Option<i64>, Rmc),
     Gga(Option<i64>, Gga),
+    Gns(Option<i64>, Gns),
+    Gll(Option<i64>, Gll),
+    Vtg(Vtg),
+    Gsa(Gsa),
     /// A date and time of day from ZDA.
     Date(DateRef),
     Other,
+}
+
+impl Sentence {
+    /// Its `KIND_*` bit and, for a timed sentence, its time of day; `None` for sentences
+    /// that are not part of an epoch.
+    fn member(&self) -> Option<(u8, Option<Option<i64>>)> {
+        Some(match self {
+            Sentence::Rmc(t, _) => (KIND_RMC, Some(*t)),
+            Sentence::Gga(t, _) => (KIND_GGA, Some(*t)),
+            Sentence::Gns(t, _) => (KIND_GNS, Some(*t)),
+            Sentence::Gll(t, _) => (KIND_GLL, Some(*t)),
+            Sentence::Vtg(_) => (KIND_VTG, None),
+            Sentence::Gsa(_) => (KIND_GSA, None),
+            Sentence::Date(_) | Sentence::Other => return None,
+        })
+    }
 }
 
 impl NmeaDecoder {
@@ -178,6 +246,8 @@ impl NmeaDecoder {
             skipping: false,
             pending: None,
             last_date: None,
+            burst: KIND_RMC | KIND_GGA,
+            emitted: None,
         }
     }
 
@@ -273,11 +343,11 @@ impl NmeaDecoder {
         let line = trim_cr(line);
         match self.parse(line) {
             Ok(sentence) => {
-                let record = self.accept(sentence, line, now_ms);
+                let records = self.accept(sentence, line, now_ms);
                 Decoded {
                     consumed,
                     login: None,
-                    records: record.into_iter().collect(),
+                    records,
                     reply: Reply::default(),
                     problem: None,
                 }
@@ -325,6 +395,16 @@ impl NmeaDecoder {
         match [k0, k1, k2] {
             [b'R', b'M', b'C'] => parse_rmc(talker, &Fields::split(body)),
             [b'G', b'G', b'A'] => parse_gga(talker, &Fields::split(body)),
+            [b'G', b'N', b'S'] => sentences::parse_gns(talker, &Fields::split(body))
+                .map(|(t, gns)| Sentence::Gns(t, gns)),
+            [b'G', b'L', b'L'] => sentences::parse_gll(talker, &Fields::split(body))
+                .map(|(t, gll)| Sentence::Gll(t, gll)),
+            [b'V', b'T', b'G'] => {
+                sentences::parse_vtg(talker, &Fields::split(body)).map(Sentence::Vtg)
+            }
+            [b'G', b'S', b'A'] => {
+                sentences::parse_gsa(talker, &Fields::split(body)).map(Sentence::Gsa)
+            }
             // ZDA only lends its date; a bad one is ignored like any other sentence.
             [b'Z', b'D', b'A'] => {
                 Ok(parse_zda(&Fields::split(body)).map_or(Sentence::Other, Sentence::Date))
@@ -333,49 +413,65 @@ impl NmeaDecoder {
         }
     }
 
-    /// Files a good sentence into its epoch; returns the record of an epoch that is complete
-    /// or that the sentence released.
-    fn accept(&mut self, sentence: Sentence, line: &[u8], now_ms: i64) -> Option<Record> {
-        let (time_of_day_ms, is_rmc) = match &sentence {
-            Sentence::Rmc(t, rmc) => {
-                if let (Some(days), Some(t)) = (rmc.date_days, t) {
-                    self.last_date = Some(DateRef {
-                        days,
-                        time_of_day_ms: *t,
-                    });
+    /// Files a good sentence into its epoch; returns the records of the epochs it completed
+    /// or released (at most two: the one it released and, when that makes its own complete
+    /// at once, its own).
+    fn accept(&mut self, sentence: Sentence, line: &[u8], now_ms: i64) -> Vec<Record> {
+        match &sentence {
+            Sentence::Rmc(
+                Some(t),
+                Rmc {
+                    date_days: Some(days),
+                    ..
+                },
+            ) => {
+                self.last_date = Some(DateRef {
+                    days: *days,
+                    time_of_day_ms: *t,
+                });
+            }
+            Sentence::Date(date) => self.last_date = Some(*date),
+            _ => {}
+        }
+        let Some((kind, timed)) = sentence.member() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        match (&self.pending, timed) {
+            // Untimed sentences belong to the open epoch; one that comes while none is open
+            // followed the epoch just emitted: learned, not kept.
+            (None, None) => {
+                self.learn_late(kind);
+                return out;
+            }
+            (Some(_), None) => {}
+            (None, Some(t)) => {
+                if matches!(self.emitted, Some((at, kinds)) if at == t && kinds & kind == 0) {
+                    self.learn_late(kind);
+                    return out;
                 }
-                (*t, true)
             }
-            Sentence::Gga(t, _) => (*t, false),
-            Sentence::Date(date) => {
-                self.last_date = Some(*date);
-                return None;
+            // Another time of day, or a second sentence of a kind the epoch has: the open
+            // epoch is done; nothing waits behind a lost sentence.
+            (Some(p), Some(t)) => {
+                if p.time_of_day_ms != t || p.kinds & kind != 0 {
+                    if let Some(done) = self.pending.take() {
+                        out.push(self.emit(done));
+                    }
+                }
             }
-            Sentence::Other => return None,
-        };
-        // A sentence that does not belong to the pending epoch (another time of day, or a
-        // second RMC/GGA of the same one) releases it: nothing waits behind a lost sentence.
-        let released = match &self.pending {
-            Some(p)
-                if p.time_of_day_ms == time_of_day_ms
-                    && !(if is_rmc {
-                        p.rmc.is_some()
-                    } else {
-                        p.gga.is_some()
-                    }) =>
-            {
-                None
-            }
-            Some(_) => self.pending.take(),
-            None => None,
-        };
-        let released = released.map(|epoch| self.epoch_record(epoch));
+        }
         let keep_raw = self.keep_raw;
-        let epoch = self.pending.get_or_insert(Epoch {
-            time_of_day_ms,
+        let epoch = self.pending.get_or_insert_with(|| Epoch {
+            time_of_day_ms: timed.flatten(),
             received_at_ms: now_ms,
+            kinds: 0,
             rmc: None,
             gga: None,
+            gns: None,
+            gll: None,
+            vtg: None,
+            gsa: None,
             raw: None,
         });
         if keep_raw {
@@ -388,21 +484,42 @@ impl NmeaDecoder {
                 None => epoch.raw = Some(text.into_owned()),
             }
         }
-        match sentence {
-            Sentence::Rmc(_, rmc) => epoch.rmc = Some(rmc),
-            Sentence::Gga(_, gga) => epoch.gga = Some(gga),
-            Sentence::Date(_) | Sentence::Other => {}
+        // A repeated untimed sentence (one GSA per constellation) adds nothing: the first
+        // is kept.
+        if epoch.kinds & kind == 0 {
+            epoch.kinds |= kind;
+            match sentence {
+                Sentence::Rmc(_, rmc) => epoch.rmc = Some(rmc),
+                Sentence::Gga(_, gga) => epoch.gga = Some(gga),
+                Sentence::Gns(_, gns) => epoch.gns = Some(gns),
+                Sentence::Gll(_, gll) => epoch.gll = Some(gll),
+                Sentence::Vtg(vtg) => epoch.vtg = Some(vtg),
+                Sentence::Gsa(gsa) => epoch.gsa = Some(gsa),
+                Sentence::Date(_) | Sentence::Other => {}
+            }
         }
-        // A new sentence can release the pending epoch or complete its own, not both: a
-        // released epoch means this one has just started with a single sentence.
-        if released.is_some() {
-            return released;
+        if epoch.kinds & self.burst == self.burst {
+            if let Some(done) = self.pending.take() {
+                out.push(self.emit(done));
+            }
         }
-        if epoch.rmc.is_some() && epoch.gga.is_some() {
-            let done = self.pending.take()?;
-            return Some(self.epoch_record(done));
+        out
+    }
+
+    /// A sentence of the epoch already emitted: the receiver sends this kind in its burst,
+    /// so later epochs wait for it.
+    fn learn_late(&mut self, kind: u8) {
+        if let Some((_, kinds)) = &mut self.emitted {
+            *kinds |= kind;
+            self.burst |= kind;
         }
-        None
+    }
+
+    /// An epoch leaves: its kinds join the burst, and it is remembered for late sentences.
+    fn emit(&mut self, epoch: Epoch) -> Record {
+        self.burst |= epoch.kinds;
+        self.emitted = Some((epoch.time_of_day_ms, epoch.kinds));
+        self.epoch_record(epoch)
     }
 
     /// The record of one epoch.
@@ -416,26 +533,51 @@ impl NmeaDecoder {
             None => self.last_date.map(|d| borrowed_date(d, tod)),
         });
 
-        let rmc_valid = epoch.rmc.as_ref().and_then(|rmc| match rmc.status {
-            Some(b'A') => Some(true),
-            Some(_) => Some(false),
-            None => None,
-        });
-        let gga_valid = epoch.gga.as_ref().and_then(|g| g.quality.map(|q| q != 0));
-        r.valid = match (rmc_valid, gga_valid) {
-            (Some(a), Some(b)) => Some(a && b),
-            (a, b) => a.or(b),
-        };
+        let verdicts = [
+            epoch.rmc.as_ref().and_then(|rmc| {
+                let status = rmc.status.map(|s| s == b'A');
+                both(status, rmc.mode.as_deref().map(|m| m != "N"))
+            }),
+            epoch.gga.as_ref().and_then(|g| g.quality.map(|q| q != 0)),
+            epoch.gns.as_ref().and_then(Gns::valid),
+            epoch.gll.as_ref().and_then(Gll::valid),
+            epoch.vtg.as_ref().and_then(Vtg::valid),
+            epoch.gsa.as_ref().and_then(Gsa::valid),
+        ];
+        r.valid = verdicts.into_iter().fold(None, both);
+
+        // The position and its talker: the first sentence that has both coordinates.
+        let positions = [
+            epoch.rmc.as_ref().map(|s| (s.lat, s.lon, s.talker)),
+            epoch.gns.as_ref().map(|s| (s.lat, s.lon, s.talker)),
+            epoch.gga.as_ref().map(|s| (s.lat, s.lon, s.talker)),
+            epoch.gll.as_ref().map(|s| (s.lat, s.lon, s.talker)),
+        ];
+        let fix = positions
+            .iter()
+            .flatten()
+            .find_map(|&(lat, lon, talker)| Some((lat?, lon?, talker)));
+        if let Some((lat, lon, _)) = fix {
+            r.lat = Some(lat);
+            r.lon = Some(lon);
+        }
+        let any_talker = [
+            epoch.rmc.as_ref().map(|s| s.talker),
+            epoch.gns.as_ref().map(|s| s.talker),
+            epoch.gga.as_ref().map(|s| s.talker),
+            epoch.gll.as_ref().map(|s| s.talker),
+            epoch.vtg.as_ref().map(|s| s.talker),
+            epoch.gsa.as_ref().map(|s| s.talker),
+        ];
+        let talker = fix
+            .map(|f| f.2)
+            .or_else(|| any_talker.into_iter().flatten().next());
 
         let mut io = Vec::new();
-        let mut talker = None;
-        if let Some(rmc) = epoch.rmc {
-            talker = Some(rmc.talker);
-            r.lat = rmc.lat;
-            r.lon = rmc.lon;
+        push_text(&mut io, "talker", talker.map(talker_text));
+        if let Some(rmc) = &epoch.rmc {
             r.speed_kmh = rmc.speed_kmh;
             r.course_deg = rmc.course_deg;
-            push_text(&mut io, "talker", Some(talker_text(rmc.talker)));
             push_text(
                 &mut io,
                 "status",
@@ -446,30 +588,62 @@ impl NmeaDecoder {
                 "magnetic_variation_deg",
                 rmc.magnetic_variation_deg,
             );
-            push_text(&mut io, "mode", rmc.mode);
-            push_text(&mut io, "nav_status", rmc.nav_status);
-            push_text(&mut io, "rmc_extra", rmc.extra);
+            push_text(&mut io, "mode", rmc.mode.clone());
+            push_text(&mut io, "nav_status", rmc.nav_status.clone());
+            push_text(&mut io, "rmc_extra", rmc.extra.clone());
         }
-        if let Some(gga) = epoch.gga {
-            r.lat = r.lat.or(gga.lat);
-            r.lon = r.lon.or(gga.lon);
+        if let Some(vtg) = &epoch.vtg {
+            r.speed_kmh = r.speed_kmh.or(vtg.speed_kmh);
+            r.course_deg = r.course_deg.or(vtg.course_deg);
+            push_f64(&mut io, "course_magnetic_deg", vtg.course_magnetic_deg);
+            push_text(&mut io, "vtg_mode", vtg.mode.clone());
+        }
+        if let Some(gga) = &epoch.gga {
             r.satellites = gga.satellites;
             r.hdop = gga.hdop;
             r.altitude_m = gga.altitude_m;
-            match talker {
-                None => push_text(&mut io, "talker", Some(talker_text(gga.talker))),
-                Some(t) if t != gga.talker => {
-                    push_text(&mut io, "gga_talker", Some(talker_text(gga.talker)))
-                }
-                Some(_) => {}
+            if talker.is_some_and(|t| t != gga.talker) {
+                push_text(&mut io, "gga_talker", Some(talker_text(gga.talker)));
             }
             if let Some(q) = gga.quality {
                 io.push((IoKey::Name("fix_quality".into()), IoValue::U64(q)));
             }
             push_f64(&mut io, "geoid_separation_m", gga.geoid_separation_m);
             push_f64(&mut io, "dgps_age_s", gga.dgps_age_s);
-            push_text(&mut io, "dgps_station", gga.dgps_station);
-            push_text(&mut io, "gga_extra", gga.extra);
+            push_text(&mut io, "dgps_station", gga.dgps_station.clone());
+            push_text(&mut io, "gga_extra", gga.extra.clone());
+        }
+        if let Some(gns) = &epoch.gns {
+            r.satellites = r.satellites.or(gns.satellites);
+            r.hdop = r.hdop.or(gns.hdop);
+            r.altitude_m = r.altitude_m.or(gns.altitude_m);
+            push_text(&mut io, "gns_mode", gns.mode.clone());
+            if epoch.gga.is_none() {
+                push_f64(&mut io, "geoid_separation_m", gns.geoid_separation_m);
+            }
+            if epoch.rmc.is_none() {
+                push_text(&mut io, "nav_status", gns.nav_status.clone());
+            }
+        }
+        if let Some(gll) = &epoch.gll {
+            push_text(
+                &mut io,
+                "gll_status",
+                gll.status.map(|s| char::from(s).to_string()),
+            );
+            push_text(&mut io, "gll_mode", gll.mode.clone());
+        }
+        if let Some(gsa) = &epoch.gsa {
+            r.hdop = r.hdop.or(gsa.hdop);
+            push_text(&mut io, "selection_mode", gsa.selection.clone());
+            if let Some(m) = gsa.fix_mode {
+                io.push((IoKey::Name("fix_mode".into()), IoValue::U64(m)));
+            }
+            push_f64(&mut io, "pdop", gsa.pdop);
+            push_f64(&mut io, "vdop", gsa.vdop);
+            let ids = Some(gsa.satellite_ids.join(",")).filter(|s| !s.is_empty());
+            push_text(&mut io, "satellite_ids", ids);
+            push_text(&mut io, "gnss_system_id", gsa.system_id.clone());
         }
         if r.time_ms.is_none() {
             push_text(&mut io, "time_of_day", epoch.time_of_day_ms.map(format_tod));
@@ -512,10 +686,7 @@ impl StreamDecoder for NmeaDecoder {
     /// never depends on this: the next epoch releases the pending one.
     fn finish(&mut self, _now_ms: i64) -> Vec<Record> {
         let pending = self.pending.take();
-        pending
-            .map(|epoch| self.epoch_record(epoch))
-            .into_iter()
-            .collect()
+        pending.map(|epoch| self.emit(epoch)).into_iter().collect()
     }
 }
 

@@ -20,6 +20,22 @@
 //!
 //! The JSON form ([`RecordJson`]) writes every field of the contract, absent values as `null`
 //! (never 0), times as RFC 3339 UTC with milliseconds, and `raw` only when present.
+//!
+//! Documented ranges ([`Record::check_ranges`], applied to every decoded record by
+//! [`crate::checked`]); a value outside its range is set to `null`, the record gets
+//! `valid: false` and `io.range_error` says what was wrong (`"course_deg 636 > 360"`, several
+//! joined with `"; "`):
+//!
+//! ```text
+//! lat, lon        |lat| <= 90, |lon| <= 180, finite   (either bad: both set to null)
+//! course_deg      0..=360
+//! speed_kmh       0..=MAX_SPEED_KMH (2000)
+//! altitude_m      MIN_ALTITUDE_M..=MAX_ALTITUDE_M (-1000..=60000)
+//! satellites      0..=MAX_SATELLITES (99)
+//! hdop            0..=MAX_HDOP (99.99, the NMEA field's largest value)
+//! time_ms         before the end of the day after received_at_ms's UTC day ("not past
+//!                 tomorrow", judged from the gateway's receive time, never from a clock here)
+//! ```
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
@@ -34,6 +50,8 @@ pub enum Protocol {
     Wialon,
     Nmea,
     Jsonl,
+    /// Added after the others: the stored form numbers variants in order.
+    WialonUdp,
 }
 
 impl Protocol {
@@ -46,6 +64,7 @@ impl Protocol {
             Protocol::Wialon => "wialon",
             Protocol::Nmea => "nmea",
             Protocol::Jsonl => "jsonl",
+            Protocol::WialonUdp => "wialon-udp",
         }
     }
 }
@@ -109,11 +128,102 @@ impl Record {
         }
     }
 
+    /// Checks every value against its documented range (table in the module doc). A value
+    /// outside it is set to `None`, `valid` becomes `Some(false)` and `io` gets
+    /// `range_error` naming each value and its range. Pure: "tomorrow" is relative to
+    /// `received_at_ms`. Returns whether everything was in range.
+    pub fn check_ranges(&mut self) -> bool {
+        let mut errors: Vec<String> = Vec::new();
+        let lat_bad = self
+            .lat
+            .filter(|v| !(v.is_finite() && v.abs() <= 90.0))
+            .inspect(|v| errors.push(format!("lat {v} outside -90..=90")));
+        let lon_bad = self
+            .lon
+            .filter(|v| !(v.is_finite() && v.abs() <= 180.0))
+            .inspect(|v| errors.push(format!("lon {v} outside -180..=180")));
+        if lat_bad.is_some() || lon_bad.is_some() {
+            // Half a position is no position.
+            self.lat = None;
+            self.lon = None;
+        }
+        check_f64(&mut self.course_deg, "course_deg", 0.0, 360.0, &mut errors);
+        check_f64(
+            &mut self.speed_kmh,
+            "speed_kmh",
+            0.0,
+            MAX_SPEED_KMH,
+            &mut errors,
+        );
+        check_f64(
+            &mut self.altitude_m,
+            "altitude_m",
+            MIN_ALTITUDE_M,
+            MAX_ALTITUDE_M,
+            &mut errors,
+        );
+        check_f64(&mut self.hdop, "hdop", 0.0, MAX_HDOP, &mut errors);
+        if let Some(n) = self.satellites.filter(|&n| n > MAX_SATELLITES) {
+            errors.push(format!("satellites {n} > {MAX_SATELLITES}"));
+            self.satellites = None;
+        }
+        // The end of tomorrow (UTC) as seen from the receive time.
+        let limit = (self.received_at_ms.div_euclid(DAY_MS) + 2).saturating_mul(DAY_MS);
+        if let Some(t) = self.time_ms.filter(|&t| t >= limit) {
+            errors.push(format!(
+                "time {} is after tomorrow (received {})",
+                format_rfc3339_ms(t),
+                format_rfc3339_ms(self.received_at_ms)
+            ));
+            self.time_ms = None;
+        }
+        if errors.is_empty() {
+            return true;
+        }
+        self.valid = Some(false);
+        self.io.push((
+            IoKey::Name("range_error".to_owned()),
+            IoValue::Text(errors.join("; ")),
+        ));
+        false
+    }
+
     /// The record JSON of the cloud contract; `seq` is written when the record came out of
     /// the gateway's buffer (batches), and left out otherwise (`fleetedge decode`).
     pub fn json(&self, seq: Option<u64>) -> RecordJson<'_> {
         RecordJson { seq, record: self }
     }
+}
+
+/// Fastest speed a record may carry, km/h: above any road vehicle or light aircraft, below
+/// the garbage a wrong field offset gives.
+pub const MAX_SPEED_KMH: f64 = 2000.0;
+/// Altitude range, metres: below the Dead Sea shore with margin, above any aircraft or
+/// balloon a tracker rides.
+pub const MIN_ALTITUDE_M: f64 = -1000.0;
+pub const MAX_ALTITUDE_M: f64 = 60_000.0;
+/// Satellites in use: the two-digit NMEA field's range, above what any receiver tracks.
+pub const MAX_SATELLITES: u8 = 99;
+/// HDOP: the NMEA field's largest value (receivers print 99.99 for "no fix").
+pub const MAX_HDOP: f64 = 99.99;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Clears `value` and notes why when it is not a finite number in `min..=max`.
+fn check_f64(value: &mut Option<f64>, name: &str, min: f64, max: f64, errors: &mut Vec<String>) {
+    let Some(v) = *value else { return };
+    if v.is_finite() && (min..=max).contains(&v) {
+        return;
+    }
+    let why = if v < min {
+        format!("{name} {v} < {min}")
+    } else if v > max {
+        format!("{name} {v} > {max}")
+    } else {
+        format!("{name} {v} is not a number")
+    };
+    errors.push(why);
+    *value = None;
 }
 
 /// Serializes a [`Record`] as the record JSON of the cloud contract.
@@ -315,5 +425,81 @@ mod tests {
         assert!(v.get("raw").is_none());
         let no_seq: serde_json::Value = serde_json::to_value(r.json(None)).unwrap();
         assert!(no_seq.get("seq").is_none());
+    }
+
+    /// 2024-03-01T12:00:00Z.
+    const RECEIVED: i64 = 1_709_294_400_000;
+
+    fn in_range() -> Record {
+        let mut r = Record::new("1", Protocol::Teltonika, RECEIVED);
+        r.time_ms = Some(RECEIVED - 1000);
+        r.valid = Some(true);
+        r.lat = Some(-90.0);
+        r.lon = Some(180.0);
+        r.course_deg = Some(360.0);
+        r.speed_kmh = Some(0.0);
+        r.altitude_m = Some(-400.0);
+        r.satellites = Some(12);
+        r.hdop = Some(99.99);
+        r
+    }
+
+    #[test]
+    fn values_at_the_ends_of_their_ranges_pass_untouched() {
+        let mut r = in_range();
+        assert!(r.check_ranges());
+        assert_eq!(r, in_range());
+        // Still tomorrow (UTC) as seen from the receive time: a device on local time.
+        r.time_ms = Some(days_from_civil(2024, 3, 3) * DAY_MS - 1);
+        assert!(r.check_ranges());
+        let mut empty = Record::new("1", Protocol::Nmea, RECEIVED);
+        assert!(empty.check_ranges());
+        assert_eq!(empty.valid, None, "no value, no verdict");
+    }
+
+    #[test]
+    fn each_value_out_of_range_is_nulled_and_named() {
+        type Spoil = fn(&mut Record);
+        let cases: [(Spoil, &str); 9] = [
+            (|r| r.lat = Some(95.0), "lat 95 outside -90..=90"),
+            (|r| r.lon = Some(-180.5), "lon -180.5 outside -180..=180"),
+            (|r| r.course_deg = Some(636.0), "course_deg 636 > 360"),
+            (|r| r.course_deg = Some(-1.0), "course_deg -1 < 0"),
+            (|r| r.speed_kmh = Some(65535.0), "speed_kmh 65535 > 2000"),
+            (|r| r.altitude_m = Some(f64::NAN), "altitude_m NaN is not a number"),
+            (|r| r.satellites = Some(200), "satellites 200 > 99"),
+            (|r| r.hdop = Some(-0.5), "hdop -0.5 < 0"),
+            (
+                |r| r.time_ms = Some(days_from_civil(2024, 3, 3) * DAY_MS),
+                "time 2024-03-03T00:00:00.000Z is after tomorrow (received 2024-03-01T12:00:00.000Z)",
+            ),
+        ];
+        for (spoil, why) in cases {
+            let mut r = in_range();
+            spoil(&mut r);
+            assert!(!r.check_ranges(), "{why}");
+            assert_eq!(r.valid, Some(false), "{why}");
+            assert_eq!(
+                r.io,
+                vec![(IoKey::Name("range_error".into()), IoValue::Text(why.into()))]
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_latitude_clears_the_whole_position_and_reasons_are_joined() {
+        let mut r = in_range();
+        r.lat = Some(95.0);
+        r.course_deg = Some(636.0);
+        assert!(!r.check_ranges());
+        assert_eq!((r.lat, r.lon, r.course_deg), (None, None, None));
+        assert_eq!(r.speed_kmh, Some(0.0), "values in range stay");
+        assert_eq!(
+            r.io,
+            vec![(
+                IoKey::Name("range_error".into()),
+                IoValue::Text("lat 95 outside -90..=90; course_deg 636 > 360".into())
+            )]
+        );
     }
 }

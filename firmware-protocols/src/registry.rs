@@ -7,14 +7,20 @@
 //! gt06            stream      5023           login packet
 //! queclink        stream      5004           every report
 //! wialon          stream      5039           #L# login
+//! wialon-udp      datagram    5039           every datagram (imei before the packet)
 //! nmea            stream      —              config (serial port)
 //! jsonl           stream      —              each line, else config
 //! ```
 //!
 //! Ports are the ones installers know from other tracking servers. "Stream" protocols run
 //! over TCP listeners and serial ports; "datagram" protocols over UDP listeners.
+//!
+//! Every constructor wraps its decoder with [`checked`], so each record of every protocol is
+//! range-checked once, here. [`ProtocolSpec::capture_decoder`] builds the decoder
+//! `fleetedge decode` uses: one that also reads a capture starting mid-connection (no login
+//! seen; the device id is then unknown and records still decode).
 
-use crate::{gt06, jsonl, nmea, queclink, teltonika, teltonika_udp, wialon};
+use crate::{checked, gt06, jsonl, nmea, queclink, teltonika, teltonika_udp, wialon};
 use crate::{DatagramDecoder, DecoderOptions, Protocol, StreamDecoder};
 
 /// How a protocol's bytes arrive.
@@ -49,7 +55,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
     ProtocolSpec {
         protocol: Protocol::Teltonika,
         transport: Transport::Stream(|o| {
-            Box::new(teltonika::TcpDecoder::new(o.max_frame_bytes).keep_raw(o.keep_raw))
+            checked::stream(teltonika::TcpDecoder::new(o.max_frame_bytes).keep_raw(o.keep_raw))
         }),
         default_port: Some(5027),
         text: false,
@@ -57,47 +63,78 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
     },
     ProtocolSpec {
         protocol: Protocol::TeltonikaUdp,
-        transport: Transport::Datagram(|o| Box::new(teltonika_udp::UdpDecoder::new(o))),
+        transport: Transport::Datagram(|o| checked::datagram(teltonika_udp::UdpDecoder::new(o))),
         default_port: Some(5027),
         text: false,
         needs_device_id: false,
     },
     ProtocolSpec {
         protocol: Protocol::Gt06,
-        transport: Transport::Stream(|o| Box::new(gt06::Gt06Decoder::new(o))),
+        transport: Transport::Stream(|o| checked::stream(gt06::Gt06Decoder::new(o))),
         default_port: Some(5023),
         text: false,
         needs_device_id: false,
     },
     ProtocolSpec {
         protocol: Protocol::Queclink,
-        transport: Transport::Stream(|o| Box::new(queclink::QueclinkDecoder::new(o))),
+        transport: Transport::Stream(|o| checked::stream(queclink::QueclinkDecoder::new(o))),
         default_port: Some(5004),
         text: true,
         needs_device_id: false,
     },
     ProtocolSpec {
         protocol: Protocol::Wialon,
-        transport: Transport::Stream(|o| Box::new(wialon::WialonDecoder::new(o))),
+        transport: Transport::Stream(|o| checked::stream(wialon::WialonDecoder::new(o))),
+        default_port: Some(5039),
+        text: true,
+        needs_device_id: false,
+    },
+    ProtocolSpec {
+        protocol: Protocol::WialonUdp,
+        transport: Transport::Datagram(|o| checked::datagram(wialon::UdpDecoder::new(o))),
         default_port: Some(5039),
         text: true,
         needs_device_id: false,
     },
     ProtocolSpec {
         protocol: Protocol::Nmea,
-        transport: Transport::Stream(|o| Box::new(nmea::NmeaDecoder::new(o))),
+        transport: Transport::Stream(|o| checked::stream(nmea::NmeaDecoder::new(o))),
         default_port: None,
         text: true,
         needs_device_id: true,
     },
     ProtocolSpec {
         protocol: Protocol::Jsonl,
-        transport: Transport::Stream(|o| Box::new(jsonl::JsonlDecoder::new(o))),
+        transport: Transport::Stream(|o| checked::stream(jsonl::JsonlDecoder::new(o))),
         default_port: None,
         text: true,
         needs_device_id: false,
     },
 ];
+
+impl ProtocolSpec {
+    /// The decoder `fleetedge decode` runs for a capture of this protocol: for stream
+    /// protocols with a login (Teltonika's IMEI packet, the GT06 login, Wialon's `#L#`), one
+    /// that also takes data frames before any login, giving their records an empty device id
+    /// (printed as `null`); for the others the live decoder, which needs no login. `None` for
+    /// datagram protocols: every datagram names its device.
+    pub fn capture_decoder(&self, options: &DecoderOptions) -> Option<Box<dyn StreamDecoder>> {
+        let make = match self.transport {
+            Transport::Stream(make) => make,
+            Transport::Datagram(_) => return None,
+        };
+        Some(match self.protocol {
+            Protocol::Teltonika => checked::stream(
+                teltonika::TcpDecoder::for_capture(options.max_frame_bytes)
+                    .keep_raw(options.keep_raw),
+            ),
+            Protocol::Gt06 => checked::stream(gt06::Gt06Decoder::for_capture(options)),
+            Protocol::Wialon => checked::stream(wialon::WialonDecoder::for_capture(options)),
+            // Queclink names its device in every report; NMEA and JSON lines have no login.
+            _ => make(options),
+        })
+    }
+}
 
 /// The protocol called `name`.
 pub fn lookup(name: &str) -> Option<&'static ProtocolSpec> {
@@ -134,6 +171,13 @@ mod tests {
                 Transport::Stream(make) => assert_eq!(make(&o).max_frame_bytes(), 4096),
                 Transport::Datagram(make) => drop(make(&o)),
             }
+            let capture = p.capture_decoder(&o);
+            assert_eq!(
+                capture.map(|d| d.max_frame_bytes()),
+                matches!(p.transport, Transport::Stream(_)).then_some(4096),
+                "{}",
+                p.name()
+            );
         }
     }
 }

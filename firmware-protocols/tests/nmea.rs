@@ -413,11 +413,13 @@ fn a_session_of_bursts_gives_one_record_per_epoch_and_ignores_other_sentences() 
     assert!(buf.is_empty());
     assert_eq!(frames.len(), lines.len(), "one frame per sentence");
     assert!(frames.iter().all(|d| d.problem.is_none()));
-    // Each record comes out with its epoch's GGA (the third sentence of each burst).
+    // The first epoch comes out with its GGA (RMC + GGA is all that is known of the burst);
+    // its GSA and GLL, arriving after, teach the decoder the burst, so every later epoch
+    // comes out with its last member, the GLL (the eighth sentence of each burst).
     let with_records: Vec<usize> = (0..frames.len())
         .filter(|&i| !frames[i].records.is_empty())
         .collect();
-    assert_eq!(with_records, [2, 12, 22, 32]);
+    assert_eq!(with_records, [2, 17, 27, 37]);
     let records: Vec<&Record> = frames.iter().flat_map(|d| &d.records).collect();
     let times: Vec<_> = records.iter().map(|r| time(r).unwrap()).collect();
     assert_eq!(
@@ -433,6 +435,10 @@ fn a_session_of_bursts_gives_one_record_per_epoch_and_ignores_other_sentences() 
         close(r.lat, 52.0 + (30.0 + i as f64) / 60.0);
         close(r.speed_kmh, 12.5 * 1.852);
         assert_eq!(r.satellites, Some(9));
+        assert_eq!(r.valid, Some(true));
+        let has_gsa =
+            r.io.contains(&(IoKey::Name("pdop".into()), IoValue::F64(1.9)));
+        assert_eq!(has_gsa, i > 0, "GSA joins every epoch after the first");
     }
     assert!(
         dec.finish(NOW).is_empty(),

@@ -197,7 +197,7 @@ impl Session {
         } = decoded;
         if let Some(problem) = problem {
             // The protocol skips or answers a bad frame and the stream stays in sync.
-            metrics::frame_malformed(self.protocol_id);
+            metrics::frame_problem(self.protocol_id, &problem);
             tracing::warn!(
                 peer = %self.peer,
                 device = self.decoder.device_id().unwrap_or("-"),

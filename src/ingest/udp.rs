@@ -97,7 +97,7 @@ impl BoundUdp {
                 }
             };
             if let Some(problem) = &decoded.problem {
-                metrics::frame_malformed(self.protocol_id);
+                metrics::frame_problem(self.protocol_id, problem);
                 tracing::warn!(%peer, %protocol, reason = %problem, "malformed datagram answered as refused");
                 if let Some(no) = &decoded.reply.refused {
                     let _ = self.socket.send_to(no, peer).await;

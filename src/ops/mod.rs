@@ -21,6 +21,8 @@ pub struct Snapshot {
     /// One entry per registry protocol, in registry order (zeros included, so every series
     /// exists from the first scrape).
     pub protocols: Vec<ProtocolSample>,
+    /// Frames of message types not decoded, by protocol and type (only those seen).
+    pub frames_skipped: Vec<metrics::SkippedSample>,
     /// TCP listeners, in config order.
     pub listeners: Vec<ListenerSample>,
     pub devices_refused: u64,
@@ -79,6 +81,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             protocols,
+            frames_skipped: metrics::frames_skipped(),
             listeners,
             devices_refused: get(&METRICS.devices_refused),
             records_refused: get(&METRICS.records_refused),

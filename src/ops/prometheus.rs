@@ -217,6 +217,19 @@ pub fn render(s: &Snapshot) -> String {
     for p in &s.protocols {
         t.sample(name, &[("protocol", p.name)], p.frames_malformed);
     }
+    let name = "fleetedge_frames_skipped_total";
+    t.family(
+        name,
+        Counter,
+        "Well-formed frames of message types the decoder does not decode (skipped, not stored), by protocol and type (GT06 protocol number, Wialon packet type, …; at most 32 types per protocol, the rest as \"other\").",
+    );
+    for f in &s.frames_skipped {
+        t.sample(
+            name,
+            &[("protocol", f.protocol), ("type", &f.message_type)],
+            f.frames,
+        );
+    }
     t.single(
         "fleetedge_devices_refused_total",
         Counter,
@@ -689,6 +702,11 @@ mod tests {
                     frames_malformed: 0,
                 },
             ],
+            frames_skipped: vec![crate::metrics::SkippedSample {
+                protocol: "gt06",
+                message_type: "0x8a".into(),
+                frames: 7,
+            }],
             listeners: vec![
                 ListenerSample {
                     index: 0,
@@ -750,6 +768,11 @@ mod tests {
                 "fleetedge_decode_errors_total",
                 &[("protocol", "teltonika")],
                 1.0,
+            ),
+            (
+                "fleetedge_frames_skipped_total",
+                &[("protocol", "gt06"), ("type", "0x8a")],
+                7.0,
             ),
             ("fleetedge_devices_refused_total", &[], 1.0),
             (

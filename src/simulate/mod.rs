@@ -12,7 +12,8 @@
 //! - [`gt06`]: GT06 login, locations, and the heartbeat whose echo confirms them.
 //! - [`queclink`]: Queclink `GTFRI` reports and the `GTHBD` heartbeat whose `+SACK` confirms
 //!   them (per-report `+SACK`s are checked too when the listener has `ack_reports`).
-//! - [`wialon`]: Wialon IPS 2.0 login and black boxes, answered `#AL#` / `#AB#`.
+//! - [`wialon`]: Wialon IPS 2.0 login and black boxes, answered `#AL#` / `#AB#`; over UDP
+//!   (`wialon-udp`) one black box per datagram, `2.0;imei` in front.
 //! - [`lines`]: NMEA sentences and JSON lines, which nothing answers: paced and counted only.
 //!
 //! Every device logs in the way its firmware does, sends `--records` records in chunks of
@@ -46,7 +47,7 @@ use link::Target;
 #[derive(clap::Args, Debug, Clone)]
 pub struct SimulateArgs {
     /// Device protocol to simulate: any name of the protocol registry (teltonika,
-    /// teltonika-udp, gt06, queclink, wialon, nmea, jsonl).
+    /// teltonika-udp, gt06, queclink, wialon, wialon-udp, nmea, jsonl).
     #[arg(long, default_value = "teltonika")]
     pub protocol: String,
     /// Gateway listener address [default: 127.0.0.1 and the protocol's usual port].
@@ -410,6 +411,7 @@ async fn run_device(mut device: Device) {
         Protocol::Gt06 => gt06::run(&mut device).await,
         Protocol::Queclink => queclink::run(&mut device).await,
         Protocol::Wialon => wialon::run(&mut device).await,
+        Protocol::WialonUdp => wialon::run_udp(&mut device).await,
         Protocol::Nmea | Protocol::Jsonl => lines::run(&mut device).await,
     };
     let (counter, what) = match result {

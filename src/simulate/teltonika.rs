@@ -18,7 +18,7 @@ use super::link::{Link, Target};
 use super::{point, Device, Fault};
 
 /// How often a UDP datagram is sent before its missing ack is a failure.
-const UDP_SENDS: u32 = 3;
+pub(super) const UDP_SENDS: u32 = 3;
 
 pub(super) async fn run_tcp(device: &mut Device) -> Result<(), Fault> {
     let mut link = Link::open(&device.plan.target, device.plan.reply_timeout).await?;
@@ -144,7 +144,7 @@ async fn receive(
 
 /// A UDP socket of the target's address family, connected to it (so only its answers are
 /// read, and an unreachable port shows as an error).
-async fn udp_socket(addr: &str) -> Result<UdpSocket, Fault> {
+pub(super) async fn udp_socket(addr: &str) -> Result<UdpSocket, Fault> {
     let failed = |e: std::io::Error| Fault::Failed(format!("UDP to {addr}: {e}"));
     let target: SocketAddr = tokio::net::lookup_host(addr)
         .await

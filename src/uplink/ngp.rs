@@ -265,7 +265,8 @@ fn message_time(record: &Record) -> Option<(String, bool)> {
         | Protocol::TeltonikaUdp
         | Protocol::Gt06
         | Protocol::Queclink
-        | Protocol::Wialon => false,
+        | Protocol::Wialon
+        | Protocol::WialonUdp => false,
         // Lines and sentences are read as the sensor writes them.
         Protocol::Nmea | Protocol::Jsonl => true,
     };
@@ -383,7 +384,11 @@ fn event(record: &Record) -> Event<'_> {
             "igf" => Some(604),
             _ => None,
         },
-        Protocol::Gt06 | Protocol::Wialon | Protocol::Nmea | Protocol::Jsonl => named_event(text),
+        Protocol::Gt06
+        | Protocol::Wialon
+        | Protocol::WialonUdp
+        | Protocol::Nmea
+        | Protocol::Jsonl => named_event(text),
     };
     id.map_or(Event::Text(text), Event::Id)
 }
@@ -626,6 +631,7 @@ impl MappedIo {
 fn protocol_name(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::TeltonikaUdp => "teltonika_udp",
+        Protocol::WialonUdp => "wialon_udp",
         other => other.as_str(),
     }
 }
@@ -666,11 +672,11 @@ fn named_target(protocol: Protocol, name: &str) -> Option<Target> {
         (Protocol::Queclink, "battery_percent") => Some(Target::Percent("battery_level")),
         (Protocol::Queclink, "external_power_mv") => Some(Target::Float("board_voltage", 1000.0)),
         (Protocol::Queclink, "mileage_km") => Some(Target::Float("hardware_mileage", 1.0)),
-        (Protocol::Wialon, "inputs") => Some(Target::InputMask),
-        (Protocol::Wialon, "outputs") => Some(Target::OutputMask),
-        (Protocol::Wialon, "ibutton") => Some(Target::Text("hardware_key")),
+        (Protocol::Wialon | Protocol::WialonUdp, "inputs") => Some(Target::InputMask),
+        (Protocol::Wialon | Protocol::WialonUdp, "outputs") => Some(Target::OutputMask),
+        (Protocol::Wialon | Protocol::WialonUdp, "ibutton") => Some(Target::Text("hardware_key")),
         // Wialon's ADC list, in volts; adc17 and on have no NGP index.
-        (Protocol::Wialon, _) => name
+        (Protocol::Wialon | Protocol::WialonUdp, _) => name
             .strip_prefix("adc")
             .and_then(sensor_index)
             .map(|n| Target::Float(ANALOG[n - 1], 1.0)),

@@ -15,7 +15,14 @@
 //!
 //! The device must log in first: any packet but `#L#` or `#P#` before a login is an `Err`
 //! (its records would have no device id, and a closed connection makes the device reconnect
-//! and log in, which is how every Wialon session starts).
+//! and log in, which is how every Wialon session starts). A decoder made
+//! [`for_capture`](WialonDecoder::for_capture) takes data packets before a login instead:
+//! their records get an empty device id, and the version comes from the packet itself (2.0
+//! when its last field is the CRC-16 of the rest, else 1.1).
+//!
+//! Packet types a device may send that are not decoded (a photo `#I#`, a type this decoder
+//! does not know) are skipped with their type name ([`Decoded::skipped`]), so the gateway
+//! counts them per type.
 
 use super::answer::{self, DataKind};
 use super::fields::{check_crc, show, split, unsigned, Bad, Fault};
@@ -34,6 +41,8 @@ pub struct WialonDecoder {
     /// The password a login must carry, if the installer set one.
     password: Option<String>,
     session: Option<Session>,
+    /// Reading a capture: packets before a login are decoded without a device id.
+    capture: bool,
 }
 
 /// What a successful login established.
@@ -66,6 +75,29 @@ impl WialonDecoder {
             keep_raw: options.keep_raw,
             password: None,
             session: None,
+            capture: false,
+        }
+    }
+
+    /// A decoder for `fleetedge decode`: it also takes data packets before any login (a
+    /// capture that starts mid-connection, a single pasted line), giving their records an
+    /// empty device id, and a later `#L#` in the capture names the device from there on.
+    pub fn for_capture(options: &DecoderOptions) -> Self {
+        WialonDecoder {
+            capture: true,
+            ..WialonDecoder::new(options)
+        }
+    }
+
+    /// A decoder whose device is already known, as every UDP datagram names it.
+    pub(super) fn logged_in(
+        options: &DecoderOptions,
+        device_id: String,
+        version: ProtocolVersion,
+    ) -> Self {
+        WialonDecoder {
+            session: Some(Session { device_id, version }),
+            ..WialonDecoder::new(options)
         }
     }
 
@@ -114,36 +146,35 @@ impl WialonDecoder {
             };
             return Ok(Some(decoded(line.consumed, Vec::new(), reply)));
         }
-        let Some(session) = &self.session else {
-            return Err(DecodeError::new(
-                1,
-                format!(
-                    "#{}# packet before the login packet (#L#): the device has not identified itself",
-                    show(line.kind)
-                ),
-            ));
+        let (device_id, version) = match &self.session {
+            Some(session) => (session.device_id.as_str(), session.version),
+            None if self.capture => ("", guess_version(&line)),
+            None => {
+                return Err(DecodeError::new(
+                    1,
+                    format!(
+                        "#{}# packet before the login packet (#L#): the device has not \
+                         identified itself",
+                        show(line.kind)
+                    ),
+                ))
+            }
         };
-        let ctx = Context {
-            device_id: &session.device_id,
-            now_ms,
-        };
-        let version = session.version;
+        let ctx = Context { device_id, now_ms };
         let frame = match line.kind {
             b"SD" => self.data(&line, DataKind::Short, version, &ctx),
             b"D" => self.data(&line, DataKind::Extended, version, &ctx),
             b"B" => self.black_box(&line, version, &ctx),
             b"M" => self.driver_message(&line, version, &ctx),
             b"I" => return self.photo(input, &line, version),
-            other => problem(
+            other => Decoded::skipped(
                 line.consumed,
-                DecodeError::new(
-                    1,
-                    format!(
-                        "packet type #{}# is not one a device sends here; skipped",
-                        show(other)
-                    ),
+                1,
+                &show(other),
+                format!(
+                    "packet type #{}# is not one a device sends here; skipped",
+                    show(other)
                 ),
-                None,
             ),
         };
         Ok(Some(frame))
@@ -424,18 +455,16 @@ impl WialonDecoder {
         if input.len() < end {
             return Ok(None);
         }
-        Ok(Some(problem(
+        Ok(Some(Decoded::skipped(
             end,
-            DecodeError::new(
-                0,
-                format!(
-                    "photo block {} of {} ({} bytes) skipped: photos are not stored",
-                    index.show(),
-                    count.show(),
-                    size.show()
-                ),
+            0,
+            "I",
+            format!(
+                "photo block {} of {} ({} bytes) skipped: photos are not stored",
+                index.show(),
+                count.show(),
+                size.show()
             ),
-            None,
         )))
     }
 
@@ -494,8 +523,19 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
         })
 }
 
+/// The version of a packet seen without its session's login: 2.0 when its last field is the
+/// CRC-16 of what comes before it, else 1.1 (a 1.1 packet's last field is data, which matches
+/// by chance once in 65536 at worst, and only when it is a short hex number).
+fn guess_version(line: &Line<'_>) -> ProtocolVersion {
+    let sep = if line.kind == b"B" { b'|' } else { b';' };
+    match check_crc(line.body, sep, line.body_at) {
+        Ok(_) => ProtocolVersion::V2,
+        Err(_) => ProtocolVersion::V1_1,
+    }
+}
+
 /// `2.0` → 2: digits, a point, digits.
-fn version_major(text: &[u8]) -> Option<u32> {
+pub(super) fn version_major(text: &[u8]) -> Option<u32> {
     let dot = text.iter().position(|&b| b == b'.')?;
     let (major, minor) = (text.get(..dot)?, text.get(dot + 1..)?);
     let digits = |t: &[u8]| !t.is_empty() && t.iter().all(u8::is_ascii_digit);

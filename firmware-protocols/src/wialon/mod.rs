@@ -1,4 +1,5 @@
-//! Wialon IPS 1.1 and 2.0 (Gurtam) over TCP: one ASCII packet per line, login first.
+//! Wialon IPS 1.1 and 2.0 (Gurtam) over TCP (one ASCII packet per line, login first) and UDP
+//! (one packet per datagram, the device id in front).
 //! Fact sheet: `shared/protocols/wialon-ips.md`.
 //!
 //! ```text
@@ -53,7 +54,10 @@
 //! `ibutton` (Text), then every param under its own name (I64 / F64 / Text), and
 //! `message` (Text) for `#M#`. Text that is not UTF-8 is kept as Bytes.
 //!
-//! - [`WialonDecoder`]: the session state machine ([`StreamDecoder`](crate::StreamDecoder)).
+//! - [`WialonDecoder`]: the session state machine ([`StreamDecoder`](crate::StreamDecoder));
+//!   [`WialonDecoder::for_capture`] also reads a capture that starts after the login.
+//! - [`UdpDecoder`]: the UDP form, `imei#TYPE#…` / `2.0;imei#TYPE#…;crc16` per datagram
+//!   ([`DatagramDecoder`](crate::DatagramDecoder)), registry name `wialon-udp`.
 //! - [`encode`]: builds valid device packets, for the load simulator, tests and benches.
 
 mod answer;
@@ -61,8 +65,10 @@ mod decoder;
 pub mod encode;
 mod fields;
 mod message;
+mod udp;
 
 pub use decoder::WialonDecoder;
+pub use udp::UdpDecoder;
 
 /// The protocol version a device declared at login; it decides whether packets carry a CRC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
