@@ -24,6 +24,7 @@ use rumqttc::{
 };
 use tokio::sync::{mpsc, watch};
 
+use super::backoff::Ended;
 use super::error::UplinkError;
 use super::outgoing;
 use super::payload::PayloadEncoder;
@@ -153,11 +154,11 @@ impl UplinkContext {
         }
     }
 
-    /// Runs one connection. Returns how it ended and when it was established, if it was.
+    /// Runs one connection. Returns how it ended and, for the backoff, how it went.
     pub async fn run_connection(
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> (ConnectionEnd, Option<Instant>) {
+    ) -> (ConnectionEnd, Ended) {
         let m = &self.settings.mqtt;
         let (client, mut eventloop) = AsyncClient::new(self.options(), m.max_inflight_batches + 2);
         // rumqttc times every network write with its "connection timeout"; the connect
@@ -187,9 +188,9 @@ impl UplinkContext {
         let connect_timeout = Duration::from_secs(m.connect_timeout_s + 1);
         let connected = tokio::select! {
             e = tokio::time::timeout(connect_timeout, events.recv()) => e,
-            _ = shutdown.changed() => return (ConnectionEnd::Shutdown, None),
+            _ = shutdown.changed() => return (ConnectionEnd::Shutdown, Ended::NotConnected),
         };
-        let failed = |e| (ConnectionEnd::Failed(e), None);
+        let failed = |e| (ConnectionEnd::Failed(e), Ended::NotConnected);
         match connected {
             Ok(Some(PumpEvent::ConnAck)) => {}
             Ok(Some(PumpEvent::Failed(ConnectionError::ConnectionRefused(code)))) => {
@@ -212,9 +213,14 @@ impl UplinkContext {
         );
         self.publisher.connected(connected_at);
         let end = self.drive(&client, &mut events, shutdown).await;
+        let broker_acknowledged = self.publisher.broker_acknowledged();
         self.publisher.disconnected();
         METRICS.mqtt_connected.store(false, Ordering::Relaxed);
-        (end, Some(connected_at))
+        let ended = Ended::Connected {
+            at: connected_at,
+            broker_acknowledged,
+        };
+        (end, ended)
     }
 
     /// Carries out the publisher's actions and feeds it events until the connection ends.

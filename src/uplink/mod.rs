@@ -94,7 +94,7 @@ pub async fn run(settings: &Settings, buffer: Buffer, mut shutdown: watch::Recei
         // Connecting is bounded by `connect_timeout_s` (+1 s for the CONNACK wait).
         crate::watchdog::UPLINK
             .beat_within(Duration::from_secs(settings.mqtt.connect_timeout_s + 1));
-        let (end, connected_at) = ctx.run_connection(&mut shutdown).await;
+        let (end, ended) = ctx.run_connection(&mut shutdown).await;
         let delay = match end {
             ConnectionEnd::Shutdown => return,
             ConnectionEnd::Failed(e) => {
@@ -112,8 +112,7 @@ pub async fn run(settings: &Settings, buffer: Buffer, mut shutdown: watch::Recei
                         delay
                     }
                     e => {
-                        let delay =
-                            backoff.next_delay(connected_at, Instant::now(), rand::random());
+                        let delay = backoff.next_delay(ended, Instant::now(), rand::random());
                         tracing::warn!(
                             broker = %ctx.broker(),
                             reason = %e,
