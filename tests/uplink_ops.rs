@@ -297,7 +297,7 @@ async fn graceful_shutdown_publishes_what_was_accepted_and_exits_0() {
         gw.log()
     );
     // The gateway published the offline status itself and had its PUBACK within the goodbye
-    // grace (`GOODBYE_GRACE` in src/uplink/connection.rs), rather than leaving it to the will.
+    // grace (`GOODBYE_GRACE` in src/uplink/publisher.rs), rather than leaving it to the will.
     let log = gw.log();
     assert!(
         log.contains("offline_status=\"acknowledged\"")

@@ -290,7 +290,16 @@ impl UplinkContext {
                     let now = Instant::now();
                     let handled = match event {
                         Some(PumpEvent::Published(pkid)) => self.publisher.handle_published(pkid),
-                        Some(PumpEvent::PubAck(pkid)) => self.publisher.handle_puback(pkid, now),
+                        Some(PumpEvent::PubAck(pkid)) => {
+                            let handled = self.publisher.handle_puback(pkid, now);
+                            if self.publisher.removal_stalled().is_some() {
+                                // The held range grew: keep what /health reads current.
+                                super::set_removal_stalled(
+                                    self.publisher.removal_stalled().cloned(),
+                                );
+                            }
+                            handled
+                        }
                         Some(PumpEvent::ConnAck) => Ok(()),
                         Some(PumpEvent::Disconnected) => self.publisher.handle_disconnect_sent(),
                         Some(PumpEvent::Failed(e)) => {

@@ -1043,4 +1043,79 @@ mod tests {
         assert_eq!(w.buffer.removals, [2, 3]);
         assert_eq!(w.buffer.oldest_seq(), None);
     }
+
+    #[test]
+    fn a_removal_that_fails_is_held_and_retried_without_republishing() {
+        let mut w = World::new(config(), FakeBuffer::new(&[(1, 3), (4, 3)]));
+        let t0 = w.now;
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(1, 3),
+                Sent::Records(4, 6)
+            ]
+        );
+        // The disk is full: the removal after the first batch's PUBACK fails.
+        w.buffer.removal_fails = true;
+        w.puback(1);
+        w.puback(2);
+        let (sent, other) = w.step();
+        assert!(sent.is_empty() && other.is_empty(), "{sent:?} {other:?}");
+        assert_eq!(w.buffer.removals, [3]);
+        let stalled = w.p.removal_stalled().unwrap().clone();
+        assert_eq!(stalled.acknowledged_through, 3);
+        assert_eq!(stalled.attempts, 1);
+        assert!(stalled.error.contains("/full/disk"), "{}", stalled.error);
+        // The connection carries on: the next PUBACK is held too, not retried before its time.
+        w.puback(3);
+        assert_eq!(w.sent(), []);
+        assert_eq!(w.buffer.removals, [3]);
+        assert_eq!(w.p.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        // The connection drops: the next one publishes nothing that was acknowledged,
+        // although all of it is still in the buffer.
+        w.reconnect();
+        w.buffer.append(7, (0..3).map(|_| record(true)).collect());
+        w.p.handle_appended();
+        assert_eq!(w.sent(), [Sent::Status("online"), Sent::Records(7, 9)]);
+        // The retry, on its timer: through everything acknowledged so far. Still failing,
+        // it waits twice as long.
+        w.now = t0 + Duration::from_secs(1);
+        assert_eq!(w.sent(), []);
+        assert_eq!(w.buffer.removals, [3, 6]);
+        assert_eq!(w.p.removal_stalled().unwrap().attempts, 2);
+        assert_eq!(w.p.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+        // Space is back: the next retry removes the held range, and the state clears.
+        w.buffer.removal_fails = false;
+        w.now = t0 + Duration::from_secs(3);
+        assert_eq!(w.sent(), []);
+        assert_eq!(w.buffer.removals, [3, 6, 6]);
+        assert_eq!(w.p.removal_stalled(), None);
+        assert_eq!(w.buffer.oldest_seq(), Some(7));
+        // Later acknowledgements are removed at once again.
+        w.puback(4);
+        w.puback(5);
+        assert_eq!(w.sent(), []);
+        assert_eq!(w.buffer.removals, [3, 6, 6, 9]);
+        assert_eq!(w.buffer.oldest_seq(), None);
+    }
+
+    #[test]
+    fn between_connections_only_the_removal_retries_are_due() {
+        let mut w = World::new(config(), FakeBuffer::new(&[(1, 3)]));
+        let t0 = w.now;
+        assert_eq!(w.sent().len(), 2);
+        w.buffer.removal_fails = true;
+        w.puback(1);
+        w.puback(2);
+        assert_eq!(w.sent(), []);
+        w.p.disconnected();
+        assert_eq!(w.p.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        w.now = t0 + Duration::from_secs(1);
+        w.buffer.removal_fails = false;
+        assert_eq!(w.sent(), []);
+        assert_eq!(w.buffer.removals, [3, 3]);
+        assert_eq!(w.p.removal_stalled(), None);
+        assert_eq!(w.p.poll_timeout(), None);
+    }
 }

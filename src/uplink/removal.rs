@@ -59,6 +59,9 @@ impl Removal {
     /// Records up to `seq` were acknowledged (or may leave without one). Never goes back.
     pub fn acknowledged(&mut self, seq: u64) {
         self.acknowledged = self.acknowledged.max(Some(seq));
+        if let Some(s) = &mut self.stalled {
+            s.acknowledged_through = s.acknowledged_through.max(seq);
+        }
     }
 
     /// The highest seq that was acknowledged; seqs at or below it are not published again.
@@ -170,6 +173,7 @@ mod tests {
         assert_eq!(s.next_retry_at, t0 + Duration::from_secs(1));
         // More acknowledged meanwhile: held, not removed before the timer.
         r.acknowledged(20);
+        assert_eq!(r.stalled().unwrap().acknowledged_through, 20);
         assert_eq!(r.poll(t0 + Duration::from_millis(999)), None);
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(1)));
         let t1 = t0 + Duration::from_secs(1);
