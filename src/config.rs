@@ -330,7 +330,8 @@ pub struct UplinkSettings {
     pub backoff_initial_ms: u64,
     /// Cap of the reconnect delay, milliseconds. Default 30,000.
     pub backoff_max_ms: u64,
-    /// A connection that stayed up this many seconds resets the backoff. Default 30.
+    /// A connection that stayed up this many seconds resets the backoff. Default 30. One
+    /// that worked (a PUBACK, up 1 s) resets it too (see `uplink::backoff`).
     pub backoff_reset_after_s: u64,
     /// Most MQTT messages published per second (batches and status; token bucket with a
     /// burst of one second's worth). 0 = unlimited, the default.

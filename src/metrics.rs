@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use firmware_protocols::registry;
 
+use crate::uplink::error::FailureReason;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Records stored in the buffer (devices were answered "accepted").
@@ -32,7 +34,7 @@ pub struct Metrics {
     /// Batch bytes before and after compression, counted when a batch is sent.
     pub batch_json_bytes: AtomicU64,
     pub batch_payload_bytes: AtomicU64,
-    /// MQTT connections that ended in an error.
+    /// MQTT connections that ended in an error (the sum of [`MQTT_CONNECTION_FAILURES`]).
     pub mqtt_connection_failures: AtomicU64,
     /// MQTT connections established (CONNACK); every one after the first is a reconnect.
     pub mqtt_connects: AtomicU64,
@@ -59,6 +61,18 @@ pub static METRICS: Metrics = Metrics {
     mqtt_connected: AtomicBool::new(false),
     ngp_records_skipped: AtomicU64::new(0),
 };
+
+/// MQTT connection failures by reason: slot `i` counts `FailureReason::ALL[i]`.
+pub static MQTT_CONNECTION_FAILURES: [AtomicU64; FailureReason::ALL.len()] =
+    [const { AtomicU64::new(0) }; FailureReason::ALL.len()];
+
+/// An MQTT connection (or attempt) ended in an error: the total and the reason's counter.
+pub fn mqtt_connection_failed(reason: FailureReason) {
+    add(&METRICS.mqtt_connection_failures, 1);
+    if let Some(c) = MQTT_CONNECTION_FAILURES.get(reason.index()) {
+        add(c, 1);
+    }
+}
 
 /// Adds `n` to a counter.
 pub fn add(counter: &AtomicU64, n: u64) {

@@ -246,7 +246,11 @@ async fn health_ready_and_metrics_follow_the_broker_and_the_records() {
         "{text}"
     );
     assert!(
-        sample(&text, "fleetedge_mqtt_connection_failures_total").is_some_and(|n| n >= 1.0),
+        sample(
+            &text,
+            "fleetedge_mqtt_connection_failures_total{reason=\"connection_lost\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
         "{text}"
     );
     assert_eq!(get(http_port, "/health").await, (200, "ok".to_string()));

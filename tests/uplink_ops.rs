@@ -1,6 +1,7 @@
 //! Uplink operations against a real mosquitto and the real binary: a broker that refuses
 //! the credentials (backoff to the cap, the reason in the log, then the right credentials
-//! work), the retained status and the last will, the rate limit, and graceful shutdown.
+//! work), quick reconnects after broker restarts, the retained status and the last will, the
+//! rate limit, and graceful shutdown.
 
 mod common;
 
@@ -122,6 +123,50 @@ async fn refused_credentials_back_off_to_the_cap_and_say_why_then_right_ones_wor
     );
     assert_eq!(gw.count_log_lines(&refused), 0, "{}", gw.log());
     assert!(!gw.log().contains("right-pass"), "{}", gw.log());
+}
+
+/// Five broker restarts in a row, each after a connection that worked: every first retry
+/// comes within the initial delay, instead of growing with the restarts before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restarts_are_retried_quickly_each_time() {
+    let mut broker = Mosquitto::start(free_port()).await;
+    let gw = Gateway::start(
+        GatewayConfig::new("gw-restarts", broker.port())
+            .set("uplink.backoff_initial_ms", "500")
+            .set("uplink.backoff_max_ms", "30000"),
+    )
+    .await;
+    let lost = ["MQTT connection ended", "connection_lost"];
+    for restart in 1..=5 {
+        let connected = wait_until(Duration::from_secs(20), || {
+            gw.count_log_lines(&["MQTT connected"]) >= restart
+        })
+        .await;
+        assert!(
+            connected,
+            "no connection before restart {restart}:\n{}",
+            gw.log()
+        );
+        // Up long enough to count as working (its online status is acknowledged at once).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        broker.restart().await;
+        let seen = wait_until(Duration::from_secs(10), || {
+            gw.count_log_lines(&lost) >= restart
+        })
+        .await;
+        assert!(seen, "restart {restart} not noticed:\n{}", gw.log());
+    }
+    let back = wait_until(Duration::from_secs(20), || {
+        gw.count_log_lines(&["MQTT connected"]) >= 6
+    })
+    .await;
+    let log = gw.log();
+    assert!(back, "no connection after the last restart:\n{log}");
+    let delays = retry_delays_ms(&log, &lost);
+    assert_eq!(delays.len(), 5, "{delays:?}\n{log}");
+    for d in &delays {
+        assert!(*d <= 500, "a first retry after {d} ms: {delays:?}\n{log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +342,7 @@ async fn graceful_shutdown_publishes_what_was_accepted_and_exits_0() {
         gw.log()
     );
     // The gateway published the offline status itself and had its PUBACK within the goodbye
-    // grace (`GOODBYE_GRACE` in src/uplink/connection.rs), rather than leaving it to the will.
+    // grace (`GOODBYE_GRACE` in src/uplink/publisher.rs), rather than leaving it to the will.
     let log = gw.log();
     assert!(
         log.contains("offline_status=\"acknowledged\"")

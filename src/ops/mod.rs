@@ -14,6 +14,7 @@ use firmware_protocols::registry;
 
 use crate::buffer::{Buffer, BufferStats};
 use crate::metrics::{self, get, HistogramSnapshot, METRICS};
+use crate::uplink::error::FailureReason;
 
 /// Everything `/metrics` shows, read at one moment.
 #[derive(Debug, Clone)]
@@ -34,7 +35,8 @@ pub struct Snapshot {
     pub batch_payload_bytes: u64,
     pub mqtt_connected: bool,
     pub mqtt_connects: u64,
-    pub mqtt_connection_failures: u64,
+    /// By reason, in `FailureReason::ALL` order (zeros included).
+    pub mqtt_connection_failures: Vec<(&'static str, u64)>,
     pub ngp_records_skipped: u64,
     pub publish_latency: HistogramSnapshot,
     pub buffer: BufferStats,
@@ -93,7 +95,11 @@ impl Snapshot {
                 .mqtt_connected
                 .load(std::sync::atomic::Ordering::Relaxed),
             mqtt_connects: get(&METRICS.mqtt_connects),
-            mqtt_connection_failures: get(&METRICS.mqtt_connection_failures),
+            mqtt_connection_failures: FailureReason::ALL
+                .iter()
+                .zip(&metrics::MQTT_CONNECTION_FAILURES)
+                .map(|(reason, n)| (reason.as_str(), get(n)))
+                .collect(),
             ngp_records_skipped: get(&METRICS.ngp_records_skipped),
             publish_latency: metrics::PUBLISH_LATENCY.snapshot(),
             buffer: buffer.stats(),

@@ -387,12 +387,15 @@ pub fn render(s: &Snapshot) -> String {
         "MQTT connections established; each one after the first is a reconnect.",
         s.mqtt_connects,
     );
-    t.single(
-        "fleetedge_mqtt_connection_failures_total",
+    let name = "fleetedge_mqtt_connection_failures_total";
+    t.family(
+        name,
         Counter,
-        "MQTT connections or connection attempts that ended in an error.",
-        s.mqtt_connection_failures,
+        "MQTT connections or connection attempts that ended in an error, by reason.",
     );
+    for (reason, n) in &s.mqtt_connection_failures {
+        t.sample(name, &[("reason", reason)], *n);
+    }
     t.single(
         "fleetedge_ngp_records_skipped_total",
         Counter,
@@ -729,7 +732,7 @@ mod tests {
             batch_payload_bytes: 900,
             mqtt_connected: true,
             mqtt_connects: 3,
-            mqtt_connection_failures: 2,
+            mqtt_connection_failures: vec![("refused", 0), ("puback_timeout", 2)],
             ngp_records_skipped: 0,
             publish_latency: h.snapshot(),
             buffer: buffer.stats(),
@@ -801,7 +804,16 @@ mod tests {
             ("fleetedge_batch_compressed_bytes_total", &[], 900.0),
             ("fleetedge_mqtt_connected", &[], 1.0),
             ("fleetedge_mqtt_connects_total", &[], 3.0),
-            ("fleetedge_mqtt_connection_failures_total", &[], 2.0),
+            (
+                "fleetedge_mqtt_connection_failures_total",
+                &[("reason", "puback_timeout")],
+                2.0,
+            ),
+            (
+                "fleetedge_mqtt_connection_failures_total",
+                &[("reason", "refused")],
+                0.0,
+            ),
             ("fleetedge_buffer_records", &[], 0.0),
             ("fleetedge_buffer_bytes", &[], 0.0),
             ("fleetedge_buffer_full", &[], 0.0),

@@ -1,20 +1,18 @@
-//! One MQTT connection, from CONNECT to the first error or shutdown.
+//! One MQTT connection's IO, from CONNECT to the first error or the end of a graceful
+//! shutdown: the rumqttc pump and one `select!`. What to publish, when, and when records
+//! leave the buffer is decided by the [`Publisher`]; this file only carries its actions out
+//! (buffer reads and removals, `try_publish`, DISCONNECT) and feeds it the events and the
+//! time.
 //!
 //! rumqttc's event loop runs in its own task (the "pump") and forwards the few events the
 //! uplink needs over a channel; publishes go in with `try_publish`, never awaited from the
-//! task that drives `poll()`. Every connection gets a fresh client, a clean session, an
-//! empty window and empty staging, and starts from the oldest unacked record.
+//! task that drives `poll()`. Every connection gets a fresh client and a clean session.
 //!
 //! ```text
 //! CONNECT (TLS, credentials, last will = offline status)
-//!   └─ CONNACK ─▶ status online ─▶ batches … ─▶ status online (every status_interval_s) …
-//!                  every publish: [next message] ─▶ rate limit ─▶ window room ─▶ publish()
-//! shutdown ─▶ drain (no linger, until the buffer is sent and acked or shutdown_publish_s)
-//!          ─▶ status offline ─▶ DISCONNECT
+//!   └─ CONNACK ─▶ publisher.connected ─▶ loop { poll_action* ─▶ select!(pump event,
+//!                 new records, poll_timeout, watchdog tick, shutdown) }
 //! ```
-//!
-//! Every message goes out through [`UplinkContext::publish`], which queues it on the client
-//! and records it in the window; a new kind of message only needs to build a [`Message`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,75 +24,32 @@ use rumqttc::{
 };
 use tokio::sync::{mpsc, watch};
 
-use super::ngp;
+use super::backoff::Ended;
+use super::error::UplinkError;
+use super::outgoing;
 use super::payload::PayloadEncoder;
-use super::rate::RateLimit;
-use super::staging::{Due, Staging};
+use super::publisher::{Action, Publisher, PublisherConfig};
 use super::status;
-use super::window::Window;
 use crate::buffer::Buffer;
-use crate::config::{Secret, Settings, UplinkFormat};
+use crate::config::{Secret, Settings};
 use crate::metrics::{self, METRICS};
-
-/// How long each of the two goodbye steps may take at shutdown, beyond
-/// `uplink.shutdown_publish_s`: the offline status' PUBACK (a broker round trip), then the
-/// DISCONNECT going out. 3 s, not 1: a gateway on a slow cellular link or a loaded CPU can
-/// miss 1 s for the round trip and then leaves the offline status to the last will. Both
-/// steps end early once done, so a responsive broker costs milliseconds; the worst case
-/// (2 × 3 s, an unresponsive broker) stays inside the 15 s that the systemd unit's
-/// `TimeoutStopSec >= 10 + shutdown_publish_s + 15` leaves for the goodbye and the flush.
-const GOODBYE_GRACE: Duration = Duration::from_secs(3);
 
 /// How a connection ended.
 #[derive(Debug)]
 pub enum ConnectionEnd {
     Shutdown,
-    Failed(String),
-    /// The broker answered CONNECT with a refusal (bad credentials, not authorised, …);
-    /// the reason in words.
-    Refused(String),
-}
-
-/// One MQTT message ready to be published with QoS 1.
-#[derive(Debug)]
-pub struct Message {
-    pub topic: String,
-    pub payload: Vec<u8>,
-    pub retain: bool,
-    pub carries: Carried,
-}
-
-/// What a [`Message`] carries, for the window and the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Carried {
-    /// Records `first_seq..=last_seq` (`count` of them; `json_bytes` before compression).
-    Records {
-        first_seq: u64,
-        last_seq: u64,
-        count: usize,
-        json_bytes: usize,
-    },
-    /// A status message: no records.
-    Status,
+    Failed(UplinkError),
 }
 
 /// What the uplink keeps across connections.
 pub struct UplinkContext {
     settings: Settings,
     buffer: Buffer,
-    encoder: PayloadEncoder,
-    topic: String,
-    status_topic: String,
-    max_payload_bytes: usize,
-    /// The newest record NGP passed over on this connection. Such records leave the buffer
-    /// with the next acknowledged record after them, or, when nothing is outstanding, on
-    /// their own (see `publish_loop`), so a run of them can never fill the buffer.
-    ngp_skipped_through: Option<u64>,
     /// Plain TCP, or TLS with the client config built once at start.
     transport: Transport,
     credentials: Option<(String, Secret)>,
-    /// Lives across connections, so a reconnect does not refill the buckets.
-    rate: RateLimit,
+    /// The publish logic; its rate limit and removal state live across connections.
+    publisher: Publisher,
 }
 
 enum PumpEvent {
@@ -114,21 +69,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// What handling one pump event asks of the loop.
-enum After {
-    Continue,
-    /// The DISCONNECT went out.
-    Disconnected,
-    Ended(String),
-}
-
 impl UplinkContext {
     /// Reads the password file and the TLS files; errors name the key and the file.
     pub fn new(settings: &Settings, buffer: Buffer) -> Result<Self, String> {
         let m = &settings.mqtt;
-        let topic = format!("{}/{}/records", m.topic_prefix, settings.gateway_id);
-        // Fixed header (≤ 5) + topic length field (2) + topic + packet id (2).
-        let max_payload_bytes = m.max_packet_bytes.saturating_sub(topic.len() + 9);
         let transport = if m.tls.enabled {
             let config = super::tls::client_config(m)?;
             Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config)))
@@ -136,18 +80,37 @@ impl UplinkContext {
             Transport::Tcp
         };
         let u = &settings.uplink;
+        let encoder = PayloadEncoder::new(&settings.gateway_id, u.compression, u.zstd_level)
+            .map_err(|e| format!("uplink.compression: {e}"))?;
+        let outgoing = outgoing::Outgoing::new(
+            u.format,
+            encoder,
+            &settings.gateway_id,
+            &m.topic_prefix,
+            m.max_packet_bytes,
+        );
+        let status_buffer = buffer.clone();
+        let online = Box::new(move || {
+            let b = status_buffer.stats();
+            status::Online {
+                uptime: status::uptime(),
+                buffer_records: b.records,
+                buffer_bytes: b.bytes,
+                connected_devices: metrics::get(&METRICS.connections_open),
+                now: SystemTime::now(),
+            }
+        });
         Ok(UplinkContext {
-            encoder: PayloadEncoder::new(&settings.gateway_id, u.compression, u.zstd_level)
-                .map_err(|e| format!("uplink.compression: {e}"))?,
-            status_topic: status::topic(&m.topic_prefix, &settings.gateway_id),
             transport,
             credentials: m.credentials()?,
-            rate: RateLimit::new(u.max_messages_per_s, u.max_bytes_per_s, m.max_packet_bytes),
+            publisher: Publisher::new(
+                PublisherConfig::from_settings(settings),
+                outgoing,
+                online,
+                Instant::now(),
+            ),
             settings: settings.clone(),
             buffer,
-            topic,
-            max_payload_bytes,
-            ngp_skipped_through: None,
         })
     }
 
@@ -166,7 +129,7 @@ impl UplinkContext {
             .set_transport(self.transport.clone())
             // The broker publishes this when the connection dies without a DISCONNECT.
             .set_last_will(LastWill::new(
-                &self.status_topic,
+                status::topic(&m.topic_prefix, &self.settings.gateway_id),
                 status::offline_payload(&self.settings.gateway_id),
                 QoS::AtLeastOnce,
                 true,
@@ -191,11 +154,11 @@ impl UplinkContext {
         }
     }
 
-    /// Runs one connection. Returns how it ended and when it was established, if it was.
+    /// Runs one connection. Returns how it ended and, for the backoff, how it went.
     pub async fn run_connection(
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> (ConnectionEnd, Option<Instant>) {
+    ) -> (ConnectionEnd, Ended) {
         let m = &self.settings.mqtt;
         let (client, mut eventloop) = AsyncClient::new(self.options(), m.max_inflight_batches + 2);
         // rumqttc times every network write with its "connection timeout"; the connect
@@ -225,18 +188,19 @@ impl UplinkContext {
         let connect_timeout = Duration::from_secs(m.connect_timeout_s + 1);
         let connected = tokio::select! {
             e = tokio::time::timeout(connect_timeout, events.recv()) => e,
-            _ = shutdown.changed() => return (ConnectionEnd::Shutdown, None),
+            _ = shutdown.changed() => return (ConnectionEnd::Shutdown, Ended::NotConnected),
         };
+        let failed = |e| (ConnectionEnd::Failed(e), Ended::NotConnected);
         match connected {
             Ok(Some(PumpEvent::ConnAck)) => {}
             Ok(Some(PumpEvent::Failed(ConnectionError::ConnectionRefused(code)))) => {
-                return (ConnectionEnd::Refused(refusal_reason(code).into()), None)
+                return failed(UplinkError::Refused(refusal_reason(code)))
             }
             Ok(Some(PumpEvent::Failed(e))) => {
-                return (failed(format!("connect: {}", self.describe(&e))), None)
+                return failed(UplinkError::Connect(self.describe(&e)))
             }
-            Ok(_) => return (failed("connect: no CONNACK"), None),
-            Err(_) => return (failed("connect: timed out"), None),
+            Ok(_) => return failed(UplinkError::Connect("no CONNACK".into())),
+            Err(_) => return failed(UplinkError::ConnectTimeout),
         }
         let connected_at = Instant::now();
         METRICS.mqtt_connected.store(true, Ordering::Relaxed);
@@ -247,108 +211,49 @@ impl UplinkContext {
             tls = m.tls.enabled,
             "MQTT connected"
         );
-        let end = self.publish_loop(&client, &mut events, shutdown).await;
+        self.publisher.connected(connected_at);
+        let end = self.drive(&client, &mut events, shutdown).await;
+        let broker_acknowledged = self.publisher.broker_acknowledged();
+        self.publisher.disconnected();
         METRICS.mqtt_connected.store(false, Ordering::Relaxed);
-        (end, Some(connected_at))
+        let ended = Ended::Connected {
+            at: connected_at,
+            broker_acknowledged,
+        };
+        (end, ended)
     }
 
-    async fn publish_loop(
+    /// Carries out the publisher's actions and feeds it events until the connection ends.
+    async fn drive(
         &mut self,
         client: &AsyncClient,
         events: &mut mpsc::Receiver<PumpEvent>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> ConnectionEnd {
-        let u = &self.settings.uplink;
-        let mut window = Window::new(self.settings.mqtt.max_inflight_batches);
-        // Only records passed over on this connection may be released without a PUBACK.
-        self.ngp_skipped_through = None;
-        // NGP sends each record alone: nothing to wait for.
-        let linger = match u.format {
-            UplinkFormat::Batch => Duration::from_millis(u.linger_ms),
-            UplinkFormat::Ngp => Duration::ZERO,
-        };
-        let mut staging = Staging::new(u.batch_max_records, linger);
         let mut appended = self.buffer.subscribe();
-        let status_every = match self.settings.mqtt.status_interval_s {
-            0 => None,
-            s => Some(Duration::from_secs(s)),
-        };
-        let mut next_status_at = status_every.map(|d| tokio::time::Instant::now() + d);
-        // The online status goes first on every connection.
-        let mut status_due = true;
-        // A message built and waiting for the rate limit or room in the window.
-        let mut next: Option<Message> = None;
-        // Set once shutdown is asked for: publish what the buffer holds until then.
-        let mut drain_until: Option<tokio::time::Instant> = None;
         if *shutdown.borrow() {
-            drain_until = Some(self.drain_deadline());
+            self.start_drain();
         }
         // The watchdog's proof that this loop is not wedged: it passes the top at least once
         // a tick, even when idle (see `watchdog.rs`).
         let mut heartbeat = tokio::time::interval(HEARTBEAT_TICK);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // A broker that keeps the session (answers PINGREQ) but never sends PUBACK would hold
-        // the window full forever; no PUBACK for this long while publishes are outstanding
-        // ends the connection, and the records go again on the next one. Measured from the
-        // last PUBACK (or the last empty window), so a slow link that acknowledges batch by
-        // batch is never cut.
-        let puback_timeout = Duration::from_secs(
-            self.settings.mqtt.write_timeout_s + self.settings.mqtt.keep_alive_s,
-        );
-        let mut acked_or_idle_at = tokio::time::Instant::now();
         loop {
             crate::watchdog::UPLINK.beat_within(HEARTBEAT_TICK);
-            if window.is_empty() {
-                acked_or_idle_at = tokio::time::Instant::now();
-            } else if acked_or_idle_at.elapsed() > puback_timeout {
-                return failed(format!(
-                    "no PUBACK for {} s with {} publish(es) outstanding",
-                    puback_timeout.as_secs(),
-                    window.len()
-                ));
-            }
-            let draining = drain_until.is_some();
-            if drain_until.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                return self.goodbye(client, events, &mut window).await;
-            }
-            if let Err(e) = self.fill(&mut staging) {
-                return failed(e);
-            }
-            let mut rate_until = None;
-            loop {
-                if next.is_none() {
-                    if status_due && !draining {
-                        status_due = false;
-                        next = Some(self.online_status());
-                    } else if staging.due(Instant::now(), draining) == Due::Now {
-                        match self.encode_next(&mut staging) {
-                            Ok(m) => next = m,
-                            Err(e) => return failed(e),
-                        }
-                        if let Err(e) = self.fill(&mut staging) {
-                            return failed(e);
+            while let Some(action) = self.publisher.poll_action(Instant::now()) {
+                match action {
+                    Action::Read { after, max_records } => {
+                        match self.buffer.read_after(after, max_records, usize::MAX) {
+                            Ok(chunks) => self.publisher.handle_read(chunks, Instant::now()),
+                            Err(e) => return self.ended(e.into()),
                         }
                     }
-                }
-                if next.is_none() && window.is_empty() {
-                    // Every record before the passed-over ones was acknowledged (or passed
-                    // over too): they can go without waiting for a successor.
-                    if let Some(seq) = self.ngp_skipped_through.take() {
-                        if let Err(e) = self.buffer.ack_through(seq) {
-                            return failed(format!("buffer: {e}"));
-                        }
-                    }
-                }
-                let Some(message) = &next else { break };
-                if !window.has_room() {
-                    break;
-                }
-                match self.rate.try_acquire(message.payload.len()) {
-                    Ok(()) => {
-                        if let Some(message) = next.take() {
-                            if let Err(e) = self.publish(client, &mut window, message) {
-                                return failed(e);
-                            }
+                    Action::Remove { through } => self.remove(through),
+                    Action::Publish(m) => {
+                        if let Err(e) =
+                            client.try_publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                        {
+                            return self.ended(UplinkError::Publish(e.to_string()));
                         }
                         // The publish woke the pump task on this worker, in tokio's LIFO slot,
                         // which no other worker may steal: without a yield it would wait until
@@ -357,349 +262,111 @@ impl UplinkContext {
                         // the broker drops us). One reschedule per batch costs nothing.
                         tokio::task::yield_now().await;
                     }
-                    Err(wait) => {
-                        rate_until = Some(tokio::time::Instant::now() + wait);
-                        break;
+                    Action::Disconnect => {
+                        if client.try_disconnect().is_err() {
+                            // The request queue is gone: so is the connection.
+                            let _ = self.publisher.handle_disconnect_sent();
+                        }
                     }
-                }
-            }
-            if draining && next.is_none() && staging.is_empty() && window.is_empty() {
-                // Everything the buffer held is published and acknowledged.
-                return self.goodbye(client, events, &mut window).await;
-            }
-            let linger_until = match staging.due(Instant::now(), draining) {
-                Due::At(t) if next.is_none() && window.has_room() => {
-                    Some(tokio::time::Instant::from_std(t))
-                }
-                _ => None,
-            };
-            tokio::select! {
-                event = events.recv() => {
-                    if matches!(event, Some(PumpEvent::PubAck(_))) {
-                        acked_or_idle_at = tokio::time::Instant::now();
-                    }
-                    match self.on_event(event, &mut window) {
-                    After::Continue => {}
-                    After::Disconnected => return failed("disconnected"),
-                    After::Ended(e) if draining => {
-                        tracing::warn!(
-                            error = %e,
-                            unacked_batches = window.batches_outstanding(),
-                            "MQTT connection ended during shutdown; unacknowledged records \
-                             stay in the buffer"
+                    Action::Reconnect(e) => return self.ended(e),
+                    Action::Closed {
+                        offline_acknowledged,
+                    } => {
+                        tracing::info!(
+                            offline_status = if offline_acknowledged {
+                                "acknowledged"
+                            } else {
+                                "left to the last will"
+                            },
+                            "MQTT disconnected"
                         );
                         return ConnectionEnd::Shutdown;
                     }
-                    After::Ended(e) => return failed(e),
+                }
+            }
+            let wake = self.publisher.poll_timeout();
+            tokio::select! {
+                event = events.recv() => {
+                    let now = Instant::now();
+                    let handled = match event {
+                        Some(PumpEvent::Published(pkid)) => self.publisher.handle_published(pkid),
+                        Some(PumpEvent::PubAck(pkid)) => {
+                            let handled = self.publisher.handle_puback(pkid, now);
+                            if self.publisher.removal_stalled().is_some() {
+                                // The held range grew: keep what /health reads current.
+                                super::set_removal_stalled(
+                                    self.publisher.removal_stalled().cloned(),
+                                );
+                            }
+                            handled
+                        }
+                        Some(PumpEvent::ConnAck) => Ok(()),
+                        Some(PumpEvent::Disconnected) => self.publisher.handle_disconnect_sent(),
+                        Some(PumpEvent::Failed(e)) => {
+                            Err(UplinkError::ConnectionLost(self.describe(&e)))
+                        }
+                        None => Err(UplinkError::ConnectionLost("event loop stopped".into())),
+                    };
+                    if let Err(e) = handled {
+                        return self.ended(e);
                     }
                 }
-                changed = appended.changed(), if staging.wants() > 0 => {
+                changed = appended.changed(), if self.publisher.wants_records() => {
                     if changed.is_err() {
-                        return failed("buffer closed");
+                        return self.ended(UplinkError::BufferClosed);
                     }
+                    self.publisher.handle_appended();
                 }
-                _ = sleep_until(linger_until), if linger_until.is_some() => {}
-                _ = sleep_until(rate_until), if rate_until.is_some() => {}
-                _ = sleep_until(next_status_at), if next_status_at.is_some() && !draining => {
-                    status_due = true;
-                    next_status_at = status_every.map(|d| tokio::time::Instant::now() + d);
-                }
-                _ = sleep_until(drain_until), if draining => {}
+                _ = sleep_until(wake), if wake.is_some() => {}
                 _ = heartbeat.tick() => {}
-                _ = shutdown.changed(), if !draining => {
-                    let deadline = self.drain_deadline();
-                    tracing::info!(
-                        seconds = self.settings.uplink.shutdown_publish_s,
-                        buffer_records = self.buffer.stats().records,
-                        "shutdown: publishing what the buffer holds"
-                    );
-                    // A status not yet published would only be followed by the offline one.
-                    if next.as_ref().is_some_and(|m| m.carries == Carried::Status) {
-                        next = None;
-                    }
-                    drain_until = Some(deadline);
+                _ = shutdown.changed(), if !self.publisher.is_shutting_down() => {
+                    self.start_drain();
                 }
             }
         }
     }
 
-    fn drain_deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_secs(self.settings.uplink.shutdown_publish_s)
-    }
-
-    /// Handles one event from the pump: PUBACKs release records from the buffer.
-    fn on_event(&mut self, event: Option<PumpEvent>, window: &mut Window) -> After {
-        match event {
-            Some(PumpEvent::Published(pkid)) => match window.on_outgoing_publish(pkid) {
-                Ok(()) => After::Continue,
-                Err(e) => After::Ended(e.to_string()),
-            },
-            Some(PumpEvent::PubAck(pkid)) => match window.on_puback(pkid) {
-                Ok(Some(released)) => {
-                    if let Err(e) = self.buffer.ack_through(released.last_seq) {
-                        return After::Ended(format!("buffer: {e}"));
-                    }
-                    metrics::add(&METRICS.batches_published, released.batches.len() as u64);
-                    for b in &released.batches {
-                        // Latency first: whoever sees these records counted sees their latency.
-                        metrics::PUBLISH_LATENCY.observe(b.sent_at.elapsed());
-                        metrics::add(&METRICS.records_published, b.records as u64);
-                        tracing::debug!(
-                            first_seq = b.first_seq,
-                            last_seq = b.last_seq,
-                            records = b.records,
-                            bytes = b.payload_bytes,
-                            latency_ms = b.sent_at.elapsed().as_millis() as u64,
-                            "batch acknowledged"
-                        );
-                    }
-                    After::Continue
-                }
-                Ok(None) => After::Continue,
-                Err(e) => After::Ended(e.to_string()),
-            },
-            Some(PumpEvent::ConnAck) => After::Continue,
-            Some(PumpEvent::Disconnected) => After::Disconnected,
-            Some(PumpEvent::Failed(e)) => After::Ended(self.describe(&e)),
-            None => After::Ended("event loop stopped".into()),
-        }
-    }
-
-    /// The end of a graceful shutdown: the offline status (retained, QoS 1), its PUBACK,
-    /// then DISCONNECT, each bounded by [`GOODBYE_GRACE`]. Unacked records stay in the
-    /// buffer.
-    async fn goodbye(
-        &mut self,
-        client: &AsyncClient,
-        events: &mut mpsc::Receiver<PumpEvent>,
-        window: &mut Window,
-    ) -> ConnectionEnd {
-        let unacked = window.batches_outstanding();
-        if unacked > 0 {
-            tracing::warn!(
-                unacked_batches = unacked,
-                "shutdown: uplink.shutdown_publish_s passed before every batch was \
-                 acknowledged; their records stay in the buffer for the next start"
-            );
-        }
-        let until = tokio::time::Instant::now() + GOODBYE_GRACE;
-        // rumqttc holds requests while its in-flight window is full, and the DISCONNECT would
-        // wait behind the status; then the socket simply closes and the broker publishes
-        // the same offline status as the last will.
-        let mut offline_sent = false;
-        if window.has_room() {
-            let offline = Message {
-                topic: self.status_topic.clone(),
-                payload: status::offline_payload(&self.settings.gateway_id),
-                retain: true,
-                carries: Carried::Status,
-            };
-            offline_sent = self.publish(client, window, offline).is_ok();
-            while offline_sent && !window.is_empty() {
-                let event = tokio::select! {
-                    e = events.recv() => e,
-                    _ = tokio::time::sleep_until(until) => break,
-                };
-                match self.on_event(event, window) {
-                    After::Continue => {}
-                    After::Disconnected | After::Ended(_) => return ConnectionEnd::Shutdown,
-                }
-            }
-        }
-        if client.try_disconnect().is_ok() {
-            let until = tokio::time::Instant::now() + GOODBYE_GRACE;
-            loop {
-                let event = tokio::select! {
-                    e = events.recv() => e,
-                    _ = tokio::time::sleep_until(until) => break,
-                };
-                match self.on_event(event, window) {
-                    After::Continue => {}
-                    After::Disconnected | After::Ended(_) => break,
-                }
-            }
-        }
+    fn start_drain(&mut self) {
         tracing::info!(
-            offline_status = if offline_sent && window.is_empty() {
-                "acknowledged"
-            } else {
-                "left to the last will"
-            },
-            "MQTT disconnected"
+            seconds = self.settings.uplink.shutdown_publish_s,
+            buffer_records = self.buffer.stats().records,
+            "shutdown: publishing what the buffer holds"
         );
-        ConnectionEnd::Shutdown
+        self.publisher.start_drain(Instant::now());
     }
 
-    /// Queues `message` on the client (QoS 1) and records it in the window. The one way a
-    /// message leaves the uplink; the caller has checked the rate limit and the window.
-    pub fn publish(
-        &mut self,
-        client: &AsyncClient,
-        window: &mut Window,
-        message: Message,
-    ) -> Result<(), String> {
-        let bytes = message.payload.len();
-        client
-            .try_publish(
-                message.topic,
-                QoS::AtLeastOnce,
-                message.retain,
-                message.payload,
-            )
-            .map_err(|e| format!("publish: {e}"))?;
-        let now = Instant::now();
-        match message.carries {
-            Carried::Records {
-                first_seq,
-                last_seq,
-                count,
-                json_bytes,
-            } => {
-                metrics::add(&METRICS.batch_json_bytes, json_bytes as u64);
-                metrics::add(&METRICS.batch_payload_bytes, bytes as u64);
-                window.sent(first_seq, last_seq, count, bytes, now);
-            }
-            Carried::Status => window.sent_without_records(bytes, now),
+    /// The connection failed with `e`; during a shutdown that ends the shutdown's publishing.
+    fn ended(&self, e: UplinkError) -> ConnectionEnd {
+        if self.publisher.is_shutting_down() {
+            tracing::warn!(
+                error = %e,
+                unacked_batches = self.publisher.batches_outstanding(),
+                "MQTT connection ended during shutdown; unacknowledged records stay in the \
+                 buffer"
+            );
+            return ConnectionEnd::Shutdown;
         }
-        Ok(())
+        ConnectionEnd::Failed(e)
     }
 
-    /// The online status with this moment's numbers.
-    fn online_status(&self) -> Message {
-        let b = self.buffer.stats();
-        let online = status::Online {
-            uptime: status::uptime(),
-            buffer_records: b.records,
-            buffer_bytes: b.bytes,
-            connected_devices: metrics::get(&METRICS.connections_open),
-            now: SystemTime::now(),
-        };
-        Message {
-            topic: self.status_topic.clone(),
-            payload: status::online_payload(&self.settings.gateway_id, &online),
-            retain: true,
-            carries: Carried::Status,
-        }
+    /// The one place records leave the buffer: the publisher's [`Action::Remove`].
+    fn remove(&mut self, through: u64) {
+        let result = self.buffer.ack_through(through);
+        self.publisher
+            .handle_removed(through, result, Instant::now());
+        super::set_removal_stalled(self.publisher.removal_stalled().cloned());
     }
 
-    /// Tops staging up from the buffer.
-    fn fill(&mut self, staging: &mut Staging) -> Result<(), String> {
-        let wants = staging.wants();
-        if wants == 0 {
-            return Ok(());
-        }
-        let chunks = self
-            .buffer
-            .read_after(staging.read_cursor(), wants, usize::MAX)
-            .map_err(|e| format!("buffer: {e}"))?;
-        let now = Instant::now();
-        for chunk in chunks {
-            staging.push_chunk(chunk.first_seq, chunk.records, now);
-        }
-        Ok(())
+    /// When a removal that failed is due again, if one is (between connections too: freeing
+    /// the disk matters to the devices while the broker is away).
+    pub fn removal_retry_at(&self) -> Option<Instant> {
+        self.publisher.poll_timeout()
     }
 
-    /// Encodes the next batch from staging, halving it until the payload fits the packet
-    /// limit, and takes its records out of staging.
-    fn encode_next(&mut self, staging: &mut Staging) -> Result<Option<Message>, String> {
-        if self.settings.uplink.format == UplinkFormat::Ngp {
-            return Ok(self.encode_next_ngp(staging));
-        }
-        let mut take = usize::MAX;
-        loop {
-            let batch = staging.batch(take);
-            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-                return Ok(None);
-            };
-            let (first_seq, last_seq, count) = (first.0, last.0, batch.len());
-            let payload = self.encoder.encode(batch).map_err(|e| e.to_string())?;
-            if payload.len() > self.max_payload_bytes && count > 1 {
-                take = count / 2;
-                continue;
-            }
-            if payload.len() > self.max_payload_bytes {
-                // One record larger than the packet limit. Config validation bounds a record's
-                // JSON by its frame size so this cannot happen; if it ever does, rumqttc
-                // refuses the packet, the connection fails and this error repeats loudly
-                // rather than the record being dropped.
-                tracing::error!(
-                    seq = first_seq,
-                    bytes = payload.len(),
-                    limit = self.max_payload_bytes,
-                    "a single record exceeds mqtt.max_packet_bytes"
-                );
-            }
-            staging.consume(count, Instant::now());
-            return Ok(Some(Message {
-                topic: self.topic.clone(),
-                payload,
-                retain: false,
-                carries: Carried::Records {
-                    first_seq,
-                    last_seq,
-                    count,
-                    json_bytes: self.encoder.last_json_len(),
-                },
-            }));
-        }
-    }
-}
-
-impl UplinkContext {
-    /// The next staged record NGP can carry, as its own message. Records NGP cannot carry
-    /// are passed over and counted: they leave the buffer with the next acknowledged record
-    /// after them (removal is by seq), so they never block the queue; one that is last in
-    /// the buffer simply waits there for a successor.
-    fn encode_next_ngp(&mut self, staging: &mut Staging) -> Option<Message> {
-        loop {
-            let (seq, record) = staging.batch(1).first()?;
-            let seq = *seq;
-            let encoded = ngp::encode(record);
-            let topic = ngp::topic(record);
-            match encoded {
-                Ok(Some(payload))
-                    if payload.len() + topic.len() + 9 > self.settings.mqtt.max_packet_bytes =>
-                {
-                    // rumqttc would refuse it and fail the connection, forever.
-                    self.ngp_skipped_through = Some(seq);
-                    metrics::add(&METRICS.ngp_records_skipped, 1);
-                    tracing::error!(
-                        seq,
-                        bytes = payload.len(),
-                        "NGP message exceeds mqtt.max_packet_bytes; not sent"
-                    );
-                }
-                Ok(Some(payload)) => {
-                    staging.consume(1, Instant::now());
-                    let json_bytes = payload.len();
-                    return Some(Message {
-                        topic,
-                        payload,
-                        retain: false,
-                        carries: Carried::Records {
-                            first_seq: seq,
-                            last_seq: seq,
-                            count: 1,
-                            json_bytes,
-                        },
-                    });
-                }
-                Ok(None) => {
-                    self.ngp_skipped_through = Some(seq);
-                    metrics::add(&METRICS.ngp_records_skipped, 1);
-                    tracing::debug!(seq, "record without device time not sent as NGP");
-                }
-                Err(e) => {
-                    self.ngp_skipped_through = Some(seq);
-                    metrics::add(&METRICS.ngp_records_skipped, 1);
-                    // Sparsely: one bad device id would otherwise log every record.
-                    let skipped = metrics::get(&METRICS.ngp_records_skipped);
-                    if skipped.is_power_of_two() {
-                        tracing::warn!(seq, skipped, error = %e, "record not sent as NGP");
-                    }
-                }
-            }
-            staging.consume(1, Instant::now());
+    /// Carries out the removals due now (between connections, nothing else is due).
+    pub fn retry_removals(&mut self) {
+        while let Some(Action::Remove { through }) = self.publisher.poll_action(Instant::now()) {
+            self.remove(through);
         }
     }
 }
@@ -716,16 +383,12 @@ pub fn refusal_reason(code: ConnectReturnCode) -> &'static str {
     }
 }
 
-fn failed(reason: impl std::fmt::Display) -> ConnectionEnd {
-    ConnectionEnd::Failed(reason.to_string())
-}
-
-/// How often the publish loop passes its top when nothing else wakes it.
+/// How often the drive loop passes its top when nothing else wakes it.
 const HEARTBEAT_TICK: Duration = Duration::from_secs(5);
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(t) => tokio::time::sleep_until(t).await,
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
         None => std::future::pending().await,
     }
 }

@@ -2,51 +2,73 @@
 //! second (`uplink.max_messages_per_s`, `uplink.max_bytes_per_s`; 0 = unlimited), for metered
 //! cellular links and broker quotas.
 //!
-//! Non-blocking by design: the publish loop asks [`RateLimit::try_acquire`] before each
-//! publish and, when told to wait, sleeps in its own `select!` so PUBACKs, shutdown and the
-//! status timer are still served meanwhile. A message token taken while the byte bucket is
-//! short is kept for the next attempt, so a wait never costs a message token twice.
+//! Non-blocking by design: the publisher asks [`RateLimit::try_acquire`] before each
+//! publish and, when told to wait, asks again at the instant it was told, so PUBACKs,
+//! shutdown and the status timer are still served meanwhile. A message token taken while the
+//! byte bucket is short is kept for the next attempt, so a wait never costs a message token
+//! twice.
 //!
 //! Burst sizes: the message bucket holds one second of messages. The byte bucket holds
 //! `max(rate, largest message)` bytes, so a publish larger than one second's allowance still
 //! goes through once the bucket is full again, instead of waiting forever.
+//!
+//! Time is the caller's: governor's buckets read a [`PassedClock`], which shows the instant
+//! the caller passed to `try_acquire`. So the publisher stays free of clocks and its tests
+//! step time by hand, with governor's own GCRA doing the arithmetic.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Limiter = RateLimiter<NotKeyed, InMemoryState, PassedClock, NoOpMiddleware<Instant>>;
 
-pub struct RateLimit<C: Clock = DefaultClock> {
-    messages: Option<Limiter<C>>,
-    bytes: Option<(Limiter<C>, NonZeroU32)>,
+/// A governor clock that reads the instant the caller last passed in (never going back).
+#[derive(Debug, Clone)]
+pub struct PassedClock(Arc<Mutex<Instant>>);
+
+impl PassedClock {
+    fn new(now: Instant) -> Self {
+        PassedClock(Arc::new(Mutex::new(now)))
+    }
+
+    fn set(&self, now: Instant) {
+        // A poisoned lock still holds a valid instant.
+        let mut t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *t = (*t).max(now);
+    }
+}
+
+impl Clock for PassedClock {
+    type Instant = Instant;
+
+    fn now(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+pub struct RateLimit {
+    clock: PassedClock,
+    messages: Option<Limiter>,
+    bytes: Option<(Limiter, NonZeroU32)>,
     /// A message token taken by an attempt that then waited for bytes.
     message_reserved: bool,
 }
 
-impl RateLimit<DefaultClock> {
-    /// `largest_message` is the most payload bytes one publish can have (the packet limit).
-    pub fn new(max_messages_per_s: u32, max_bytes_per_s: u64, largest_message: usize) -> Self {
-        Self::with_clock(
-            max_messages_per_s,
-            max_bytes_per_s,
-            largest_message,
-            &DefaultClock::default(),
-        )
-    }
-}
-
-impl<C: Clock + Clone> RateLimit<C> {
-    pub fn with_clock(
+impl RateLimit {
+    /// `largest_message` is the most payload bytes one publish can have (the packet limit);
+    /// the buckets start full at `now`.
+    pub fn new(
         max_messages_per_s: u32,
         max_bytes_per_s: u64,
         largest_message: usize,
-        clock: &C,
+        now: Instant,
     ) -> Self {
+        let clock = PassedClock::new(now);
         let messages = NonZeroU32::new(max_messages_per_s)
             .map(|rate| RateLimiter::direct_with_clock(Quota::per_second(rate), clock.clone()));
         // Rates above u32::MAX bytes/s are beyond any link this runs on; clamp, don't fail.
@@ -58,6 +80,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             (RateLimiter::direct_with_clock(quota, clock.clone()), burst)
         });
         RateLimit {
+            clock,
             messages,
             bytes,
             message_reserved: false,
@@ -68,14 +91,15 @@ impl<C: Clock + Clone> RateLimit<C> {
         self.messages.is_none() && self.bytes.is_none()
     }
 
-    /// Takes the tokens for one message of `bytes` payload bytes, or says how long to wait
-    /// before trying again (nothing is taken from the byte bucket then).
-    pub fn try_acquire(&mut self, bytes: usize) -> Result<(), Duration> {
+    /// Takes the tokens for one message of `bytes` payload bytes at `now`, or says how long
+    /// to wait before trying again (nothing is taken from the byte bucket then).
+    pub fn try_acquire(&mut self, bytes: usize, now: Instant) -> Result<(), Duration> {
+        self.clock.set(now);
         if !self.message_reserved {
             if let Some(limiter) = &self.messages {
                 limiter
                     .check()
-                    .map_err(|nu| nu.wait_time_from(limiter.clock().now()))?;
+                    .map_err(|nu| nu.wait_time_from(self.clock.now()))?;
             }
             self.message_reserved = true;
         }
@@ -88,7 +112,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
             match limiter.check_n(n) {
                 Ok(Ok(())) => {}
-                Ok(Err(nu)) => return Err(nu.wait_time_from(limiter.clock().now())),
+                Ok(Err(nu)) => return Err(nu.wait_time_from(self.clock.now())),
                 // Unreachable with n ≤ burst; treat as "wait a second" rather than panic.
                 Err(_) => return Err(Duration::from_secs(1)),
             }
@@ -101,46 +125,47 @@ impl<C: Clock + Clone> RateLimit<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
 
-    fn limited(
-        messages: u32,
-        bytes: u64,
-        largest: usize,
-    ) -> (RateLimit<FakeRelativeClock>, FakeRelativeClock) {
-        let clock = FakeRelativeClock::default();
-        (
-            RateLimit::with_clock(messages, bytes, largest, &clock),
-            clock,
-        )
+    /// The time the tests pass in, stepped by hand.
+    struct Time(Instant);
+
+    impl Time {
+        fn advance(&mut self, by: Duration) {
+            self.0 += by;
+        }
+    }
+
+    fn limited(messages: u32, bytes: u64, largest: usize) -> (RateLimit, Time) {
+        let t0 = Instant::now();
+        (RateLimit::new(messages, bytes, largest, t0), Time(t0))
     }
 
     #[test]
     fn zero_means_unlimited() {
-        let (mut r, _) = limited(0, 0, 1 << 20);
+        let (mut r, clock) = limited(0, 0, 1 << 20);
         assert!(r.is_unlimited());
         for _ in 0..10_000 {
-            assert_eq!(r.try_acquire(1 << 20), Ok(()));
+            assert_eq!(r.try_acquire(1 << 20, clock.0), Ok(()));
         }
     }
 
     #[test]
     fn messages_per_second_hold_after_a_burst_of_one_second() {
-        let (mut r, clock) = limited(5, 0, 1000);
+        let (mut r, mut clock) = limited(5, 0, 1000);
         for _ in 0..5 {
-            assert_eq!(r.try_acquire(10), Ok(()));
+            assert_eq!(r.try_acquire(10, clock.0), Ok(()));
         }
-        let wait = r.try_acquire(10).unwrap_err();
+        let wait = r.try_acquire(10, clock.0).unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_millis(200),
             "{wait:?}"
         );
         clock.advance(wait);
-        assert_eq!(r.try_acquire(10), Ok(()));
+        assert_eq!(r.try_acquire(10, clock.0), Ok(()));
         // Over 10 simulated seconds, at most 5 + 5 × 10 messages pass.
         let mut passed = 0;
         for _ in 0..1000 {
-            if r.try_acquire(10).is_ok() {
+            if r.try_acquire(10, clock.0).is_ok() {
                 passed += 1;
             }
             clock.advance(Duration::from_millis(10));
@@ -154,34 +179,34 @@ mod tests {
     #[test]
     fn bytes_per_second_hold_and_a_big_message_still_goes() {
         // 1000 B/s, but a message may be up to 4000 B: the burst is 4000.
-        let (mut r, clock) = limited(0, 1000, 4000);
+        let (mut r, mut clock) = limited(0, 1000, 4000);
         assert_eq!(
-            r.try_acquire(4000),
+            r.try_acquire(4000, clock.0),
             Ok(()),
             "a full bucket takes the largest message"
         );
-        let wait = r.try_acquire(4000).unwrap_err();
+        let wait = r.try_acquire(4000, clock.0).unwrap_err();
         assert!(
             wait > Duration::from_millis(3900) && wait <= Duration::from_secs(4),
             "{wait:?}"
         );
         clock.advance(Duration::from_secs(1));
-        assert_eq!(r.try_acquire(1000), Ok(()));
-        assert!(r.try_acquire(1).is_err());
+        assert_eq!(r.try_acquire(1000, clock.0), Ok(()));
+        assert!(r.try_acquire(1, clock.0).is_err());
         clock.advance(Duration::from_secs(4));
-        assert_eq!(r.try_acquire(4000), Ok(()));
+        assert_eq!(r.try_acquire(4000, clock.0), Ok(()));
         // Larger than anything announced: charged the whole burst, still goes eventually.
         clock.advance(Duration::from_secs(4));
-        assert_eq!(r.try_acquire(1 << 30), Ok(()));
+        assert_eq!(r.try_acquire(1 << 30, clock.0), Ok(()));
     }
 
     #[test]
     fn a_message_token_is_kept_while_waiting_for_bytes() {
-        let (mut r, clock) = limited(10, 100, 100);
-        assert_eq!(r.try_acquire(100), Ok(()));
+        let (mut r, mut clock) = limited(10, 100, 100);
+        assert_eq!(r.try_acquire(100, clock.0), Ok(()));
         // Short of bytes: the message token is taken once and kept across attempts.
         for _ in 0..20 {
-            assert!(r.try_acquire(100).is_err());
+            assert!(r.try_acquire(100, clock.0).is_err());
         }
         assert!(r.message_reserved);
         let messages = r.messages.as_ref().unwrap();
@@ -192,7 +217,7 @@ mod tests {
             "8 of 10 message tokens left"
         );
         clock.advance(Duration::from_secs(1));
-        assert_eq!(r.try_acquire(100), Ok(()));
+        assert_eq!(r.try_acquire(100, clock.0), Ok(()));
         assert!(!r.message_reserved);
     }
 }

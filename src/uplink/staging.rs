@@ -1,7 +1,9 @@
 //! Records read from the buffer and waiting to form a batch, and when a partial batch is due.
 //!
 //! Pure: the caller passes the clock. Staging belongs to one connection; a new connection
-//! starts with empty staging and reads again from the oldest unacked record.
+//! starts with empty staging and reads again from the oldest record in the buffer, passing
+//! over those already acknowledged (the buffer removes whole chunks only, and a removal may
+//! have failed: such records were delivered and are not staged again).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ pub struct Staging {
     oldest_at: Option<Instant>,
     batch_max_records: usize,
     linger: Duration,
+    /// Records at or below this seq were acknowledged already: never staged.
+    acknowledged_through: Option<u64>,
 }
 
 /// What the connection should do next with the staged records.
@@ -31,13 +35,18 @@ pub enum Due {
 }
 
 impl Staging {
-    pub fn new(batch_max_records: usize, linger: Duration) -> Self {
+    pub fn new(
+        batch_max_records: usize,
+        linger: Duration,
+        acknowledged_through: Option<u64>,
+    ) -> Self {
         Staging {
             records: VecDeque::new(),
             read_cursor: None,
             oldest_at: None,
             batch_max_records: batch_max_records.max(1),
             linger,
+            acknowledged_through,
         }
     }
 
@@ -62,11 +71,15 @@ impl Staging {
     /// A chunk read from the buffer: consecutive seqs from `first_seq`.
     pub fn push_chunk(&mut self, first_seq: u64, records: Vec<Record>, now: Instant) {
         self.read_cursor = Some(first_seq);
-        if records.is_empty() {
-            return;
+        let acked = self.acknowledged_through;
+        let fresh = (first_seq..)
+            .zip(records)
+            .filter(|(seq, _)| acked.is_none_or(|a| *seq > a));
+        let before = self.records.len();
+        self.records.extend(fresh);
+        if self.records.len() > before {
+            self.oldest_at.get_or_insert(now);
         }
-        self.oldest_at.get_or_insert(now);
-        self.records.extend((first_seq..).zip(records));
     }
 
     pub fn due(&self, now: Instant, draining: bool) -> Due {
@@ -76,6 +89,12 @@ impl Staging {
             Some(at) if now >= at + self.linger => Due::Now,
             Some(at) => Due::At(at + self.linger),
         }
+    }
+
+    /// When a partial batch is due (linger after its oldest record was staged), if any
+    /// record is staged; may be past.
+    pub fn partial_due_at(&self) -> Option<Instant> {
+        self.oldest_at.map(|at| at + self.linger)
     }
 
     /// The records of the next batch, at most `max` of them (callers shrink `max` to keep a
@@ -112,7 +131,7 @@ mod tests {
     fn a_full_batch_is_due_at_once_and_a_partial_one_after_linger() {
         let t0 = Instant::now();
         let linger = Duration::from_millis(200);
-        let mut s = Staging::new(10, linger);
+        let mut s = Staging::new(10, linger, None);
         assert_eq!(s.due(t0, false), Due::Idle);
         s.push_chunk(1, records(4), t0);
         assert_eq!(s.due(t0, false), Due::At(t0 + linger));
@@ -131,7 +150,7 @@ mod tests {
     #[test]
     fn seqs_follow_chunks_and_consume_keeps_the_rest() {
         let t0 = Instant::now();
-        let mut s = Staging::new(3, Duration::ZERO);
+        let mut s = Staging::new(3, Duration::ZERO, None);
         s.push_chunk(7, records(2), t0);
         s.push_chunk(20, records(2), t0);
         let seqs: Vec<u64> = s.batch(10).iter().map(|r| r.0).collect();
@@ -140,5 +159,19 @@ mod tests {
         assert_eq!(s.batch(10).iter().map(|r| r.0).collect::<Vec<_>>(), [21]);
         s.consume(1, t0);
         assert_eq!(s.due(t0, false), Due::Idle);
+    }
+
+    #[test]
+    fn acknowledged_records_are_not_staged_again() {
+        let t0 = Instant::now();
+        let mut s = Staging::new(10, Duration::ZERO, Some(8));
+        s.push_chunk(5, records(2), t0);
+        assert!(s.is_empty());
+        assert_eq!(s.due(t0, false), Due::Idle);
+        assert_eq!(s.read_cursor(), Some(5));
+        s.push_chunk(7, records(4), t0);
+        let seqs: Vec<u64> = s.batch(10).iter().map(|r| r.0).collect();
+        assert_eq!(seqs, [9, 10], "the chunk straddling the acknowledged seq");
+        assert_eq!(s.read_cursor(), Some(7));
     }
 }

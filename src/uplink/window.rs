@@ -44,21 +44,14 @@ pub struct InFlight {
     pub sent_at: Instant,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
     /// The broker acknowledged a packet id this connection has no batch for.
+    #[error("PUBACK for unknown packet id {0}")]
     UnknownPubAck(u16),
     /// rumqttc reported an outgoing publish this connection did not queue.
+    #[error("unexpected outgoing publish {0}")]
     UnexpectedPublish(u16),
-}
-
-impl std::fmt::Display for WindowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WindowError::UnknownPubAck(p) => write!(f, "PUBACK for unknown packet id {p}"),
-            WindowError::UnexpectedPublish(p) => write!(f, "unexpected outgoing publish {p}"),
-        }
-    }
 }
 
 /// Batches released by PUBACKs, in seq order.
