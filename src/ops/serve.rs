@@ -9,13 +9,18 @@
 //! - **Stall deadline**: a connection that moves no bytes for [`Limits::stall_timeout`] is
 //!   closed — a client that stops reading an answer.
 //! - **Connection limit**: at most [`Limits::max_connections`] at once. At the limit a new
-//!   connection closes the *oldest connection that is not in a request* (waiting for a head,
-//!   or idle between requests), and waits only when every connection is mid-request.
+//!   connection closes the *oldest idle connection*: one not in a request whose client has
+//!   had its chance — a read found nothing more to read (a head trickling in, or keep-alive
+//!   between requests) —
+//!   and has been open at least [`EVICT_AFTER`]. It waits only while every connection is
+//!   mid-request or newer than that.
 //!   Why evict rather than reserve capacity: before its head is read a health check cannot
-//!   be told from a slow client, so no reservation can be kept for it; evicting the oldest
-//!   idle one means a flood of slow clients only ever delays a real request by one accept,
-//!   and each slow client is dropped anyway by the header deadline. Requests in progress
-//!   (an export streaming to its client) are never cut for a newcomer.
+//!   be told from a slow client, so no reservation can be kept for it. A health check sends
+//!   its head at once, so it is in a request by its first read (or within [`EVICT_AFTER`])
+//!   and is not the one closed; slow clients are, oldest first (and each by the header
+//!   deadline anyway). Requests in progress (an export streaming to its client) are never
+//!   cut for a newcomer. The cost: slow clients that reconnect at once keep the accept loop
+//!   busy, at most `max_connections` evictions per [`EVICT_AFTER`].
 //!
 //! Every request first passes [`Access`] (Host and token), then the router.
 
@@ -24,7 +29,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -42,6 +47,10 @@ use tokio::sync::Notify;
 
 use super::access::Access;
 
+/// The youngest a connection may be to be evicted: a client that connects and then writes
+/// its head at once gets this long for the write to arrive (a loaded machine can delay it).
+pub const EVICT_AFTER: Duration = Duration::from_millis(20);
+
 /// The deadlines and the connection limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -53,7 +62,7 @@ pub struct Limits {
 
 /// Accepts and serves connections until the task is aborted.
 pub async fn serve(listener: TcpListener, limits: Limits, app: Router, access: Access) {
-    let table = Arc::new(Table::new(limits.max_connections));
+    let table = Arc::new(Table::new(limits.max_connections, EVICT_AFTER));
     let service = TowerToHyperService::new(app);
     let access = Arc::new(access);
     loop {
@@ -85,10 +94,10 @@ async fn connection(
     service: TowerToHyperService<Router>,
     access: Arc<Access>,
 ) {
-    let in_request = slot.in_request.clone();
+    let state = slot.state.clone();
     let answer_timeout = limits.answer_timeout;
     let handle = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let busy = Busy::enter(&in_request);
+        let busy = Busy::enter(&state);
         let (service, access) = (service.clone(), access.clone());
         async move {
             if let Err(refused) = access.check(request.uri().path(), request.headers()) {
@@ -110,7 +119,11 @@ async fn connection(
             Ok(guarded(response, busy))
         }
     });
-    let io = TokioIo::new(Stalled::new(stream, limits.stall_timeout));
+    let io = TokioIo::new(Stalled::new(
+        stream,
+        limits.stall_timeout,
+        slot.state.clone(),
+    ));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -128,18 +141,20 @@ fn guarded(response: Response<Body>, busy: Busy) -> Response<Body> {
 }
 
 /// Counts a request in progress on its connection while it lives.
-struct Busy(Arc<AtomicUsize>);
+struct Busy(Arc<ConnState>);
 
 impl Busy {
-    fn enter(count: &Arc<AtomicUsize>) -> Busy {
-        count.fetch_add(1, Ordering::SeqCst);
-        Busy(count.clone())
+    fn enter(state: &Arc<ConnState>) -> Busy {
+        state.in_request.fetch_add(1, Ordering::SeqCst);
+        Busy(state.clone())
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.in_request.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.changed.notify_waiters();
+        }
     }
 }
 
@@ -172,8 +187,11 @@ impl http_body::Body for GuardedBody {
 /// The open connections, oldest first.
 struct Table {
     max: usize,
+    /// [`EVICT_AFTER`].
+    evict_after: Duration,
     open: Mutex<Open>,
-    freed: Notify,
+    /// Woken when a connection ends or may have become evictable.
+    changed: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -183,24 +201,47 @@ struct Open {
 }
 
 struct Entry {
-    in_request: Arc<AtomicUsize>,
+    accepted: tokio::time::Instant,
+    state: Arc<ConnState>,
     evicted: Arc<Notify>,
+}
+
+/// What the table knows of one connection, shared with its task.
+struct ConnState {
+    /// Requests in progress, from the head read until the answer's body is sent.
+    in_request: AtomicUsize,
+    /// A read found nothing more to read: the client has had its chance to send a head.
+    waited: AtomicBool,
+    changed: Arc<Notify>,
+}
+
+impl ConnState {
+    fn evictable(&self) -> bool {
+        self.waited.load(Ordering::SeqCst) && self.in_request.load(Ordering::SeqCst) == 0
+    }
+
+    fn mark_waited(&self) {
+        if !self.waited.swap(true, Ordering::SeqCst) {
+            self.changed.notify_waiters();
+        }
+    }
 }
 
 /// One connection's place in the [`Table`], given up when dropped.
 struct Slot {
     id: u64,
     table: Arc<Table>,
-    in_request: Arc<AtomicUsize>,
+    state: Arc<ConnState>,
     evicted: Arc<Notify>,
 }
 
 impl Table {
-    fn new(max: usize) -> Table {
+    fn new(max: usize, evict_after: Duration) -> Table {
         Table {
             max: max.max(1),
+            evict_after,
             open: Mutex::new(Open::default()),
-            freed: Notify::new(),
+            changed: Arc::new(Notify::new()),
         }
     }
 
@@ -209,20 +250,24 @@ impl Table {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a new connection: a free one, else the oldest connection not in a request
-    /// is told to close and its slot is taken; else waits for a connection to end.
+    /// A slot for a new connection: a free one, else the oldest evictable connection is
+    /// told to close and its slot is taken; else waits until one ends or becomes evictable.
     async fn admit(self: &Arc<Self>) -> Slot {
         loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = tokio::time::Instant::now();
             {
                 let mut open = self.open();
                 if open.by_age.len() >= self.max {
                     let idle = open
                         .by_age
                         .iter()
-                        .find(|(_, e)| e.in_request.load(Ordering::SeqCst) == 0)
+                        .find(|(_, e)| {
+                            e.state.evictable()
+                                && now.duration_since(e.accepted) >= self.evict_after
+                        })
                         .map(|(&id, _)| id);
                     if let Some(entry) = idle.and_then(|id| open.by_age.remove(&id)) {
                         entry.evicted.notify_one();
@@ -234,20 +279,29 @@ impl Table {
                     let slot = Slot {
                         id,
                         table: self.clone(),
-                        in_request: Arc::new(AtomicUsize::new(0)),
+                        state: Arc::new(ConnState {
+                            in_request: AtomicUsize::new(0),
+                            waited: AtomicBool::new(false),
+                            changed: self.changed.clone(),
+                        }),
                         evicted: Arc::new(Notify::new()),
                     };
                     open.by_age.insert(
                         id,
                         Entry {
-                            in_request: slot.in_request.clone(),
+                            accepted: now,
+                            state: slot.state.clone(),
                             evicted: slot.evicted.clone(),
                         },
                     );
                     return slot;
                 }
             }
-            freed.await;
+            // A connection may also become old enough: look again after that long.
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep(self.evict_after) => {}
+            }
         }
     }
 }
@@ -255,24 +309,27 @@ impl Table {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.table.open().by_age.remove(&self.id);
-        self.table.freed.notify_waiters();
+        self.table.changed.notify_waiters();
     }
 }
 
 /// The TCP stream, failing any read or write that has waited `stall_timeout` since the
 /// connection last moved bytes (hyper then closes it).
+/// A read that finds nothing marks the connection's [`ConnState`] as having waited.
 struct Stalled {
     stream: TcpStream,
     stall_timeout: Duration,
     stall: Pin<Box<tokio::time::Sleep>>,
+    state: Arc<ConnState>,
 }
 
 impl Stalled {
-    fn new(stream: TcpStream, stall_timeout: Duration) -> Stalled {
+    fn new(stream: TcpStream, stall_timeout: Duration, state: Arc<ConnState>) -> Stalled {
         Stalled {
             stream,
             stall_timeout,
             stall: Box::pin(tokio::time::sleep(stall_timeout)),
+            state,
         }
     }
 
@@ -303,6 +360,9 @@ impl AsyncRead for Stalled {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if poll.is_pending() {
+            this.state.mark_waited();
+        }
         this.guard(cx, poll)
     }
 }
@@ -337,33 +397,61 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_limit_the_oldest_idle_connection_makes_room_and_busy_ones_do_not() {
-        let table = Arc::new(Table::new(2));
+        let table = Arc::new(Table::new(2, Duration::ZERO));
         let first = table.admit().await;
         let second = table.admit().await;
-        let _busy = Busy::enter(&first.in_request);
-        // The first is in a request: the second (idle) is evicted for the third.
+        // Neither has been read yet: not evictable, so a newcomer waits.
+        let waiting = tokio::time::timeout(Duration::from_millis(100), table.admit()).await;
+        assert!(waiting.is_err(), "a connection not read yet was evicted");
+        // The first is in a request, the second idle (older ones are evicted first, but a
+        // connection in a request never).
+        first.state.mark_waited();
+        let _busy = Busy::enter(&first.state);
+        second.state.mark_waited();
         let third = tokio::time::timeout(Duration::from_secs(5), table.admit())
             .await
             .expect("an idle connection made room");
         tokio::time::timeout(Duration::from_secs(5), second.evicted.notified())
             .await
             .expect("the evicted connection was told");
-        // Both left are busy: the next one waits until one ends.
-        let _busy_third = Busy::enter(&third.in_request);
-        let waiting = tokio::time::timeout(Duration::from_millis(100), table.admit()).await;
-        assert!(waiting.is_err(), "a busy connection was evicted");
+        // Both left are busy or unread: the next one waits until one ends.
         let next = tokio::spawn({
             let table = table.clone();
             async move { table.admit().await }
         });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!next.is_finished(), "a busy connection was evicted");
         drop(second); // already evicted: frees nothing more
-        drop(first);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!next.is_finished(), "an evicted slot was counted twice");
+        // The third becomes idle: the waiting newcomer takes its place.
+        third.state.mark_waited();
         let fourth = tokio::time::timeout(Duration::from_secs(5), next)
             .await
-            .expect("the freed slot was not reused")
+            .expect("the idle connection did not make room")
             .unwrap();
         assert!(fourth.id > third.id);
         assert_eq!(table.open().by_age.len(), 2);
+        // A request that ends makes its connection idle (and evictable) again.
+        drop(_busy);
+        let fifth = tokio::time::timeout(Duration::from_secs(5), table.admit())
+            .await
+            .expect("the first connection, idle again, did not make room");
+        assert!(fifth.id > fourth.id);
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_evicted_only_once_it_is_old_enough() {
+        let table = Arc::new(Table::new(1, Duration::from_millis(300)));
+        let young = table.admit().await;
+        young.state.mark_waited();
+        let early = tokio::time::timeout(Duration::from_millis(100), table.admit()).await;
+        assert!(
+            early.is_err(),
+            "a connection newer than evict_after was evicted"
+        );
+        let later = tokio::time::timeout(Duration::from_secs(5), table.admit()).await;
+        assert!(later.is_ok(), "an old enough idle connection made no room");
     }
 
     #[tokio::test]
@@ -375,7 +463,9 @@ mod tests {
             .unwrap();
         let (stream, _) = listener.accept().await.unwrap();
         let stall_timeout = Duration::from_millis(300);
-        let mut conn = Stalled::new(stream, stall_timeout);
+        let table = Arc::new(Table::new(1, Duration::ZERO));
+        let slot = table.admit().await;
+        let mut conn = Stalled::new(stream, stall_timeout, slot.state.clone());
         let mut buf = [0u8; 4];
         for _ in 0..3 {
             tokio::time::sleep(stall_timeout / 2).await;
