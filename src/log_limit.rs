@@ -73,20 +73,15 @@ impl LogLimiter {
 
     /// Decides one warning with `message` from `listener` at `now`.
     pub fn check(&mut self, listener: &str, message: &'static str, now: Instant) -> Decision {
-        let known = self.keys.contains_key(&(listener.to_string(), message));
-        let listener = if known || self.keys.len() < self.max_keys {
-            listener
-        } else {
-            OVERFLOW
-        };
-        let window = self
-            .keys
-            .entry((listener.to_string(), message))
-            .or_insert(Window {
-                started: now,
-                logged: 0,
-                suppressed: 0,
-            });
+        let mut key = (listener.to_string(), message);
+        if self.keys.len() >= self.max_keys && !self.keys.contains_key(&key) {
+            key.0 = OVERFLOW.to_string();
+        }
+        let window = self.keys.entry(key).or_insert(Window {
+            started: now,
+            logged: 0,
+            suppressed: 0,
+        });
         let mut suppressed_before = 0;
         if now.saturating_duration_since(window.started) >= self.window {
             suppressed_before = window.suppressed;

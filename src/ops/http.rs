@@ -1,19 +1,19 @@
-//! The operations endpoint on `http.bind`, served with axum (HTTP/1.1):
+//! The operations endpoint on `http.bind`: its routes (axum), answered over HTTP/1.1:
 //!
 //! | path | answer |
 //! |---|---|
 //! | `GET /metrics` | 200, Prometheus text ([`super::prometheus`]) |
 //! | `GET /health` | 200 `ok` while the process serves HTTP at all |
 //! | `GET /ready` | 200 `ready` when the buffer's commit thread runs and MQTT is connected; else 503 with the reasons |
-//! | `GET /buffer/stats` | 200, the buffer's [`BufferReport`] as JSON (`fleetedge buffer stats`) |
+//! | `GET /buffer/stats` | 200, the buffer's [`BufferReport`] as JSON (`fleetedge buffer stats`); 401 without the bearer token when `http.token` is set (as for export) |
 //! | `GET /buffer/export[?limit=N]` | 200, the backlog as JSON lines, streamed, ending in `{"end":{"records":N,…}}` (`fleetedge buffer export`); 503 while [`MAX_EXPORTS`] run |
 //! | anything else | 404 (405 for another method on a known path) |
 //!
 //! `/buffer/export` reads the buffer read-only (nothing is acknowledged) on a blocking thread,
 //! one slice of at most [`export::READ_RECORDS`] records at a time, into a channel of
 //! [`EXPORT_QUEUE`] slices that the response body drains: memory stays bounded whatever the
-//! backlog, and a slow client only holds that thread (and its connection slot, until the idle
-//! timeout closes a stalled one), never the pipeline. An unreadable chunk is skipped (and left
+//! backlog, and a slow client only holds that thread (and its connection, until the stall
+//! deadline closes it), never the pipeline. An unreadable chunk is skipped (and left
 //! in place) with a `{"warning": …}` line, and a failed read ends the answer with an
 //! `{"error": …}` line; every record line starts with `{"seq":`.
 //!
