@@ -272,17 +272,26 @@ impl MqttSettings {
 }
 
 fn read_password_file(path: &Path) -> Result<Secret, String> {
+    read_secret_file(
+        "mqtt.password_file",
+        path,
+        MAX_PASSWORD_FILE_BYTES,
+        "larger than an MQTT password can be (65535 bytes)",
+    )
+}
+
+/// A secret from the file `path` (the value of `key`), at most `max` bytes (`too_big` says
+/// why), with trailing `\n`/`\r\n` removed. Errors name the key and the file.
+fn read_secret_file(key: &str, path: &Path, max: u64, too_big: &str) -> Result<Secret, String> {
     use std::io::Read;
-    let why = |e: &dyn std::fmt::Display| {
-        format!("mqtt.password_file: cannot read {}: {e}", path.display())
-    };
+    let why = |e: &dyn std::fmt::Display| format!("{key}: cannot read {}: {e}", path.display());
     let file = std::fs::File::open(path).map_err(|e| why(&e))?;
     let mut bytes = Vec::new();
-    file.take(MAX_PASSWORD_FILE_BYTES + 1)
+    file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| why(&e))?;
-    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
-        return Err(why(&"larger than an MQTT password can be (65535 bytes)"));
+    if bytes.len() as u64 > max {
+        return Err(why(&too_big));
     }
     let text = String::from_utf8(bytes).map_err(|_| why(&"not UTF-8 text"))?;
     Ok(Secret(text.trim_end_matches(['\n', '\r']).to_string()))
@@ -416,19 +425,41 @@ impl Default for IngestSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Address and port of the endpoint; an empty string turns it off. It has no
-    /// authentication: keep it on loopback (or a management-only interface).
+    /// Address and port of the endpoint; an empty string turns it off. Only `/buffer/*` can
+    /// require a token: keep it on loopback (or a management-only interface).
     /// Default `127.0.0.1:9780`.
     pub bind: String,
+    /// Connections served at once, 1 to 1024. At the limit a new connection closes the
+    /// oldest one that is not in the middle of a request (a slow or idle client), so a
+    /// health check still gets in. Default 16.
+    pub max_connections: usize,
+    /// Bearer token that `/buffer/stats` and `/buffer/export` require (`Authorization:
+    /// Bearer <token>`; `fleetedge buffer stats|export` send it); 16 to 1024 printable ASCII
+    /// characters. Meant for the environment (`FLEETEDGE__HTTP__TOKEN`, e.g. in the 0600
+    /// `/etc/default/fleetedge`), as the config file is readable by every user. Never logged.
+    /// Default none: `/buffer/*` is open to every local user.
+    pub token: Option<Secret>,
+    /// File holding `token` (read at start; a trailing newline is ignored), e.g. mode 0640
+    /// owned by root, group fleetedge: readable by the service and by whoever runs
+    /// `fleetedge buffer` as root. Use either this or `token`. Default none.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             bind: "127.0.0.1:9780".into(),
+            max_connections: 16,
+            token: None,
+            token_file: None,
         }
     }
 }
+
+/// Bounds of `http.token`'s length.
+const HTTP_TOKEN_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
+/// Bounds of `http.max_connections`.
+const HTTP_MAX_CONNECTIONS: std::ops::RangeInclusive<usize> = 1..=1024;
 
 impl HttpSettings {
     /// The address to listen on, `None` when the endpoint is off; the error names the key.
@@ -447,6 +478,67 @@ impl HttpSettings {
                 self.bind
             )),
         }
+    }
+
+    /// Every problem of the section, each naming its key (never the token's value).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.addr() {
+            problems.push(e);
+        }
+        if !HTTP_MAX_CONNECTIONS.contains(&self.max_connections) {
+            problems.push(format!(
+                "http.max_connections: {} must be between {} and {}",
+                self.max_connections,
+                HTTP_MAX_CONNECTIONS.start(),
+                HTTP_MAX_CONNECTIONS.end()
+            ));
+        }
+        match self.token() {
+            Err(e) => problems.push(e),
+            Ok(None) => {}
+            Ok(Some(token)) => problems.extend(token_problem(token.expose())),
+        }
+        problems
+    }
+
+    /// The bearer token `/buffer/*` requires: `token`, or `token_file` read now. Errors name
+    /// the key and the file, never the token.
+    pub fn token(&self) -> Result<Option<Secret>, String> {
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                Err("http.token_file: set either http.token or http.token_file, not both".into())
+            }
+            (Some(t), None) => Ok(Some(t.clone())),
+            (None, Some(path)) => read_secret_file(
+                "http.token_file",
+                path,
+                *HTTP_TOKEN_BYTES.end() as u64 + 2,
+                "longer than a token may be",
+            )
+            .map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// What is wrong with `token` as an `http.token`, if anything.
+fn token_problem(token: &str) -> Option<String> {
+    if !HTTP_TOKEN_BYTES.contains(&token.len()) {
+        Some(format!(
+            "http.token: must be {} to {} characters long (it is {}); leave it out for no token",
+            HTTP_TOKEN_BYTES.start(),
+            HTTP_TOKEN_BYTES.end(),
+            token.len()
+        ))
+    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        Some(
+            "http.token: only printable ASCII characters without spaces (it goes in an HTTP \
+             header)"
+                .into(),
+        )
+    } else {
+        None
     }
 }
 
@@ -510,7 +602,11 @@ fn known_keys() -> serde_json::Value {
         mqtt: MqttSettings::default(),
         uplink: UplinkSettings::default(),
         ingest: IngestSettings::default(),
-        http: HttpSettings::default(),
+        http: HttpSettings {
+            token: Some(Secret::default()),
+            token_file: Some(PathBuf::new()),
+            ..HttpSettings::default()
+        },
         listeners: vec![ListenerSettings {
             protocol: String::new(),
             bind: String::new(),
@@ -686,9 +782,7 @@ impl Settings {
                 u.shutdown_publish_s
             ));
         }
-        if let Err(e) = self.http.addr() {
-            problems.push(e);
-        }
+        problems.extend(self.http.problems());
         if problems.is_empty() {
             Ok(())
         } else {
@@ -1301,6 +1395,52 @@ allowed = ["1"]
             let err = load(bad).unwrap_err().to_string();
             assert!(err.contains("http.bind:"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn http_connections_and_token_are_checked_naming_the_key_never_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |http: &str, env: &[(&str, &str)]| {
+            let text = format!("{MINIMAL}\n[http]\n{http}\n");
+            let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            Settings::load_with_env(&write(&dir, &text), Some(env.collect()))
+        };
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.http.max_connections, 16);
+        assert_eq!(s.http.token(), Ok(None));
+        for bad in ["0", "1025"] {
+            let err = load(&format!("max_connections = {bad}"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("http.max_connections: "), "{bad}: {err}");
+        }
+        let good = "0123456789abcdef-ok";
+        let s = load("", &[("FLEETEDGE__HTTP__TOKEN", good)]).unwrap();
+        assert_eq!(s.http.token(), Ok(Some(Secret::new(good))));
+        assert!(!format!("{s:?}").contains(good), "the token was printed");
+        for bad in ["short", "with a space in the token"] {
+            let err = load(&format!("token = {bad:?}"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("http.token: "), "{bad}: {err}");
+            assert!(!err.contains(bad), "the token is in the error: {err}");
+        }
+        let file = dir.path().join("http-token");
+        std::fs::write(&file, format!("{good}\n")).unwrap();
+        let from_file = format!("token_file = {:?}", file.display().to_string());
+        let s = load(&from_file, &[]).unwrap();
+        assert_eq!(s.http.token(), Ok(Some(Secret::new(good))));
+        let both = load(&from_file, &[("FLEETEDGE__HTTP__TOKEN", good)])
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("http.token_file: set either"), "{both}");
+        let missing = load("token_file = \"/nonexistent/token\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("http.token_file: cannot read /nonexistent/token"),
+            "{missing}"
+        );
     }
 
     fn leaf_keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {

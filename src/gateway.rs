@@ -30,6 +30,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _http = ops::http::bind(&settings.http)
         .await?
         .map(|endpoint| endpoint.spawn(buffer.clone()));
+    // The "N more suppressed" lines of bad-input warnings (see log_limit).
+    crate::log_limit::spawn_reports();
     let (shutdown_tx, shutdown) = watch::channel(false);
     // The uplink is told to stop only once the listeners have stopped, so its last
     // publishes (`uplink.shutdown_publish_s`) carry what devices sent until then; records

@@ -18,7 +18,7 @@
 //! - [`decode`]: `fleetedge decode`, the capture decoder for installers.
 //! - [`simulate`]: `fleetedge simulate`, simulated devices for site checks and load tests.
 //! - [`inspect`]: `fleetedge buffer stats|export`, the installer's look into the buffer.
-//! - [`logging`]: tracing setup.
+//! - [`logging`]: tracing setup; [`log_limit`]: the rate limit on bad-input warnings.
 //! - [`metrics`]: process-wide counters, logged periodically.
 //! - [`ops`]: the HTTP endpoint: Prometheus `/metrics`, `/health`, `/ready`.
 //! - [`notify`]: the systemd notification socket (`READY=1`, `WATCHDOG=1`, `STOPPING=1`).
@@ -32,6 +32,7 @@ pub mod decode;
 pub mod gateway;
 pub mod ingest;
 pub mod inspect;
+pub mod log_limit;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

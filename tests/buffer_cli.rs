@@ -11,6 +11,9 @@
 //!   damaged on disk is skipped with a warning naming its seq, and left in place.
 //! - `a_running_gateway_with_http_off_is_reported_not_bypassed`: `http.bind = ""` while the
 //!   gateway holds the buffer: both tools fail with an error naming the lock and `http.bind`.
+//! - `the_gateway_token_is_sent_and_a_missing_one_is_named`: with `http.token` set, the tools
+//!   send it (read from the config, or from `http.token_file`); a config without it gets the
+//!   gateway's 401 and is told how to set the token.
 //! - `bad_configs_and_a_missing_buffer_are_named`: an unknown key fails with exit 2 naming
 //!   it; a `buffer.path` with no buffer fails naming it, and is not created.
 
@@ -330,6 +333,66 @@ async fn a_running_gateway_with_http_off_is_reported_not_bypassed() {
     ok(&out, "stats after the stop");
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["records"], 3, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_token_is_sent_and_a_missing_one_is_named() {
+    const TOKEN: &str = "cli-test-token-0123456789";
+    let gw = Gateway::start(
+        GatewayConfig::new("gw-buffer-cli-token", free_port())
+            .set("http.token", &toml_string(TOKEN)),
+    )
+    .await;
+    let with_token = gw.config_text();
+    let port = with_token
+        .lines()
+        .find_map(|l| l.strip_prefix("http.bind = \"127.0.0.1:"))
+        .and_then(|rest| rest.trim_end_matches('"').parse::<u16>().ok())
+        .expect("http.bind in the test config");
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(
+            loopback(port)
+        )
+        .is_ok())
+        .await,
+        "the HTTP endpoint did not accept"
+    );
+    let dir = tempfile::tempdir().unwrap();
+
+    let config = write_file(dir.path(), "token.toml", &with_token);
+    let out = buffer_tool(&config, &["stats", "--json"]).await;
+    ok(&out, "stats with the gateway's token");
+    stderr_has(&out, "from the running gateway");
+
+    // Without it: the gateway's 401, and how to give the token.
+    let without: Vec<&str> = with_token
+        .lines()
+        .filter(|l| !l.starts_with("http.token"))
+        .collect();
+    let config = write_file(dir.path(), "none.toml", &without.join("\n"));
+    let out = buffer_tool(&config, &["export"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    stderr_has(&out, "answered /buffer/export with HTTP 401");
+    stderr_has(&out, "FLEETEDGE__HTTP__TOKEN");
+
+    // From a file, as the example config suggests.
+    let token_file = write_file(dir.path(), "http-token", &format!("{TOKEN}\n"));
+    let config = write_file(
+        dir.path(),
+        "file.toml",
+        &format!(
+            "http.token_file = {}\n{}",
+            toml_string(&token_file.display().to_string()),
+            without.join("\n")
+        ),
+    );
+    let out = buffer_tool(&config, &["export"]).await;
+    ok(&out, "export with the token from http.token_file");
+    stderr_has(&out, "from the running gateway");
+    assert!(
+        lines(&out.stdout).is_empty(),
+        "records from an empty buffer"
+    );
 }
 
 #[tokio::test]

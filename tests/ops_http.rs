@@ -10,6 +10,19 @@
 //! - `a_bad_http_bind_fails_the_start_naming_the_key`: `check-config` names `http.bind` for
 //!   a value that is not address:port, and `run` exits with an error naming `http.bind` when
 //!   the port is taken.
+//! - `slow_clients_cannot_keep_health_from_answering`: a client trickling its request head a
+//!   byte a second is closed (header deadline) though bytes keep coming; then 200 such
+//!   clients, reconnecting whenever closed, against the default 16 connections: every
+//!   `/health` asked meanwhile answers 200 (it used to wait for 65 s), and the slow clients
+//!   were closed over and over.
+//! - `buffer_paths_need_the_token_and_other_hosts_are_refused`: with `http.token` set,
+//!   `/buffer/stats` is 401 without the bearer token or with a wrong one and 200 with it,
+//!   `/health` needs none; a `Host` naming another site is 421, none is 400; the token is
+//!   never logged.
+//! - `a_garbage_flood_leaves_a_bounded_log_and_every_error_counted`: 5,000 bad JSON lines
+//!   into a `jsonl` listener: the decode-error metric counts all 5,000, the log holds at most
+//!   10 "malformed frame skipped" lines per 10 s window, and the "N more suppressed" lines
+//!   account for the rest exactly.
 
 mod common;
 
@@ -22,16 +35,26 @@ use tokio::net::TcpStream;
 
 /// One `GET path` with `Connection: close`: (status code, body). Bounded to 5 s.
 async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    http_exchange(port, &request, Duration::from_secs(5)).await
+}
+
+/// Sends `request` (a whole request head) and reads the answer to the close: (status
+/// code, body). Bounded to `timeout`.
+async fn http_exchange(
+    port: u16,
+    request: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let exchange = async {
         let mut stream = TcpStream::connect(loopback(port)).await?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;
         Ok::<_, std::io::Error>(response)
     };
-    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
+    let response = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no HTTP response"))??;
     let text = String::from_utf8(response).map_err(std::io::Error::other)?;
@@ -40,6 +63,7 @@ async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .ok_or_else(|| std::io::Error::other(format!("no header end in {text:?}")))?;
     let status = head
         .strip_prefix("HTTP/1.1 ")
+        .or_else(|| head.strip_prefix("HTTP/1.0 "))
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
@@ -104,17 +128,7 @@ async fn health_ready_and_metrics_follow_the_broker_and_the_records() {
             .set("http.bind", &toml_string(&format!("127.0.0.1:{http_port}"))),
     )
     .await;
-    // Gateway::start returns once the device listener accepts; the HTTP endpoint is bound
-    // just after it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !accepts_tcp(http_port).await {
-        assert!(
-            Instant::now() < deadline,
-            "the HTTP endpoint did not accept on port {http_port} within 10 s:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_http(&gw, http_port).await;
 
     assert_eq!(get(http_port, "/health").await, (200, "ok".to_string()));
     let (status, why) = get(http_port, "/ready").await;
@@ -328,4 +342,276 @@ fn a_bad_http_bind_fails_the_start_naming_the_key() {
         "the error does not name http.bind and the address:\n{output}"
     );
     drop(taken);
+}
+
+/// Waits until the ops endpoint on `port` accepts connections (within 10 s):
+/// `Gateway::start` returns once the device listener accepts; the endpoint is bound just
+/// after it.
+async fn wait_for_http(gw: &Gateway, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !accepts_tcp(port).await {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP endpoint did not accept on port {port} within 10 s:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A client that sends a request head one byte per `tick` and never finishes it; reconnects
+/// whenever the endpoint closes it, until `until`. Returns how many times it connected.
+async fn slow_client(port: u16, tick: Duration, until: Instant) -> u32 {
+    const HEAD: &[u8] = b"GET /metrics HTTP/1.1\r\nX-Slow: ";
+    let mut connects = 0;
+    'connect: while Instant::now() < until {
+        let Ok(mut stream) = TcpStream::connect(loopback(port)).await else {
+            tokio::time::sleep(tick).await;
+            continue;
+        };
+        connects += 1;
+        let mut sent = 0usize;
+        while Instant::now() < until {
+            let byte = HEAD.get(sent).copied().unwrap_or(b'a');
+            if stream.write_all(&[byte]).await.is_err() {
+                continue 'connect;
+            }
+            sent += 1;
+            // Waiting for the next byte's turn is also the check whether it was closed.
+            let mut buf = [0u8; 256];
+            match tokio::time::timeout(tick, stream.read(&mut buf)).await {
+                Err(_) => {}
+                Ok(Ok(0)) | Ok(Err(_)) => continue 'connect,
+                Ok(Ok(_)) => {} // an error answer; the close follows
+            }
+        }
+    }
+    connects
+}
+
+/// `GET /health` with blocking IO, bounded to 10 s: (status, body).
+fn blocking_health(port: u16) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(loopback(port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {answer:?}")))?;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Ok((status, body.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_keep_health_from_answering() {
+    let http_port = free_port();
+    let gw = Gateway::start(
+        GatewayConfig::new("gw-slow-http", free_port())
+            .set("http.bind", &toml_string(&format!("127.0.0.1:{http_port}"))),
+    )
+    .await;
+    wait_for_http(&gw, http_port).await;
+    let tick = Duration::from_secs(1);
+
+    // One client trickling its head: bytes keep coming, the header deadline (5 s) ends it.
+    let started = Instant::now();
+    let connects = slow_client(http_port, tick, started + Duration::from_secs(20)).await;
+    // The loop reconnects after the close; the first close is what counts.
+    assert!(
+        connects >= 2,
+        "a client sending its head a byte a second was not closed within 20 s"
+    );
+
+    // 200 of them, reconnecting as soon as they are closed, against 16 connections.
+    let until = Instant::now() + Duration::from_secs(8);
+    let clients: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(slow_client(http_port, tick, until)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut took_all = Vec::new();
+    let mut asked = 0;
+    while Instant::now() + Duration::from_millis(500) < until {
+        // From a thread of its own, as curl or a supervisor would ask: the test's runtime is
+        // busy with the slow clients.
+        let (answer, took) = tokio::task::spawn_blocking(move || {
+            let sent = Instant::now();
+            (blocking_health(http_port), sent.elapsed())
+        })
+        .await
+        .expect("the /health thread");
+        took_all.push(took);
+        assert_eq!(
+            answer
+                .as_ref()
+                .map(|(status, body)| (*status, body.as_str()))
+                .ok(),
+            Some((200, "ok")),
+            "/health under 200 slow clients: {answer:?}"
+        );
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut connects = 0;
+    for client in clients {
+        connects += client.await.expect("a slow client");
+    }
+    took_all.sort();
+    eprintln!(
+        "{asked} /health answers under 200 slow clients ({connects} slow connections): \
+         median {:?}, slowest {:?}",
+        took_all[took_all.len() / 2],
+        took_all[took_all.len() - 1]
+    );
+    // Under qemu each answer may take seconds; a few asked is enough, as each must answer.
+    assert!(asked >= 2, "only {asked} /health requests were made");
+    // The slow clients really held connections: they were closed (and came back) many times.
+    assert!(
+        connects > 200,
+        "the slow clients connected {connects} times: none was ever closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffer_paths_need_the_token_and_other_hosts_are_refused() {
+    const TOKEN: &str = "ops-test-token-0123456789";
+    let http_port = free_port();
+    let gw = Gateway::start(
+        GatewayConfig::new("gw-token", free_port())
+            .set("http.bind", &toml_string(&format!("127.0.0.1:{http_port}")))
+            .set("http.token", &toml_string(TOKEN)),
+    )
+    .await;
+    wait_for_http(&gw, http_port).await;
+    let ask = |path: &str, headers: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n");
+        let what = format!("GET {path} with {headers:?}");
+        async move {
+            http_exchange(http_port, &request, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+        }
+    };
+    let host = format!("Host: 127.0.0.1:{http_port}\r\n");
+
+    let (status, body) = ask("/buffer/stats", &host).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Bearer"), "{body}");
+    let wrong = format!("{host}Authorization: Bearer ops-test-token-0123456788\r\n");
+    assert_eq!(ask("/buffer/export", &wrong).await.0, 401);
+    let right = format!("{host}Authorization: Bearer {TOKEN}\r\n");
+    let (status, body) = ask("/buffer/stats", &right).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+    assert_eq!(stats["records"], 0, "{stats}");
+    assert_eq!(ask("/health", &host).await, (200, "ok".to_string()));
+    let localhost = format!("Host: localhost:{http_port}\r\n");
+    assert_eq!(ask("/health", &localhost).await, (200, "ok".to_string()));
+
+    // A page whose own name was rebound to 127.0.0.1 sends that name.
+    let rebound = format!(
+        "Host: rebound.example:{http_port}\r\n{}",
+        &right[host.len()..]
+    );
+    let (status, body) = ask("/buffer/stats", &rebound).await;
+    assert_eq!(status, 421, "{body}");
+    assert_eq!(
+        ask(
+            "/metrics",
+            &format!("Host: 127.0.0.1:{}\r\n", http_port + 1)
+        )
+        .await
+        .0,
+        421
+    );
+    let no_host = http_exchange(
+        http_port,
+        "GET /health HTTP/1.0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("GET without Host");
+    assert_eq!(no_host.0, 400, "{no_host:?}");
+    assert!(!gw.log().contains(TOKEN), "the token is in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_flood_leaves_a_bounded_log_and_every_error_counted() {
+    const LINES: usize = 5_000;
+    const PER_WINDOW: usize = 10;
+    let http_port = free_port();
+    let gw = Gateway::start(
+        GatewayConfig::new("gw-flood", free_port())
+            .set("http.bind", &toml_string(&format!("127.0.0.1:{http_port}")))
+            .listener("teltonika", &[])
+            .listener("jsonl", &[]),
+    )
+    .await;
+    wait_for_http(&gw, http_port).await;
+    let started = Instant::now();
+    let mut sensor = TcpStream::connect(gw.listener_addr_of("jsonl"))
+        .await
+        .expect("connect to the jsonl listener");
+    sensor
+        .write_all("this is not json\n".repeat(LINES).as_bytes())
+        .await
+        .expect("send the garbage");
+    let errors = "fleetedge_decode_errors_total{protocol=\"jsonl\"}";
+    let text = metrics_until(http_port, Duration::from_secs(60), |t| {
+        sample(t, errors) == Some(LINES as f64)
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(sample(&text, errors), Some(LINES as f64), "{text}");
+
+    let warned = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("malformed frame skipped") && !l.contains("suppressed"))
+            .count()
+    };
+    // At most PER_WINDOW lines per 10 s window the flood touched.
+    let windows = elapsed.as_secs() as usize / 10 + 2;
+    let written = warned(&gw.log());
+    assert!(
+        (1..=PER_WINDOW * windows).contains(&written),
+        "{written} warning lines for {LINES} bad lines in {elapsed:?}"
+    );
+    // The suppressed lines are reported (within a window and a sweep), and add up.
+    let suppressed = |log: &str| -> usize {
+        log.lines()
+            .filter(|l| l.contains("warnings suppressed") && l.contains("malformed frame skipped"))
+            .filter_map(|l| {
+                let n = l.split("suppressed=").nth(1)?;
+                n.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while warned(&gw.log()) + suppressed(&gw.log()) < LINES && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = gw.log();
+    eprintln!(
+        "{LINES} bad lines in {elapsed:?}: {} warning lines written, {} suppressed",
+        warned(&log),
+        suppressed(&log)
+    );
+    assert_eq!(
+        warned(&log) + suppressed(&log),
+        LINES,
+        "written and suppressed lines do not add up to the bad lines:\n{}",
+        log.lines()
+            .filter(|l| l.contains("suppressed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(sensor);
 }

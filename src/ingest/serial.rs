@@ -83,12 +83,13 @@ impl SerialPort {
                     if opened.elapsed() >= STABLE_AFTER {
                         delay = REOPEN_INITIAL;
                     }
-                    tracing::warn!(
+                    crate::warn_bad_input!(
+                        path,
+                        "serial port closed; reopening",
                         serial = index,
                         path,
                         protocol,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "serial port closed; reopening"
+                        retry_in_ms = delay.as_millis() as u64
                     );
                 }
                 Err(e) => {

@@ -102,11 +102,11 @@ impl Session {
             ),
             End::Refused(why) => {
                 metrics::add(&METRICS.devices_refused, 1);
-                tracing::warn!(%peer, device, %protocol, %why, "device refused")
+                crate::warn_bad_input!(protocol, "device refused", %peer, device, %protocol, %why)
             }
             End::Malformed(why) => {
                 metrics::frame_malformed(self.protocol_id);
-                tracing::warn!(%peer, device, %protocol, reason = %why, "malformed frame, connection closed")
+                crate::warn_bad_input!(protocol, "malformed frame, connection closed", %peer, device, %protocol, reason = %why)
             }
             End::Io(e) => tracing::info!(%peer, device, %protocol, error = %e, "connection error"),
             End::Buffer(e) => {
@@ -198,12 +198,11 @@ impl Session {
         if let Some(problem) = problem {
             // The protocol skips or answers a bad frame and the stream stays in sync.
             metrics::frame_problem(self.protocol_id, &problem);
-            tracing::warn!(
+            crate::warn_bad_input!(self.cfg.protocol, "malformed frame skipped",
                 peer = %self.peer,
                 device = self.decoder.device_id().unwrap_or("-"),
                 protocol = %self.cfg.protocol,
-                reason = %problem,
-                "malformed frame skipped"
+                reason = %problem
             );
             if let Some(no) = reply.refused {
                 write(stream, &no).await?;

@@ -92,13 +92,13 @@ impl BoundUdp {
                 Ok(d) => d,
                 Err(e) => {
                     metrics::frame_malformed(self.protocol_id);
-                    tracing::warn!(%peer, %protocol, reason = %e, "malformed datagram dropped");
+                    crate::warn_bad_input!(protocol, "malformed datagram dropped", %peer, %protocol, reason = %e);
                     continue;
                 }
             };
             if let Some(problem) = &decoded.problem {
                 metrics::frame_problem(self.protocol_id, problem);
-                tracing::warn!(%peer, %protocol, reason = %problem, "malformed datagram answered as refused");
+                crate::warn_bad_input!(protocol, "malformed datagram answered as refused", %peer, %protocol, reason = %problem);
                 if let Some(no) = &decoded.reply.refused {
                     let _ = self.socket.send_to(no, peer).await;
                 }
@@ -108,7 +108,7 @@ impl BoundUdp {
             if let Some(device) = &device {
                 if !self.allowed_devices.allows(device) {
                     metrics::add(&METRICS.devices_refused, 1);
-                    tracing::warn!(%peer, device, %protocol, "device refused: not in allowed_devices");
+                    crate::warn_bad_input!(protocol, "device refused: not in allowed_devices", %peer, device, %protocol);
                     continue;
                 }
             }

@@ -18,7 +18,7 @@
 //!
 //! - [`report`]: what `stats` shows, and its text form.
 //! - [`export`]: the backlog as JSON lines, slice by slice.
-//! - [`client`]: the plain HTTP/1.1 GET that reaches the running gateway.
+//! - [`client`]: the HTTP/1.1 GET (hyper) that reaches the running gateway.
 
 pub mod client;
 pub mod export;
@@ -130,7 +130,8 @@ async fn source(settings: &Settings, path: &str) -> anyhow::Result<Source> {
     let bind = settings.http.addr().map_err(|e| anyhow!(e))?;
     if let Some(bind) = bind {
         let addr = client::connect_addr(bind);
-        let answer = client::get(addr, path)
+        let token = settings.http.token().map_err(|e| anyhow!(e))?;
+        let answer = client::get(addr, path, token.as_ref())
             .await
             .with_context(|| format!("asking the gateway at {addr} (http.bind) for {path}"))?;
         if let Some(mut response) = answer {
@@ -140,10 +141,19 @@ async fn source(settings: &Settings, path: &str) -> anyhow::Result<Source> {
                     "the gateway at {addr} (http.bind) answered {path} with HTTP {}: {}{}",
                     response.status,
                     body.trim(),
-                    if response.status == 404 {
-                        " (a gateway older than this tool? stop it to read the buffer directly)"
-                    } else {
-                        ""
+                    match response.status {
+                        404 => {
+                            " (a gateway older than this tool? stop it to read the buffer \
+                             directly)"
+                        }
+                        401 if token.is_some() => {
+                            " (this tool's http.token differs from the gateway's)"
+                        }
+                        401 => {
+                            " (set http.token_file or FLEETEDGE__HTTP__TOKEN as the service has \
+                             it)"
+                        }
+                        _ => "",
                     }
                 );
             }
@@ -399,7 +409,7 @@ mod tests {
             socket.write_all(body.as_bytes()).await?;
             socket.shutdown().await
         });
-        let response = client::get(addr, "/buffer/export")
+        let response = client::get(addr, "/buffer/export", None)
             .await?
             .ok_or_else(|| anyhow!("nothing listens"))?;
         let mut out: Box<dyn Write + Send> = Box::new(io::sink());

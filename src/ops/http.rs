@@ -1,30 +1,29 @@
-//! The operations endpoint on `http.bind`, served with axum (HTTP/1.1):
+//! The operations endpoint on `http.bind`: its routes (axum), answered over HTTP/1.1:
 //!
 //! | path | answer |
 //! |---|---|
 //! | `GET /metrics` | 200, Prometheus text ([`super::prometheus`]) |
 //! | `GET /health` | 200 `ok` while the process serves HTTP at all |
 //! | `GET /ready` | 200 `ready` when the buffer's commit thread runs and MQTT is connected; else 503 with the reasons |
-//! | `GET /buffer/stats` | 200, the buffer's [`BufferReport`] as JSON (`fleetedge buffer stats`) |
+//! | `GET /buffer/stats` | 200, the buffer's [`BufferReport`] as JSON (`fleetedge buffer stats`); 401 without the bearer token when `http.token` is set (as for export) |
 //! | `GET /buffer/export[?limit=N]` | 200, the backlog as JSON lines, streamed, ending in `{"end":{"records":N,…}}` (`fleetedge buffer export`); 503 while [`MAX_EXPORTS`] run |
 //! | anything else | 404 (405 for another method on a known path) |
 //!
 //! `/buffer/export` reads the buffer read-only (nothing is acknowledged) on a blocking thread,
 //! one slice of at most [`export::READ_RECORDS`] records at a time, into a channel of
 //! [`EXPORT_QUEUE`] slices that the response body drains: memory stays bounded whatever the
-//! backlog, and a slow client only holds that thread (and its connection slot, until the idle
-//! timeout closes a stalled one), never the pipeline. An unreadable chunk is skipped (and left
+//! backlog, and a slow client only holds that thread (and its connection, until the stall
+//! deadline closes it), never the pipeline. An unreadable chunk is skipped (and left
 //! in place) with a `{"warning": …}` line, and a failed read ends the answer with an
 //! `{"error": …}` line; every record line starts with `{"seq":`.
 //!
-//! It has no authentication and is meant for loopback. Its own resources are bounded like
-//! everything else: at most [`MAX_CONNECTIONS`] connections at once (more wait in the
-//! kernel's backlog, as device connections do), and a connection that moves no bytes for
-//! [`IDLE_TIMEOUT`] is closed (hyper has no header-read timeout without a timer, so a client
-//! that sends half a request would otherwise hold its slot forever).
+//! Every request passes [`super::access`] first: its `Host` must name this endpoint (DNS
+//! rebinding), and with `http.token` set `/buffer/*` requires the bearer token. Connections
+//! are served by [`super::serve`] with a header deadline ([`HEADER_TIMEOUT`]), an answer
+//! deadline ([`ANSWER_TIMEOUT`]), a stall deadline ([`STALL_TIMEOUT`]) and at most
+//! `http.max_connections` at once, where a newcomer evicts the oldest idle or slow
+//! connection so `/health` answers whatever slow clients do.
 
-use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -39,11 +38,12 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::access::Access;
+use super::serve::{self, Limits};
 use super::{prometheus, Snapshot};
 use crate::buffer::Buffer;
 use crate::config::HttpSettings;
@@ -51,12 +51,16 @@ use crate::inspect::export;
 use crate::inspect::report::{self, BufferReport};
 use crate::metrics::METRICS;
 
-/// Connections served at once; a scraper and a health checker need a few.
-pub const MAX_CONNECTIONS: usize = 16;
+/// A request's head must arrive within this of the connection (or of the previous answer).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A connection with no bytes read or written for this long is closed. Longer than the
-/// usual scrape intervals would need for keep-alive is not useful: a scraper reconnects.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A route must have its answer's head ready within this; reading the buffer's stats takes
+/// milliseconds, so this only bounds a wedged disk.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection that moves no bytes for this long (a client not reading its answer) is
+/// closed.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `/buffer/export` answers running at once; more are answered 503.
 pub const MAX_EXPORTS: usize = 2;
@@ -69,6 +73,8 @@ pub const EXPORT_QUEUE: usize = 4;
 pub struct HttpEndpoint {
     listener: TcpListener,
     local_addr: SocketAddr,
+    max_connections: usize,
+    access: Access,
 }
 
 /// Binds `http.bind`; `None` when it is empty (the endpoint is off). The error names the key.
@@ -80,6 +86,7 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<Option<HttpEndpoint
         );
         return Ok(None);
     };
+    let token = settings.token().map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("http.bind: cannot listen on {addr}"))?;
@@ -93,9 +100,16 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<Option<HttpEndpoint
              authentication; keep them on loopback or a management-only interface"
         );
     }
+    if token.is_none() {
+        tracing::info!(
+            "http.token is not set: /buffer/stats and /buffer/export answer every local user"
+        );
+    }
     Ok(Some(HttpEndpoint {
         listener,
         local_addr,
+        max_connections: settings.max_connections,
+        access: Access::new(local_addr, token),
     }))
 }
 
@@ -112,17 +126,19 @@ impl HttpEndpoint {
             %addr,
             "serving /metrics, /health, /ready, /buffer/stats and /buffer/export over HTTP"
         );
-        let listener = Limited {
-            inner: self.listener,
-            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            idle_timeout: IDLE_TIMEOUT,
+        let limits = Limits {
+            max_connections: self.max_connections,
+            header_timeout: HEADER_TIMEOUT,
+            answer_timeout: ANSWER_TIMEOUT,
+            stall_timeout: STALL_TIMEOUT,
         };
         let app = router(buffer);
-        Running(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(%addr, error = %e, "the HTTP endpoint stopped");
-            }
-        }))
+        Running(tokio::spawn(serve::serve(
+            self.listener,
+            limits,
+            app,
+            self.access,
+        )))
     }
 }
 
@@ -304,119 +320,10 @@ pub fn readiness(committer_alive: bool, mqtt_connected: bool) -> Result<(), Stri
     }
 }
 
-/// The TCP listener with a connection limit: a slot is taken before `accept`.
-struct Limited {
-    inner: TcpListener,
-    slots: Arc<Semaphore>,
-    /// [`IDLE_TIMEOUT`], shorter in tests.
-    idle_timeout: Duration,
-}
-
-impl axum::serve::Listener for Limited {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Conn, SocketAddr) {
-        loop {
-            let Ok(slot) = self.slots.clone().acquire_owned().await else {
-                // The semaphore is never closed; should it be, stop accepting.
-                return std::future::pending().await;
-            };
-            match self.inner.accept().await {
-                Ok((stream, peer)) => {
-                    return (Conn::new(stream, slot, self.idle_timeout), peer);
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off briefly rather than spin.
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-/// One HTTP connection: holds its slot until dropped and fails any read or write that has
-/// waited [`IDLE_TIMEOUT`] since the connection last moved bytes.
-struct Conn {
-    stream: TcpStream,
-    idle_timeout: Duration,
-    idle: Pin<Box<tokio::time::Sleep>>,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Conn {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, idle_timeout: Duration) -> Conn {
-        Conn {
-            stream,
-            idle_timeout,
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
-            _slot: slot,
-        }
-    }
-
-    /// Progress resets the idle timer; waiting past it is an error (hyper then closes).
-    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        match poll {
-            Poll::Ready(r) => {
-                let deadline = tokio::time::Instant::now() + self.idle_timeout;
-                self.idle.as_mut().reset(deadline);
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "HTTP connection idle too long",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
-        this.guard(cx, poll)
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.guard(cx, poll)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_flush(cx);
-        this.guard(cx, poll)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.stream).poll_shutdown(cx);
-        this.guard(cx, poll)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     #[test]
     fn ready_needs_the_committer_and_mqtt_and_names_what_is_missing() {
@@ -432,46 +339,6 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn connections_are_limited_and_idle_ones_are_closed() {
-        use axum::serve::Listener as _;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = inner.local_addr().unwrap();
-        let idle_timeout = Duration::from_millis(300);
-        let mut listener = Limited {
-            inner,
-            slots: Arc::new(Semaphore::new(1)),
-            idle_timeout,
-        };
-        let mut first = TcpStream::connect(addr).await.unwrap();
-        let _second = TcpStream::connect(addr).await.unwrap();
-        let (mut conn, _) = listener.accept().await;
-        // The only slot is taken: the second connection waits in the backlog.
-        let waiting = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
-        assert!(
-            waiting.is_err(),
-            "a second connection was accepted past the limit"
-        );
-
-        // Bytes moving keep the connection open past the idle timeout.
-        let mut buf = [0u8; 4];
-        for _ in 0..3 {
-            tokio::time::sleep(idle_timeout / 2).await;
-            first.write_all(b"ping").await.unwrap();
-            conn.read_exact(&mut buf).await.unwrap();
-        }
-        // Silence ends it with an error, and dropping it frees the slot.
-        let started = std::time::Instant::now();
-        let err = conn.read(&mut buf).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() >= idle_timeout / 2);
-        drop(conn);
-        let next = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
-        assert!(next.is_ok(), "the freed slot was not reused");
-    }
-
     #[test]
     fn the_export_query_takes_only_a_limit() {
         assert_eq!(export_limit(None), Ok(None));
@@ -483,7 +350,9 @@ mod tests {
         assert!(export_limit(Some("all=1")).unwrap_err().contains("all=1"));
     }
 
-    /// Serves `router(buffer)` on a loopback port of its own.
+    const TOKEN: &str = "test-token-0123456789";
+
+    /// Serves the routes as the gateway does (with [`TOKEN`]) on a loopback port of its own.
     async fn serve(buffer: Buffer) -> (SocketAddr, Ops, JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -492,9 +361,14 @@ mod tests {
             exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
         };
         let app = routes().with_state(ops.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let limits = Limits {
+            max_connections: 4,
+            header_timeout: HEADER_TIMEOUT,
+            answer_timeout: ANSWER_TIMEOUT,
+            stall_timeout: STALL_TIMEOUT,
+        };
+        let access = Access::new(addr, Some(Secret::new(TOKEN)));
+        let task = tokio::spawn(serve::serve(listener, limits, app, access));
         (addr, ops, task)
     }
 
@@ -516,8 +390,32 @@ mod tests {
             buffer.append(records).await.unwrap();
         }
         let (addr, ops, task) = serve(buffer.clone()).await;
+        let token = Some(Secret::new(TOKEN));
+        let token = token.as_ref();
 
-        let mut stats = client::get(addr, "/buffer/stats").await.unwrap().unwrap();
+        let mut refused = client::get(addr, "/buffer/export", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(refused.status, 401);
+        assert!(refused.text(1024).await.unwrap().contains("Bearer"));
+        let wrong = Secret::new("test-token-0123456780");
+        let refused = client::get(addr, "/buffer/stats", Some(&wrong))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(refused.status, 401);
+        let mut health = client::get(addr, "/health", None).await.unwrap().unwrap();
+        assert_eq!(
+            (health.status, health.text(64).await.unwrap().as_str()),
+            (200, "ok"),
+            "/health needs no token"
+        );
+
+        let mut stats = client::get(addr, "/buffer/stats", token)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stats.status, 200);
         let report: BufferReport =
             serde_json::from_str(&stats.text(1 << 20).await.unwrap()).unwrap();
@@ -526,7 +424,7 @@ mod tests {
             (12, Some(1), 13)
         );
 
-        let mut export = client::get(addr, "/buffer/export?limit=10")
+        let mut export = client::get(addr, "/buffer/export?limit=10", token)
             .await
             .unwrap()
             .unwrap();
@@ -548,7 +446,7 @@ mod tests {
         assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
         assert_eq!(buffer.stats().records, 12, "the export removed records");
 
-        let mut bad = client::get(addr, "/buffer/export?limit=x")
+        let mut bad = client::get(addr, "/buffer/export?limit=x", token)
             .await
             .unwrap()
             .unwrap();
@@ -562,7 +460,10 @@ mod tests {
             .acquire_many_owned(MAX_EXPORTS as u32)
             .await
             .unwrap();
-        let mut busy = client::get(addr, "/buffer/export").await.unwrap().unwrap();
+        let mut busy = client::get(addr, "/buffer/export", token)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(busy.status, 503);
         assert!(busy
             .text(1024)
@@ -577,10 +478,12 @@ mod tests {
     async fn bind_names_the_key_and_empty_turns_the_endpoint_off() {
         let off = HttpSettings {
             bind: String::new(),
+            ..HttpSettings::default()
         };
         assert!(bind(&off).await.unwrap().is_none());
         let bad = HttpSettings {
             bind: "localhost".into(),
+            ..HttpSettings::default()
         };
         let err = bind(&bad).await.unwrap_err().to_string();
         assert!(err.starts_with("http.bind:"), "{err}");
@@ -589,6 +492,7 @@ mod tests {
         let addr = taken.local_addr().unwrap();
         let busy = HttpSettings {
             bind: addr.to_string(),
+            ..HttpSettings::default()
         };
         let err = format!("{:#}", bind(&busy).await.unwrap_err());
         assert!(

@@ -1,14 +1,18 @@
 //! Operations: what an operator, a scraper or a supervisor reads from a running gateway.
 //!
-//! - [`http`]: the endpoint (`/metrics`, `/health`, `/ready`), served with axum on
+//! - [`http`]: the endpoint (`/metrics`, `/health`, `/ready`, `/buffer/*`): its routes, on
 //!   `http.bind` (loopback by default).
+//! - [`serve`]: its connections, with hyper: deadlines and the connection limit.
+//! - [`access`]: the Host check and the `/buffer/*` token.
 //! - [`prometheus`]: the Prometheus text format and the `fleetedge_*` metrics (pure).
 //!
 //! The counters themselves live in [`crate::metrics`], where the hot paths bump them; this
 //! module only reads them, once per scrape, into a [`Snapshot`].
 
+pub mod access;
 pub mod http;
 pub mod prometheus;
+pub mod serve;
 
 use firmware_protocols::registry;
 
