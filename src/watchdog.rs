@@ -237,12 +237,13 @@ mod tests {
         assert_eq!(check(p), Err(Stall::CommitterStopped));
         let mut p = probe(None);
         p.buffer_failing_for = Some(COMMIT_STALL_LIMIT);
-        assert_eq!(check(p), Ok(()), "failing a short while: it is being reopened");
-        p.buffer_failing_for = Some(long);
         assert_eq!(
             check(p),
-            Err(Stall::BufferFailing { failing_for: long })
+            Ok(()),
+            "failing a short while: it is being reopened"
         );
+        p.buffer_failing_for = Some(long);
+        assert_eq!(check(p), Err(Stall::BufferFailing { failing_for: long }));
         let mut p = probe(None);
         p.uplink_overdue = Some(Duration::from_millis(1500));
         assert_eq!(

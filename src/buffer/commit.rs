@@ -208,7 +208,11 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, round: &mut Vec<Request>) {
     }
     shared.space.commit_reserved(amount);
 
-    match store.db.flush() {
+    // The durable mark is written beside sled's flush, not after it (`durable_mark.rs`).
+    match shared
+        .mark
+        .beside_flush(shared, first_seq, end, || store.db.flush())
+    {
         Ok(_) => {
             shared.flushes.fetch_add(1, Ordering::Relaxed);
             // Everything below `end` is durable; readers and removers may look at it now.
@@ -217,8 +221,6 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, round: &mut Vec<Request>) {
             for (reply, first, last) in replies {
                 let _ = reply.send(Ok((first, last)));
             }
-            // After the replies: the mark's write delays the next round, never these.
-            shared.mark.after_round(shared, end);
         }
         Err(source) => {
             tracing::error!(

@@ -86,6 +86,8 @@ mod space;
 mod store;
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
@@ -736,7 +738,10 @@ impl Buffer {
             return Ok(0);
         }
         // Recorded before anything is removed, so a durable mark never lags a removal.
-        shared.mark.removed_through.fetch_max(limit, Ordering::AcqRel);
+        shared
+            .mark
+            .removed_through
+            .fetch_max(limit, Ordering::AcqRel);
         let mut removed = Amount::default();
         // Where the next scan may start: every chunk below it is gone once this loop ends.
         let mut resume = limit + 1;

@@ -90,7 +90,12 @@ impl Fault {
         if !self.is_failing() {
             return None;
         }
-        Some(self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        Some(
+            self.reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 
     /// Marks the database failing (logged once per failure).
@@ -180,7 +185,11 @@ pub(super) fn recover(
                         path = %opts.path.display(), error = %why, retry_in_ms = retry.as_millis() as u64,
                         "buffer: reopening the failing database did not work yet"
                     );
-                    *shared.fault.reason.lock().unwrap_or_else(|p| p.into_inner()) = why;
+                    *shared
+                        .fault
+                        .reason
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = why;
                 }
             }
         } else {
@@ -259,6 +268,9 @@ fn reopen(shared: &Shared, opts: &BufferOptions, next_seq: &mut u64) -> Result<(
     shared
         .quarantined_chunks
         .fetch_add(scan.quarantined_chunks, Ordering::Relaxed);
+    for (first, last) in found.unstored {
+        shared.mark.spent_unstored(first, last);
+    }
     if found.lost_records > 0 {
         shared
             .mark

@@ -311,7 +311,10 @@ async fn export(
         None => source(settings, &query).await?,
     };
     match &from {
-        Some(dir) => eprintln!("buffer export from the database kept aside at {}", dir.display()),
+        Some(dir) => eprintln!(
+            "buffer export from the database kept aside at {}",
+            dir.display()
+        ),
         None => say_source("buffer export", &source, &settings.buffer.path),
     }
     let mut out = open_output(output)?;

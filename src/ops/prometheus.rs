@@ -917,7 +917,11 @@ mod tests {
                 "fleetedge_buffer_disk_reclaimed_bytes_total",
                 Some(&[]),
             ),
-            ("disk_free_bytes", "fleetedge_buffer_disk_free_bytes", Some(&[])),
+            (
+                "disk_free_bytes",
+                "fleetedge_buffer_disk_free_bytes",
+                Some(&[]),
+            ),
             ("low_disk", "fleetedge_buffer_low_disk", Some(&[])),
             (
                 "disk_refusals",
@@ -926,7 +930,11 @@ mod tests {
             ),
             ("failing", "fleetedge_buffer_failing", Some(&[])),
             ("recoveries", "fleetedge_buffer_recoveries_total", Some(&[])),
-            ("lost_records", "fleetedge_buffer_lost_records_total", Some(&[])),
+            (
+                "lost_records",
+                "fleetedge_buffer_lost_records_total",
+                Some(&[]),
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         let buffer = open_buffer(&dir);
