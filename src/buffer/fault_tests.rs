@@ -198,3 +198,62 @@ async fn low_disk_space_refuses_per_when_full_and_says_why() {
     assert!(buffer.refusing().is_none());
     assert_eq!(store(&buffer, 1).await, (1, 1));
 }
+
+/// The reopen machinery without a full disk (the real ENOSPC runs on a tmpfs in
+/// `tests/buffer_faults.rs`, as root): a failure is injected where a failed round would
+/// record it, and the commit thread reopens the database.
+#[tokio::test]
+async fn a_failing_database_is_reopened_and_loses_nothing_acknowledged() {
+    let dir = TempDir::new().unwrap();
+    let mut o = opts(dir.path());
+    o.when_full = WhenFull::Reject;
+    let buffer = Buffer::open(o.clone()).unwrap();
+    store(&buffer, 2).await; // 1..=2
+    store(&buffer, 2).await; // 3..=4
+    store(&buffer, 2).await; // 5..=6: stands for a round whose flush failed
+    let shared = buffer.shared();
+    shared
+        .fault
+        .fail(&o.path, "injected: No space left on device".into());
+    shared.fault.failed_round([5]);
+    shared.mark.spent_unstored(5, 6);
+
+    // Failing: refused, nothing handed to the uplink, acks are errors, /health's reason.
+    assert_eq!(buffer.append(recs(1)).await.unwrap(), Appended::Rejected);
+    assert!(buffer.read_after(None, 100, usize::MAX).unwrap().is_empty());
+    assert!(matches!(
+        buffer.ack_through(2),
+        Err(BufferError::Failing { .. })
+    ));
+    let why = buffer.failing().expect("failing");
+    assert!(why.contains("No space left"), "{why}");
+    assert!(buffer.refusing().is_some_and(|r| r.contains("failing")));
+
+    buffer.wake_committer();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while buffer.failing().is_some() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stats = buffer.stats();
+    assert!(!stats.failing, "not recovered in 30 s");
+    assert_eq!(stats.recoveries, 1);
+    assert_eq!(
+        stats.records, 4,
+        "the failed round's chunk is gone, the rest is there"
+    );
+    let firsts: Vec<u64> = buffer
+        .read_after(None, 100, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|c| c.first_seq)
+        .collect();
+    assert_eq!(firsts, [1, 3]);
+    assert_eq!(store(&buffer, 1).await, (7, 7), "spent seqs stay spent");
+    assert_eq!(buffer.ack_through(4).unwrap(), 4);
+    drop(buffer);
+
+    // Nothing reported missing at the next open: the failed round's seqs were unstored.
+    let buffer = Buffer::open(o).unwrap();
+    assert_eq!(buffer.stats().lost_records, 0);
+    assert_eq!(buffer.stats().records, 1);
+}

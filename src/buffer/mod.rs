@@ -61,6 +61,15 @@
 //! where seqs restart at 1. Other open errors (permissions, a lock held by another process)
 //! are returned and the directory is left alone.
 //!
+//! # Faults
+//!
+//! A filesystem below [`BufferOptions::min_free_bytes`] or a database whose writes fail
+//! (sled poisons itself on ENOSPC/EIO) refuses appends per `when_full` (`space.rs`); the
+//! commit thread reopens a failing database once the disk has room (`recovery.rs`). The
+//! durable mark beside the database (`<path>.durable`, `durable_mark.rs`) makes records
+//! missing at open an ERROR with their count and seq ranges, keeps such a database aside
+//! (re-queuing what it still holds), and keeps `next_seq` from going back.
+//!
 //! # Disk space
 //!
 //! sled never shrinks its files after a backlog drains. Once the queue is empty and sled's
