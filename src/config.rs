@@ -108,6 +108,11 @@ pub struct BufferSettings {
     /// follows the backlog. 0 = never; otherwise at least 1,048,576 (1 MiB). Default
     /// 67,108,864 (64 MiB).
     pub reclaim_above_bytes: u64,
+    /// Bytes to leave free on the buffer's filesystem: below this, new records are refused
+    /// per `when_full` (`block` waits; `reject` and `drop_oldest` answer "not accepted"), so
+    /// sled stops before the disk is full; a drained buffer's files are reclaimed meanwhile.
+    /// 0 = off; otherwise at least 1,048,576 (1 MiB). Default 33,554,432 (32 MiB).
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +134,7 @@ impl Default for BufferSettings {
             cache_capacity_bytes: crate::buffer::DEFAULT_CACHE_CAPACITY_BYTES,
             alert_records: None,
             reclaim_above_bytes: crate::buffer::DEFAULT_RECLAIM_ABOVE_BYTES,
+            min_free_bytes: crate::buffer::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -144,6 +150,8 @@ impl BufferSettings {
             seq_floor: None,
             alert_records: self.alert_records,
             reclaim_above_bytes: self.reclaim_above_bytes,
+            min_free_bytes: self.min_free_bytes,
+            salvage: false,
             when_full: match self.when_full {
                 WhenFullSetting::Block => WhenFull::Block,
                 WhenFullSetting::Reject => WhenFull::Reject,
@@ -863,6 +871,16 @@ impl Settings {
                 format!(
                     "{} must be 0 (never) or at least 1048576 (1 MiB)",
                     b.reclaim_above_bytes
+                ),
+            );
+        }
+        if b.min_free_bytes != 0 && b.min_free_bytes < 1024 * 1024 {
+            bad(
+                "buffer.min_free_bytes",
+                format!(
+                    "{} must be 0 (off) or at least 1048576 (1 MiB): sled grows its files in \
+                     512 KiB segments",
+                    b.min_free_bytes
                 ),
             );
         }

@@ -10,6 +10,9 @@
 //! commit thread   running, and its current round (write + fsync)   fsync on a hung eMMC/SD,
 //!                 or disk reclaim is younger than 60 s; waiting    a deadlock in sled
 //!                 for work is not a round
+//! buffer writes   not failing for 60 s while the disk has room     EIO, a database that
+//!                 (failing on a full disk is waiting for space,    will not reopen
+//!                 like a full buffer: a restart would not help)
 //! uplink task     it beat before the deadline it set itself:       a blocking call on its
 //!                 each wait it enters is bounded, and it names     task, a lost wake-up
 //!                 the bound (publish loop: 5 s ticks; connect:
@@ -95,6 +98,8 @@ pub struct Probe {
     pub committer_alive: bool,
     /// How long the commit thread has been on its current round, if it is on one.
     pub commit_busy_for: Option<Duration>,
+    /// How long the buffer's writes have been failing while the disk had room.
+    pub buffer_failing_for: Option<Duration>,
     pub uplink_overdue: Option<Duration>,
 }
 
@@ -103,6 +108,7 @@ pub struct Probe {
 pub enum Stall {
     CommitterStopped,
     CommitStuck { busy_for: Duration },
+    BufferFailing { failing_for: Duration },
     UplinkStuck { overdue: Duration },
 }
 
@@ -114,6 +120,12 @@ impl std::fmt::Display for Stall {
                 f,
                 "the buffer's commit thread has been on one round for {} s (is the disk hung?)",
                 busy_for.as_secs()
+            ),
+            Stall::BufferFailing { failing_for } => write!(
+                f,
+                "the buffer's writes have failed for {} s with room on the disk (is the disk \
+                 failing?)",
+                failing_for.as_secs()
             ),
             Stall::UplinkStuck { overdue } => write!(
                 f,
@@ -131,6 +143,9 @@ pub fn check(probe: Probe) -> Result<(), Stall> {
     }
     if let Some(busy_for) = probe.commit_busy_for.filter(|&d| d > COMMIT_STALL_LIMIT) {
         return Err(Stall::CommitStuck { busy_for });
+    }
+    if let Some(failing_for) = probe.buffer_failing_for.filter(|&d| d > COMMIT_STALL_LIMIT) {
+        return Err(Stall::BufferFailing { failing_for });
     }
     if let Some(overdue) = probe.uplink_overdue {
         return Err(Stall::UplinkStuck { overdue });
@@ -165,6 +180,7 @@ pub async fn feed(
         let probe = Probe {
             committer_alive: buffer.committer_alive(),
             commit_busy_for: buffer.commit_busy_for(),
+            buffer_failing_for: buffer.failing_with_room_for(),
             uplink_overdue: UPLINK.overdue(Instant::now()),
         };
         match check(probe) {
@@ -195,6 +211,7 @@ mod tests {
         Probe {
             committer_alive: true,
             commit_busy_for,
+            buffer_failing_for: None,
             uplink_overdue: None,
         }
     }
@@ -218,6 +235,15 @@ mod tests {
         let mut p = probe(None);
         p.committer_alive = false;
         assert_eq!(check(p), Err(Stall::CommitterStopped));
+        let mut p = probe(None);
+        p.buffer_failing_for = Some(COMMIT_STALL_LIMIT);
+        assert_eq!(
+            check(p),
+            Ok(()),
+            "failing a short while: it is being reopened"
+        );
+        p.buffer_failing_for = Some(long);
+        assert_eq!(check(p), Err(Stall::BufferFailing { failing_for: long }));
         let mut p = probe(None);
         p.uplink_overdue = Some(Duration::from_millis(1500));
         assert_eq!(

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::limits::Amount;
 use super::reclaim::Reclaimer;
+use super::recovery;
 use super::store::{seq_key, NEXT_SEQ_KEY};
 use super::{BufferError, Shared};
 
@@ -86,6 +87,7 @@ fn run(
     mut reclaimer: Reclaimer,
 ) {
     let mut round: Vec<Request> = Vec::new();
+    let opts = reclaimer.options().clone();
     while let Some(msg) = rx.blocking_recv() {
         shared.set_busy(true);
         let first = match msg {
@@ -97,7 +99,7 @@ fn run(
                 // Drop-oldest appenders that found nothing to drop while the store was
                 // swapped look again.
                 shared.space.committed.notify_waiters();
-                if !alive {
+                if !alive || !recovery::recover_if_failing(shared, &opts, &mut next_seq, &mut rx) {
                     break;
                 }
                 continue;
@@ -125,6 +127,9 @@ fn run(
         // Whatever the outcome, room held by this round is now stored or released: wake the
         // drop-oldest appenders that were waiting for it.
         shared.space.committed.notify_waiters();
+        if !recovery::recover_if_failing(shared, &opts, &mut next_seq, &mut rx) {
+            break;
+        }
     }
     tracing::debug!(path = %shared.path.display(), "buffer commit thread stopped");
 }
@@ -174,6 +179,8 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, round: &mut Vec<Request>) {
         seq += req.records;
     }
     batch.insert(NEXT_SEQ_KEY, &end.to_be_bytes());
+    // The durable mark's lease covers these seqs before any of them can reach a device.
+    shared.mark.ensure_lease(shared, end);
     // Whatever happens below, these seqs are spent: a seq is never handed out twice.
     *next_seq = end;
     shared.next_seq.store(end, Ordering::Release);
@@ -195,12 +202,17 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, round: &mut Vec<Request>) {
             "buffer: writing a commit batch failed; its appends are refused"
         );
         shared.space.release_reserved(amount);
+        recovery::round_failed(shared, first_seq, end, [], source.to_string());
         fail(replies, "writing a commit batch", source);
         return;
     }
     shared.space.commit_reserved(amount);
 
-    match store.db.flush() {
+    // The durable mark is written beside sled's flush, not after it (`durable_mark.rs`).
+    match shared
+        .mark
+        .beside_flush(shared, first_seq, end, || store.db.flush())
+    {
         Ok(_) => {
             shared.flushes.fetch_add(1, Ordering::Relaxed);
             // Everything below `end` is durable; readers and removers may look at it now.
@@ -231,6 +243,8 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, round: &mut Vec<Request>) {
                      published later as duplicates of the devices' resends"
                 ),
             }
+            let applied = replies.iter().map(|(_, first, _)| *first);
+            recovery::round_failed(shared, first_seq, end, applied, source.to_string());
             fail(replies, "flushing a commit batch", source);
         }
     }

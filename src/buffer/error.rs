@@ -100,6 +100,11 @@ pub enum BufferError {
         source: std::io::Error,
     },
 
+    /// The database's writes are failing (a full disk, EIO); the commit thread reopens it as
+    /// soon as the disk has room (see `recovery.rs`).
+    #[error("buffer at {path}: the database is failing and being reopened: {reason}")]
+    Failing { path: PathBuf, reason: String },
+
     /// The group-commit thread has stopped (the buffer is closing, or it died).
     #[error("buffer at {path}: the commit thread has stopped")]
     Closed { path: PathBuf },

@@ -315,6 +315,13 @@ impl Space {
         self.update_alert(depth);
     }
 
+    /// Sets the stored depth to what a reopened database holds (after a failure).
+    pub fn reset_stored(&self, stored: Amount) {
+        let mut depth = self.lock();
+        depth.stored = stored;
+        self.maybe_resume(depth);
+    }
+
     /// Whether nothing is stored and nothing is on its way to be (the moment a disk reclaim
     /// may run).
     pub fn is_empty(&self) -> bool {

@@ -10,6 +10,10 @@
 //! - `limits.rs`: space accounting, the full state, the low-water mark and the alert level.
 //! - `reclaim.rs`: giving sled's disk space back once the backlog has drained (with its
 //!   crash-safety argument).
+//! - `space.rs`: `min_free_bytes`, and the gate appends pass (low disk, failing database).
+//! - `recovery.rs`: reopening a database whose writes fail (ENOSPC, EIO), without a restart.
+//! - `durable_mark.rs`: the mark beside the database that makes lost records loud and keeps
+//!   seqs from going back.
 //! - `error.rs`: [`BufferError`].
 //! - `inspect.rs`: read-only looks for the installer tools (chunks read without
 //!   quarantining, the limits, the quarantine tree's size, a held lock).
@@ -57,6 +61,15 @@
 //! where seqs restart at 1. Other open errors (permissions, a lock held by another process)
 //! are returned and the directory is left alone.
 //!
+//! # Faults
+//!
+//! A filesystem below [`BufferOptions::min_free_bytes`] or a database whose writes fail
+//! (sled poisons itself on ENOSPC/EIO) refuses appends per `when_full` (`space.rs`); the
+//! commit thread reopens a failing database once the disk has room (`recovery.rs`). The
+//! durable mark beside the database (`<path>.durable`, `durable_mark.rs`) makes records
+//! missing at open an ERROR with their count and seq ranges, keeps such a database aside
+//! (re-queuing what it still holds), and keeps `next_seq` from going back.
+//!
 //! # Disk space
 //!
 //! sled never shrinks its files after a backlog drains. Once the queue is empty and sled's
@@ -72,12 +85,17 @@
 //! [`BufferStats::above_alert`] is the gauge.
 
 mod commit;
+mod durable_mark;
 mod error;
 mod inspect;
 mod limits;
 mod reclaim;
+mod recovery;
+mod space;
 mod store;
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;
 
@@ -90,6 +108,7 @@ use firmware_protocols::Record;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use durable_mark::ranges_text as seq_ranges_text;
 pub use error::BufferError;
 pub use inspect::{BufferLimits, PeekedChunk};
 
@@ -107,6 +126,8 @@ pub const DEFAULT_RESUME_BELOW_PERCENT: u8 = 90;
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 8 << 20;
 /// Default [`BufferOptions::reclaim_above_bytes`]: 64 MiB.
 pub const DEFAULT_RECLAIM_ABOVE_BYTES: u64 = 64 << 20;
+/// Default [`BufferOptions::min_free_bytes`]: 32 MiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 32 << 20;
 
 /// What an append does when the buffer has no room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -156,6 +177,15 @@ pub struct BufferOptions {
     /// they are replaced by a fresh database (keeping the seq counter), so disk use follows
     /// the backlog. 0: never. Default [`DEFAULT_RECLAIM_ABOVE_BYTES`].
     pub reclaim_above_bytes: u64,
+    /// Appends are refused per `when_full` (block waits, reject and drop_oldest answer
+    /// "not accepted") while the buffer's filesystem has fewer than this many bytes free for
+    /// unprivileged writers, so sled stops before the disk is full (see `space.rs`). 0: off.
+    /// Default [`DEFAULT_MIN_FREE_BYTES`].
+    pub min_free_bytes: u64,
+    /// Open a database only to read it (`fleetedge buffer export --from` on one kept aside):
+    /// no durable mark is read or written, and a corrupt database is an error instead of
+    /// being moved aside. Default false.
+    pub salvage: bool,
 }
 
 impl BufferOptions {
@@ -171,6 +201,8 @@ impl BufferOptions {
             seq_floor: None,
             alert_records: None,
             reclaim_above_bytes: DEFAULT_RECLAIM_ABOVE_BYTES,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            salvage: false,
         }
     }
 
@@ -259,6 +291,19 @@ pub struct BufferStats {
     pub disk_reclaims: u64,
     /// Bytes those reclaims gave back to the filesystem.
     pub disk_reclaimed_bytes: u64,
+    /// Bytes free for unprivileged writers on the buffer's filesystem (`u64::MAX` if it
+    /// cannot be measured).
+    pub disk_free_bytes: u64,
+    /// The free space is below [`BufferOptions::min_free_bytes`]: appends are refused.
+    pub low_disk: bool,
+    /// Appends refused or held because of low disk space or a failing database.
+    pub disk_refusals: u64,
+    /// The database's writes are failing and it is being reopened (see `recovery.rs`).
+    pub failing: bool,
+    /// Reopens that brought a failing database back.
+    pub recoveries: u64,
+    /// Records the durable mark says were stored but the database no longer held at open.
+    pub lost_records: u64,
 }
 
 /// State shared by the handles and the commit thread.
@@ -289,6 +334,12 @@ struct Shared {
     disk_reclaimed_bytes: AtomicU64,
     /// Reclaims are configured (`reclaim_above_bytes` > 0).
     reclaim_enabled: bool,
+    /// `min_free_bytes` and the free space.
+    disk: space::DiskGuard,
+    /// Whether writes are failing (and the database is being reopened).
+    fault: recovery::Fault,
+    /// The durable mark's state.
+    mark: durable_mark::Keeper,
     /// A reclaim hint is queued for the committer (so acks send at most one at a time).
     reclaim_hint: AtomicBool,
     /// The last durable seq (0 before the first record ever).
@@ -326,7 +377,13 @@ impl Drop for Inner {
         let Some(store) = self.shared.store.wait() else {
             return;
         };
-        if let Err(e) = store.db.flush() {
+        let flushed = store.db.flush();
+        if flushed.is_ok() {
+            let shared = &self.shared;
+            let next = shared.next_seq.load(Ordering::Acquire);
+            shared.mark.after_round(shared, next);
+        }
+        if let Err(e) = flushed {
             tracing::error!(
                 path = %self.shared.path.display(),
                 error = %e,
@@ -358,6 +415,7 @@ impl Buffer {
     pub fn open(opts: BufferOptions) -> Result<Buffer, BufferError> {
         opts.validate()?;
         let (store, scan) = Store::open(&opts)?;
+        let (store, scan, found) = durable_mark::settle(&opts, store, scan)?;
         tracing::info!(
             path = %opts.path.display(),
             records = scan.records,
@@ -397,6 +455,9 @@ impl Buffer {
             disk_reclaims: AtomicU64::new(0),
             disk_reclaimed_bytes: AtomicU64::new(0),
             reclaim_enabled: opts.reclaim_above_bytes > 0,
+            disk: space::DiskGuard::new(opts.path.clone(), opts.min_free_bytes),
+            fault: recovery::Fault::new(),
+            mark: durable_mark::Keeper::new(&opts, &found),
             reclaim_hint: AtomicBool::new(false),
             durable_tx,
             #[cfg(test)]
@@ -431,7 +492,7 @@ impl Buffer {
     /// hint queued at a time; the commit thread checks everything again itself).
     fn hint_reclaim(&self) {
         let shared = self.shared();
-        if !shared.reclaim_enabled
+        if !(shared.reclaim_enabled || shared.disk.is_low())
             || !shared.space.is_empty()
             || shared.reclaim_hint.swap(true, Ordering::AcqRel)
         {
@@ -513,6 +574,10 @@ impl Buffer {
             return Err(too_large(amount.bytes));
         }
         drop(records);
+        // Low disk space or a failing database refuse like a full buffer.
+        if let Some(refused) = space::admit(shared).await {
+            return Ok(refused);
+        }
 
         match shared.when_full {
             WhenFull::Block => loop {
@@ -594,8 +659,9 @@ impl Buffer {
     ) -> Result<Vec<StoredChunk>, BufferError> {
         let shared = self.shared();
         // None: a reclaim is swapping the database, which it does only when the queue is
-        // empty.
-        let Some(store) = shared.store.get() else {
+        // empty. A failing database hands out nothing: what cannot be removed after its
+        // PUBACK is not published (`recovery.rs`).
+        let Some(store) = shared.store.get().filter(|_| !shared.fault.is_failing()) else {
             return Ok(Vec::new());
         };
         let start = match after_seq {
@@ -663,6 +729,12 @@ impl Buffer {
 
     fn remove_through(&self, last_seq: u64) -> Result<u64, BufferError> {
         let shared = self.shared();
+        if let Some(reason) = shared.fault.reason() {
+            return Err(BufferError::Failing {
+                path: shared.path.clone(),
+                reason,
+            });
+        }
         // None: a reclaim is swapping the database; the queue is empty, nothing to remove.
         let Some(store) = shared.store.get() else {
             return Ok(0);
@@ -674,6 +746,11 @@ impl Buffer {
         if from > limit {
             return Ok(0);
         }
+        // Recorded before anything is removed, so a durable mark never lags a removal.
+        shared
+            .mark
+            .removed_through
+            .fetch_max(limit, Ordering::AcqRel);
         let mut removed = Amount::default();
         // Where the next scan may start: every chunk below it is gone once this loop ends.
         let mut resume = limit + 1;
@@ -720,6 +797,12 @@ impl Buffer {
         }
         // Account for what left even if a later step failed.
         shared.space.release_stored(removed);
+        if let Err(e) = &result {
+            if recovery::poisons(e) {
+                shared.fault.fail(&shared.path, e.to_string());
+                self.wake_committer();
+            }
+        }
         result?;
         shared.scan_from.fetch_max(resume, Ordering::AcqRel);
         Ok(removed.records)
@@ -770,6 +853,46 @@ impl Buffer {
             above_alert: snapshot.above_alert,
             disk_reclaims: shared.disk_reclaims.load(Ordering::Relaxed),
             disk_reclaimed_bytes: shared.disk_reclaimed_bytes.load(Ordering::Relaxed),
+            disk_free_bytes: shared.disk.free(),
+            low_disk: shared.disk.is_low(),
+            disk_refusals: shared.disk.refusals.load(Ordering::Relaxed),
+            failing: shared.fault.is_failing(),
+            recoveries: shared.fault.recoveries.load(Ordering::Relaxed),
+            lost_records: shared.mark.lost_records.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Why appends are refused right now, if they are for a reason other than a full
+    /// buffer: low disk space, or a failing database (for `/ready`).
+    pub fn refusing(&self) -> Option<String> {
+        space::refusal(self.shared())
+    }
+
+    /// Why the database is failing, while it is (for `/health`).
+    pub fn failing(&self) -> Option<String> {
+        self.shared().fault.reason()
+    }
+
+    /// How long the database has been failing while the disk had room for it to be
+    /// reopened: the watchdog counts that as no progress (waiting for space is not).
+    pub fn failing_with_room_for(&self) -> Option<std::time::Duration> {
+        self.shared().fault.stuck_for()
+    }
+
+    /// The seq ranges (inclusive) found missing at open; see `durable_mark.rs`.
+    pub fn lost_seq_ranges(&self) -> Vec<(u64, u64)> {
+        self.shared()
+            .mark
+            .lost_ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Wakes the commit thread (a failure seen outside it needs its reopen).
+    fn wake_committer(&self) {
+        if let Some(tx) = &self.inner.tx {
+            let _ = tx.send(commit::Msg::Reclaim);
         }
     }
 
@@ -858,6 +981,9 @@ impl Shared {
             let header = key_seq(&key).map(|first| (first, chunk_header(&value)));
             let removed = match header {
                 Some((first, Ok(count))) => {
+                    self.mark
+                        .removed_through
+                        .fetch_max(first + u64::from(count) - 1, Ordering::AcqRel);
                     let old = store
                         .queue
                         .remove(&key)

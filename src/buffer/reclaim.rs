@@ -143,7 +143,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn sync_parent(path: &Path) -> std::io::Result<()> {
+pub(super) fn sync_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
         _ => sync_dir(Path::new(".")),
@@ -154,7 +154,7 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 /// sled reports.
 /// Waits (at most [`store::LOCK_WAIT`]) until no sled instance holds the database at `dir`,
 /// by taking and dropping the same file lock sled takes on `dir/db`. `false`: still held.
-fn wait_until_released(dir: &Path) -> bool {
+pub(super) fn wait_until_released(dir: &Path) -> bool {
     let Ok(file) = std::fs::File::open(dir.join("db")) else {
         return true;
     };
@@ -250,9 +250,18 @@ impl Reclaimer {
         }
     }
 
-    /// The size above which an empty buffer is reclaimed (0: never).
-    fn threshold(&self) -> u64 {
-        if self.opts.reclaim_above_bytes == 0 {
+    /// The options the buffer was opened with.
+    pub fn options(&self) -> &BufferOptions {
+        &self.opts
+    }
+
+    /// The size above which an empty buffer is reclaimed (0: never). While the disk is below
+    /// `min_free_bytes`, any size above the floor: a reclaim is the only way sled gives space
+    /// back (`space.rs`).
+    fn threshold(&self, low_disk: bool) -> u64 {
+        if low_disk {
+            self.floor.max(2 << 20)
+        } else if self.opts.reclaim_above_bytes == 0 {
             0
         } else {
             self.opts.reclaim_above_bytes.max(self.floor)
@@ -263,8 +272,8 @@ impl Reclaimer {
     /// thread between rounds. Returns `false` when no database is open any more and the
     /// commit thread must stop.
     pub fn maybe_reclaim(&mut self, shared: &Shared, next_seq: u64) -> bool {
-        let threshold = self.threshold();
-        if threshold == 0 || !shared.space.is_empty() {
+        let threshold = self.threshold(shared.disk.is_low());
+        if threshold == 0 || !shared.space.is_empty() || shared.fault.is_failing() {
             return true;
         }
         if self.not_before.is_some_and(|t| Instant::now() < t) {

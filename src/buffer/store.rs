@@ -281,8 +281,15 @@ impl Store {
         let store = match open_waiting_for_lock(&path, opts) {
             Ok(store) => store,
             Err(OpenFailure::Other(source)) => return Err(BufferError::Open { path, source }),
+            // Reading a database kept aside: never move it again.
+            Err(OpenFailure::Corrupt(reason)) if opts.salvage => {
+                return Err(BufferError::Open {
+                    path,
+                    source: sled::Error::Unsupported(reason),
+                })
+            }
             Err(OpenFailure::Corrupt(reason)) => {
-                let to = move_aside_target(&path);
+                let to = move_aside_target(&path, "corrupt");
                 std::fs::rename(&path, &to).map_err(|source| BufferError::MoveAside {
                     path: path.clone(),
                     to: to.clone(),
@@ -535,14 +542,14 @@ fn classify(e: sled::Error) -> OpenFailure {
     }
 }
 
-/// `<path>.corrupt-<unix-secs>`, with `-2`, `-3`... appended if that exists already.
-fn move_aside_target(path: &Path) -> PathBuf {
+/// `<path>.<kind>-<unix-secs>`, with `-2`, `-3`... appended if that exists already.
+pub(super) fn move_aside_target(path: &Path, kind: &str) -> PathBuf {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut base = path.as_os_str().to_owned();
-    base.push(format!(".corrupt-{secs}"));
+    base.push(format!(".{kind}-{secs}"));
     let mut candidate = PathBuf::from(&base);
     let mut n = 2u32;
     while candidate.exists() {

@@ -72,6 +72,11 @@ pub enum BufferCommand {
         /// At most this many records (the oldest).
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// Read a database kept aside instead (`<buffer.path>.damaged-…` or
+        /// `.corrupt-…`, named in the gateway's log): opened read-only as it is, never moved.
+        /// Records the gateway re-queued from it are exported again with the same seqs.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
     },
 }
 
@@ -104,9 +109,12 @@ pub fn run(command: BufferCommand) -> ExitCode {
     };
     let result = match command {
         BufferCommand::Stats { json, .. } => runtime.block_on(stats(&settings, json)),
-        BufferCommand::Export { output, limit, .. } => {
-            runtime.block_on(export(&settings, &output, limit))
-        }
+        BufferCommand::Export {
+            output,
+            limit,
+            from,
+            ..
+        } => runtime.block_on(export(&settings, &output, limit, from)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,6 +190,7 @@ fn open_directly(settings: &Settings) -> anyhow::Result<Buffer> {
     refuse_foreign_owner(path)?;
     let mut options = settings.buffer.options();
     options.reclaim_above_bytes = 0;
+    options.min_free_bytes = 0;
     Buffer::open(options).map_err(|e| match e {
         e if e.is_lock_held() => anyhow!(
             "the buffer at {} is locked by another process: the gateway is running{}. Set \
@@ -194,6 +203,26 @@ fn open_directly(settings: &Settings) -> anyhow::Result<Buffer> {
             }
         ),
         e => anyhow::Error::new(e).context(format!("buffer.path: cannot open {}", path.display())),
+    })
+}
+
+/// Opens a database kept aside (`--from`) to read it: no durable mark, no reclaim, and a
+/// database sled cannot open is an error, never moved again.
+fn open_kept_aside(settings: &Settings, dir: &Path) -> anyhow::Result<Buffer> {
+    if !dir.is_dir() {
+        bail!("--from: {} is not a directory", dir.display());
+    }
+    refuse_foreign_owner(dir)?;
+    let mut options = settings.buffer.options();
+    options.path = dir.to_path_buf();
+    options.reclaim_above_bytes = 0;
+    options.min_free_bytes = 0;
+    options.salvage = true;
+    Buffer::open(options).with_context(|| {
+        format!(
+            "--from: sled cannot open {} (nothing in it can be read with sled)",
+            dir.display()
+        )
     })
 }
 
@@ -269,13 +298,35 @@ async fn stats(settings: &Settings, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn export(settings: &Settings, output: &Path, limit: Option<u64>) -> anyhow::Result<()> {
+async fn export(
+    settings: &Settings,
+    output: &Path,
+    limit: Option<u64>,
+    from: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let query = match limit {
         Some(n) => format!("/buffer/export?limit={n}"),
         None => "/buffer/export".to_string(),
     };
-    let source = source(settings, &query).await?;
-    say_source("buffer export", &source, &settings.buffer.path);
+    let source = match from.clone() {
+        Some(dir) => {
+            let buffer = tokio::task::spawn_blocking({
+                let settings = settings.clone();
+                move || open_kept_aside(&settings, &dir)
+            })
+            .await
+            .context("opening the database kept aside")??;
+            Source::Direct(buffer)
+        }
+        None => source(settings, &query).await?,
+    };
+    match &from {
+        Some(dir) => eprintln!(
+            "buffer export from the database kept aside at {}",
+            dir.display()
+        ),
+        None => say_source("buffer export", &source, &settings.buffer.path),
+    }
     let mut out = open_output(output)?;
     let (records, warnings) = match source {
         Source::Gateway(addr, response) => from_gateway(addr, response, &mut out).await?,

@@ -46,6 +46,16 @@ pub struct BufferReport {
     pub when_full: WhenFull,
     /// Chunks in the quarantine tree (unreadable, kept for forensics, never published).
     pub quarantined_chunks: u64,
+    /// Records the durable mark said were stored but the database no longer held when it
+    /// was opened (this run of the gateway).
+    #[serde(default)]
+    pub lost_records: u64,
+    /// Their seq ranges, `a-b, c, …`; empty when none were lost.
+    #[serde(default)]
+    pub lost_seq_ranges: String,
+    /// Why new records are refused, when it is low disk space or a failing database.
+    #[serde(default)]
+    pub refusing: Option<String>,
 }
 
 /// Reads the report. Blocking: it lists sled's files and decodes the oldest chunk.
@@ -85,6 +95,9 @@ pub fn collect(buffer: &Buffer) -> Result<BufferReport, BufferError> {
         full: stats.full,
         when_full: limits.when_full,
         quarantined_chunks,
+        lost_records: stats.lost_records,
+        lost_seq_ranges: crate::buffer::seq_ranges_text(&buffer.lost_seq_ranges()),
+        refusing: buffer.refusing(),
     })
 }
 
@@ -216,6 +229,18 @@ impl BufferReport {
             "quarantined",
             format!("{} unreadable chunk(s) set aside", self.quarantined_chunks),
         );
+        if self.lost_records > 0 {
+            line(
+                "LOST",
+                format!(
+                    "{} record(s) missing from the database at open, seqs {} (see the log)",
+                    self.lost_records, self.lost_seq_ranges
+                ),
+            );
+        }
+        if let Some(why) = &self.refusing {
+            line("REFUSING", format!("new records refused: {why}"));
+        }
         out
     }
 }

@@ -289,17 +289,34 @@ impl futures_core::Stream for Slices {
     }
 }
 
-async fn health() -> &'static str {
-    "ok"
+async fn health(State(buffer): State<Buffer>) -> (StatusCode, String) {
+    // A failing buffer database (a full disk, EIO) is unhealthy even while it recovers.
+    match buffer.failing() {
+        None => (StatusCode::OK, "ok".into()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: the buffer's database is failing and being reopened: {why}"),
+        ),
+    }
 }
 
 async fn ready(State(buffer): State<Buffer>) -> (StatusCode, String) {
-    match readiness(
+    let ready = readiness(
         buffer.committer_alive(),
         METRICS.mqtt_connected.load(Ordering::Relaxed),
-    ) {
-        Ok(()) => (StatusCode::OK, "ready".into()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    );
+    // Low disk space or a failing database: new records are refused, say why.
+    match (ready, buffer.refusing()) {
+        (Ok(()), None) => (StatusCode::OK, "ready".into()),
+        (Ok(()), Some(buffer)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: buffer refusing records: {buffer}"),
+        ),
+        (Err(why), None) => (StatusCode::SERVICE_UNAVAILABLE, why),
+        (Err(why), Some(buffer)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{why}; buffer refusing records: {buffer}"),
+        ),
     }
 }
 

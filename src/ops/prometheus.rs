@@ -373,6 +373,42 @@ pub fn render(s: &Snapshot) -> String {
         "Bytes of disk space those reclaims gave back to the filesystem.",
         b.disk_reclaimed_bytes,
     );
+    t.single(
+        "fleetedge_buffer_disk_free_bytes",
+        Gauge,
+        "Bytes free for unprivileged writers on the buffer's filesystem.",
+        b.disk_free_bytes,
+    );
+    t.single(
+        "fleetedge_buffer_low_disk",
+        Gauge,
+        "1 while the buffer's filesystem is below buffer.min_free_bytes (new records refused per when_full), else 0.",
+        b.low_disk,
+    );
+    t.single(
+        "fleetedge_buffer_disk_refusals_total",
+        Counter,
+        "Appends (one device frame each) refused or held because of low disk space or a failing buffer database.",
+        b.disk_refusals,
+    );
+    t.single(
+        "fleetedge_buffer_failing",
+        Gauge,
+        "1 while the buffer database's writes fail (full disk, EIO) and it is being reopened, else 0.",
+        b.failing,
+    );
+    t.single(
+        "fleetedge_buffer_recoveries_total",
+        Counter,
+        "Times a failing buffer database was reopened and accepted records again.",
+        b.recoveries,
+    );
+    t.single(
+        "fleetedge_buffer_lost_records_total",
+        Counter,
+        "Records the durable mark said were stored but the database no longer held when it was opened.",
+        b.lost_records,
+    );
 
     // Uplink.
     t.single(
@@ -914,6 +950,24 @@ mod tests {
             (
                 "disk_reclaimed_bytes",
                 "fleetedge_buffer_disk_reclaimed_bytes_total",
+                Some(&[]),
+            ),
+            (
+                "disk_free_bytes",
+                "fleetedge_buffer_disk_free_bytes",
+                Some(&[]),
+            ),
+            ("low_disk", "fleetedge_buffer_low_disk", Some(&[])),
+            (
+                "disk_refusals",
+                "fleetedge_buffer_disk_refusals_total",
+                Some(&[]),
+            ),
+            ("failing", "fleetedge_buffer_failing", Some(&[])),
+            ("recoveries", "fleetedge_buffer_recoveries_total", Some(&[])),
+            (
+                "lost_records",
+                "fleetedge_buffer_lost_records_total",
                 Some(&[]),
             ),
         ];

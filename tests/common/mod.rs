@@ -456,13 +456,13 @@ impl GatewayConfig {
     fn render(&self, buffer_dir: &Path, listen_port: u16, ports: &[u16]) -> String {
         let mut text = format!("gateway_id = \"{}\"\n", self.gateway_id);
         let mut keys = self.keys.clone();
-        keys.insert(
-            "buffer.path".into(),
+        // A test may put the buffer elsewhere (on a small tmpfs) with `set("buffer.path", …)`.
+        keys.entry("buffer.path".into()).or_insert_with(|| {
             format!(
                 "\"{}\"",
                 buffer_dir.display().to_string().replace('\\', "\\\\")
-            ),
-        );
+            )
+        });
         for (k, v) in &keys {
             text.push_str(&format!("{k} = {v}\n"));
         }
