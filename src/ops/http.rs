@@ -305,6 +305,18 @@ async fn ready(State(buffer): State<Buffer>) -> (StatusCode, String) {
         buffer.committer_alive(),
         METRICS.mqtt_connected.load(Ordering::Relaxed),
     );
+    // Removal after PUBACK failing (the uplink holds the acknowledged range and retries):
+    // the buffer cannot shrink, so the gateway is not ready even while MQTT is up.
+    let ready = ready.and_then(|()| match crate::uplink::removal_stalled() {
+        None => Ok(()),
+        Some(s) => Err(format!(
+            "not ready: removing acknowledged records (through seq {}) from the buffer has failed {} time(s) for {} s: {}",
+            s.acknowledged_through,
+            s.attempts,
+            s.since.elapsed().as_secs(),
+            s.error
+        )),
+    });
     // Low disk space or a failing database: new records are refused, say why.
     match (ready, buffer.refusing()) {
         (Ok(()), None) => (StatusCode::OK, "ready".into()),
