@@ -82,13 +82,13 @@ mod store;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use firmware_protocols::Record;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 pub use error::BufferError;
 pub use inspect::{BufferLimits, PeekedChunk};
@@ -289,8 +289,8 @@ struct Shared {
     disk_reclaimed_bytes: AtomicU64,
     /// Reclaims are configured (`reclaim_above_bytes` > 0).
     reclaim_enabled: bool,
-    /// A reclaim hint is queued for the committer (so acks send at most one at a time).
-    reclaim_hint: AtomicBool,
+    /// Appends (and reclaim requests) waiting for the committer.
+    queue: commit::Queue,
     /// The last durable seq (0 before the first record ever).
     durable_tx: watch::Sender<u64>,
     #[cfg(test)]
@@ -298,22 +298,21 @@ struct Shared {
     /// Reclaim attempts finished (whatever their outcome), for tests to wait on.
     #[cfg(test)]
     reclaims_finished: AtomicU64,
-    /// Appends sent to the committer (counted after the send, so a test that sees `n` knows
-    /// `n` requests are in its queue), for tests to wait on.
+    /// Appends given to the committer (counted after the push, so a test that sees `n` knows
+    /// `n` appends are in its queue), for tests to wait on.
     #[cfg(test)]
     appends_queued: AtomicU64,
 }
 
 struct Inner {
     shared: Arc<Shared>,
-    tx: Option<mpsc::UnboundedSender<commit::Msg>>,
     committer: Option<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets the committer finish what is queued and stop.
-        drop(self.tx.take());
+        // The committer finishes what is queued and stops.
+        self.shared.queue.close();
         if let Some(handle) = self.committer.take() {
             if handle.join().is_err() {
                 tracing::error!(
@@ -397,7 +396,7 @@ impl Buffer {
             disk_reclaims: AtomicU64::new(0),
             disk_reclaimed_bytes: AtomicU64::new(0),
             reclaim_enabled: opts.reclaim_above_bytes > 0,
-            reclaim_hint: AtomicBool::new(false),
+            queue: commit::Queue::default(),
             durable_tx,
             #[cfg(test)]
             commit_gate: commit::TestGate::default(),
@@ -406,10 +405,9 @@ impl Buffer {
             #[cfg(test)]
             appends_queued: AtomicU64::new(0),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
         let reclaimer = reclaim::Reclaimer::new(opts.clone());
         let committer =
-            commit::spawn(Arc::clone(&shared), rx, scan.next_seq, reclaimer).map_err(|source| {
+            commit::spawn(Arc::clone(&shared), scan.next_seq, reclaimer).map_err(|source| {
                 BufferError::Spawn {
                     path: opts.path.clone(),
                     source,
@@ -418,7 +416,6 @@ impl Buffer {
         let buffer = Buffer {
             inner: Arc::new(Inner {
                 shared,
-                tx: Some(tx),
                 committer: Some(committer),
             }),
         };
@@ -428,22 +425,11 @@ impl Buffer {
     }
 
     /// Asks the commit thread to reclaim disk space if the buffer is empty now (at most one
-    /// hint queued at a time; the commit thread checks everything again itself).
+    /// request pending at a time; the commit thread checks everything again itself).
     fn hint_reclaim(&self) {
         let shared = self.shared();
-        if !shared.reclaim_enabled
-            || !shared.space.is_empty()
-            || shared.reclaim_hint.swap(true, Ordering::AcqRel)
-        {
-            return;
-        }
-        let sent = self
-            .inner
-            .tx
-            .as_ref()
-            .is_some_and(|tx| tx.send(commit::Msg::Reclaim).is_ok());
-        if !sent {
-            shared.reclaim_hint.store(false, Ordering::Release);
+        if shared.reclaim_enabled && shared.space.is_empty() {
+            shared.queue.request_reclaim();
         }
     }
 
@@ -551,29 +537,21 @@ impl Buffer {
         }
 
         // From here the room is reserved; the committer releases it (into stored, or back).
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let request = commit::Request {
-            value,
-            records: amount.records,
-            reply: reply_tx,
-        };
-        let sent = match &self.inner.tx {
-            Some(tx) => tx.send(commit::Msg::Append(request)).is_ok(),
-            None => false,
-        };
-        if !sent {
+        let Some(ticket) = shared.queue.push(value, amount.records) else {
             shared.space.release_reserved(amount);
             return Err(BufferError::Closed { path: path() });
-        }
+        };
         #[cfg(test)]
         shared.appends_queued.fetch_add(1, Ordering::Release);
-        match reply_rx.await {
-            Ok(Ok((first_seq, last_seq))) => Ok(Appended::Stored {
-                first_seq,
-                last_seq,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(BufferError::Closed { path: path() }),
+        match ticket.outcome.wait().await {
+            Ok(round_first) => {
+                let first_seq = round_first + ticket.offset;
+                Ok(Appended::Stored {
+                    first_seq,
+                    last_seq: first_seq + amount.records - 1,
+                })
+            }
+            Err(failure) => Err(failure.to_error(&shared.path)),
         }
     }
 
