@@ -20,8 +20,12 @@
 //! sled db at <path>
 //! ├── tree "queue"
 //! │   ├── key  = first seq of the chunk, u64 big-endian (8 bytes)     one entry per append
-//! │   │   value = [0x01 format version][u32 BE record count n][zstd(bincode(Vec<Record>))]
+//! │   │   value = [0x02 format version][u32 BE record count n][codec][payload]
+//! │   │           codec 0x00: payload = bincode(Vec<Record>)        (bincode < 1 KiB)
+//! │   │           codec 0x01: payload = zstd(bincode(Vec<Record>))  (bincode ≥ 1 KiB)
 //! │   │           records of the chunk have seqs first ..= first + n - 1
+//! │   │   (format 1, written by earlier releases and still read:
+//! │   │    [0x01][u32 BE n][zstd(bincode(Vec<Record>))])
 //! │   │   ... chunks in seq order; seqs start at 1; seq u64::MAX is never used
 //! │   └── key  = FF FF FF FF FF FF FF FF "next_seq"                  sorts after every chunk
 //! │       value = u64 BE, the next seq to hand out; written in the SAME batch as the chunks
@@ -31,10 +35,16 @@
 //! ```
 //!
 //! Record scans use the key range `..FF FF FF FF FF FF FF FF`, so they never see meta keys.
-//! bincode is 2.0.1 with `config::standard()`, compressed with zstd level 1 (a quarter of the
-//! bytes, which is what bounds sled's memory under a backlog); reads check the zstd frame's
-//! stated size and decode with a 16 MiB limit, so a corrupt length field cannot make a read
-//! allocate without bound.
+//! bincode is 2.0.1 with `config::standard()`. Chunks of 1 KiB of bincode or more are
+//! compressed with zstd level 1 (a quarter of the bytes, which is what bounds sled's memory
+//! under a backlog), with one compression and one decompression context per thread; reads
+//! check the zstd frame's stated size and decode with a 16 MiB limit, so a corrupt length
+//! field cannot make a read allocate without bound. The codec byte is part of the header: an
+//! unknown one is quarantined at open like a bad version.
+//!
+//! Why small chunks are stored plain (one-record-per-frame traffic, where every append is a
+//! chunk of one ~100-byte record; measured on the 2-core development machine, release build):
+//! CODEC_NUMBERS
 //!
 //! # Promises
 //!
@@ -501,6 +511,8 @@ impl Buffer {
         drop(records);
 
         match shared.when_full {
+            // The common case (room) costs one look; only an append that waits registers.
+            WhenFull::Block if shared.space.try_reserve(amount) => {}
             WhenFull::Block => loop {
                 // Register for the wake-up before looking, so a drain between the look and
                 // the wait is not missed.
