@@ -164,10 +164,7 @@ fn read(c: &mut Criterion) {
     group.throughput(Throughput::Elements(CHUNKS as u64));
     group.bench_function("1-record chunks", |b| {
         b.iter(|| {
-            let chunks = f
-                .buffer
-                .read_after(None, CHUNKS, usize::MAX)
-                .expect("read");
+            let chunks = f.buffer.read_after(None, CHUNKS, usize::MAX).expect("read");
             assert_eq!(chunks.len(), CHUNKS);
             chunks
         });

@@ -621,14 +621,25 @@ async fn a_buffer_of_format_1_chunks_opens_reads_and_drains() {
     );
     let mut expected = recs(0, 6);
     let got: Vec<(u64, Record)> = all(&buffer);
-    assert_eq!(got.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
     assert_eq!(
         got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
         std::mem::take(&mut expected)
     );
 
-    assert_eq!(buffer.ack_through(2).unwrap(), 0, "old chunk 1..=3 straddles 2");
-    assert_eq!(buffer.ack_through(5).unwrap(), 4, "both old chunks; 5..=6 straddles");
+    assert_eq!(
+        buffer.ack_through(2).unwrap(),
+        0,
+        "old chunk 1..=3 straddles 2"
+    );
+    assert_eq!(
+        buffer.ack_through(5).unwrap(),
+        4,
+        "both old chunks; 5..=6 straddles"
+    );
     assert_eq!(buffer.ack_through(6).unwrap(), 2);
     let stats = buffer.stats();
     assert_eq!((stats.records, stats.bytes, stats.oldest_seq), (0, 0, None));
@@ -666,7 +677,10 @@ async fn format_2_chunks_are_plain_when_small_compressed_when_large_and_checked(
         ]
     );
     let plain_200 = bincode::serde::encode_to_vec(recs(1, 200), bincode::config::standard());
-    assert!(values[1].1.len() < plain_200.unwrap().len() / 2, "not compressed");
+    assert!(
+        values[1].1.len() < plain_200.unwrap().len() / 2,
+        "not compressed"
+    );
     assert_eq!(
         all(&buffer).into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
         recs(0, 202)
@@ -680,9 +694,14 @@ async fn format_2_chunks_are_plain_when_small_compressed_when_large_and_checked(
     let buffer = open(&o);
     let stats = buffer.stats();
     assert_eq!((stats.records, stats.quarantined_chunks), (201, 1));
-    assert!(buffer.read_after(Some(201), 1000, usize::MAX).unwrap().is_empty());
+    assert!(buffer
+        .read_after(Some(201), 1000, usize::MAX)
+        .unwrap()
+        .is_empty());
     assert!(
-        store::chunk_header(&unknown_codec).unwrap_err().contains("codec 7"),
+        store::chunk_header(&unknown_codec)
+            .unwrap_err()
+            .contains("codec 7"),
         "the reason names the codec"
     );
     assert_eq!(buffer.stats().records, 201);
