@@ -619,7 +619,6 @@ async fn a_buffer_of_format_1_chunks_opens_reads_and_drains() {
             .collect::<Vec<_>>()[..2],
         [(1, value_a.len()), (4, value_b.len())]
     );
-    let mut expected = recs(0, 6);
     let got: Vec<(u64, Record)> = all(&buffer);
     assert_eq!(
         got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
@@ -627,7 +626,7 @@ async fn a_buffer_of_format_1_chunks_opens_reads_and_drains() {
     );
     assert_eq!(
         got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
-        std::mem::take(&mut expected)
+        recs(0, 6)
     );
 
     assert_eq!(
