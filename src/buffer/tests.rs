@@ -1098,6 +1098,52 @@ async fn a_reclaim_keeps_the_quarantine_tree() {
 /// While a reclaim holds the database, appends wait (they never fail), readers see the empty
 /// queue it is, and afterwards every append is stored in the new database with the seqs
 /// that follow.
+/// Appends waiting in the commit queue when the commit thread stops (here: a reclaim that
+/// crashes and leaves no database) are answered `Closed` instead of waiting forever, and
+/// their reserved room is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_queued_when_the_commit_thread_stops_fail_closed() {
+    let dir = TempDir::new().unwrap();
+    let o = reclaiming(dir.path(), 1);
+    let buffer = open(&o);
+    inject(dir.path(), reclaim::Fault::Pause(reclaim::Step::Built));
+    inject(dir.path(), reclaim::Fault::Crash(reclaim::Step::MovedOld));
+    fill_and_drain(&buffer, 20, 50).await;
+    wait_until(
+        Duration::from_secs(10),
+        || buffer.shared().store.get().is_none(),
+        || "the reclaim never took the store".into(),
+    )
+    .await;
+    let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
+    let tasks: Vec<_> = (0..5u64)
+        .map(|i| {
+            let b = buffer.clone();
+            tokio::spawn(async move { b.append(recs(i * 3, 3)).await })
+        })
+        .collect();
+    appends_queued(&buffer, queued_before + 5).await;
+    assert_eq!(buffer.stats().in_flight_records, 15);
+    // Let the reclaim go on, into the crash.
+    reclaim::FAULTS
+        .lock()
+        .unwrap()
+        .retain(|(d, f)| !(d == dir.path() && matches!(f, reclaim::Fault::Pause(_))));
+    for task in tasks {
+        let result = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("a queued append still waits after the commit thread stopped")
+            .unwrap();
+        assert!(
+            matches!(result, Err(BufferError::Closed { .. })),
+            "{result:?}"
+        );
+    }
+    assert!(!buffer.committer_alive());
+    assert_eq!(buffer.stats().in_flight_records, 0);
+    clear_faults(dir.path());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn appends_during_a_reclaim_wait_and_lose_nothing() {
     let dir = TempDir::new().unwrap();
