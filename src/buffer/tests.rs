@@ -1095,9 +1095,31 @@ async fn a_reclaim_keeps_the_quarantine_tree() {
     assert_eq!(kept[0].1.as_ref(), &[9, 0, 0, 0, 1, 0]);
 }
 
-/// While a reclaim holds the database, appends wait (they never fail), readers see the empty
-/// queue it is, and afterwards every append is stored in the new database with the seqs
-/// that follow.
+/// Once a reclaim (held by a `Pause` fault) has taken the store, starts `n` appends of `per`
+/// records tagged from `tag`, and returns once all of them wait in the committer's queue.
+async fn appends_behind_a_held_reclaim(
+    buffer: &Buffer,
+    n: u64,
+    per: u64,
+    tag: u64,
+) -> Vec<tokio::task::JoinHandle<Result<Appended, BufferError>>> {
+    wait_until(
+        Duration::from_secs(10),
+        || buffer.shared().store.get().is_none(),
+        || "the reclaim never took the store".into(),
+    )
+    .await;
+    let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
+    let tasks = (0..n)
+        .map(|i| {
+            let b = buffer.clone();
+            tokio::spawn(async move { b.append(recs(tag + i * per, per)).await })
+        })
+        .collect();
+    appends_queued(buffer, queued_before + n).await;
+    tasks
+}
+
 /// Appends waiting in the commit queue when the commit thread stops (here: a reclaim that
 /// crashes and leaves no database) are answered `Closed` instead of waiting forever, and
 /// their reserved room is given back.
@@ -1109,20 +1131,7 @@ async fn appends_queued_when_the_commit_thread_stops_fail_closed() {
     inject(dir.path(), reclaim::Fault::Pause(reclaim::Step::Built));
     inject(dir.path(), reclaim::Fault::Crash(reclaim::Step::MovedOld));
     fill_and_drain(&buffer, 20, 50).await;
-    wait_until(
-        Duration::from_secs(10),
-        || buffer.shared().store.get().is_none(),
-        || "the reclaim never took the store".into(),
-    )
-    .await;
-    let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
-    let tasks: Vec<_> = (0..5u64)
-        .map(|i| {
-            let b = buffer.clone();
-            tokio::spawn(async move { b.append(recs(i * 3, 3)).await })
-        })
-        .collect();
-    appends_queued(&buffer, queued_before + 5).await;
+    let tasks = appends_behind_a_held_reclaim(&buffer, 5, 3, 0).await;
     assert_eq!(buffer.stats().in_flight_records, 15);
     // Let the reclaim go on, into the crash.
     reclaim::FAULTS
@@ -1144,6 +1153,9 @@ async fn appends_queued_when_the_commit_thread_stops_fail_closed() {
     clear_faults(dir.path());
 }
 
+/// While a reclaim holds the database, appends wait (they never fail), readers see the empty
+/// queue it is, and afterwards every append is stored in the new database with the seqs
+/// that follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn appends_during_a_reclaim_wait_and_lose_nothing() {
     let dir = TempDir::new().unwrap();
@@ -1151,22 +1163,9 @@ async fn appends_during_a_reclaim_wait_and_lose_nothing() {
     let buffer = open(&o);
     inject(dir.path(), reclaim::Fault::Pause(reclaim::Step::Built));
     let last = fill_and_drain(&buffer, 20, 50).await;
-    wait_until(
-        Duration::from_secs(10),
-        || buffer.shared().store.get().is_none(),
-        || "the reclaim never took the store".into(),
-    )
-    .await;
-    let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
-    let tasks: Vec<_> = (0..20u64)
-        .map(|i| {
-            let b = buffer.clone();
-            tokio::spawn(async move { b.append(recs(1000 + i * 5, 5)).await })
-        })
-        .collect();
     // All 20 are admitted and waiting in the committer's queue behind the reclaim; then a
     // moment more, in which an append the reclaim failed to hold back would finish.
-    appends_queued(&buffer, queued_before + 20).await;
+    let tasks = appends_behind_a_held_reclaim(&buffer, 20, 5, 1000).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     for t in &tasks {
         assert!(
