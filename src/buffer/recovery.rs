@@ -37,9 +37,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{error::TryRecvError, UnboundedReceiver};
-
-use super::commit::Msg;
 use super::limits::Amount;
 use super::store::{chunk_header, seq_key, Store, NEXT_SEQ_KEY};
 use super::{BufferError, BufferOptions, Shared};
@@ -155,20 +152,14 @@ pub(super) fn recover_if_failing(
     shared: &Shared,
     opts: &BufferOptions,
     next_seq: &mut u64,
-    rx: &mut UnboundedReceiver<Msg>,
 ) -> bool {
-    !shared.fault.is_failing() || recover(shared, opts, next_seq, rx)
+    !shared.fault.is_failing() || recover(shared, opts, next_seq)
 }
 
 /// Runs on the commit thread while the database is failing: reopens it once the disk has
 /// room, answering appends that were already queued with an error meanwhile. Returns
 /// `false` when the buffer was closed meanwhile (the commit thread stops).
-pub(super) fn recover(
-    shared: &Shared,
-    opts: &BufferOptions,
-    next_seq: &mut u64,
-    rx: &mut UnboundedReceiver<Msg>,
-) -> bool {
+pub(super) fn recover(shared: &Shared, opts: &BufferOptions, next_seq: &mut u64) -> bool {
     let mut retry = Duration::from_secs(1);
     while shared.fault.is_failing() {
         if shared.disk.has_room_to_recover() {
@@ -199,21 +190,11 @@ pub(super) fn recover(
         let until = Instant::now() + retry;
         retry = (retry * 2).min(MAX_RETRY);
         while Instant::now() < until {
-            match rx.try_recv() {
-                Ok(Msg::Append(req)) => {
-                    shared.space.release_reserved(Amount {
-                        records: req.records,
-                        bytes: req.value.len() as u64,
-                    });
-                    let _ = req.reply.send(Err(BufferError::Failing {
-                        path: shared.path.clone(),
-                        reason: shared.fault.reason().unwrap_or_default(),
-                    }));
-                }
-                Ok(Msg::Reclaim) => shared.reclaim_hint.store(false, Ordering::Release),
-                Err(TryRecvError::Empty) => std::thread::sleep(POLL),
-                Err(TryRecvError::Disconnected) => return false,
+            let reason = shared.fault.reason().unwrap_or_default();
+            if !shared.queue.refuse_queued(shared, &reason) {
+                return false;
             }
+            std::thread::sleep(POLL);
         }
     }
     true

@@ -2,6 +2,7 @@
 //! format, and the one scan done at open. No accounting and no threads live here; see the
 //! module doc in `mod.rs` for the drawing of the layout.
 
+use std::cell::RefCell;
 use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -17,10 +18,19 @@ use super::{BufferError, BufferOptions};
 pub(super) const QUEUE_TREE: &str = "queue";
 /// Entries that could not be read are moved here (same key, same value) for forensics.
 pub(super) const QUARANTINE_TREE: &str = "quarantine";
-/// The first byte of every chunk value.
-pub(super) const FORMAT_VERSION: u8 = 1;
-/// Version byte + u32 big-endian record count.
+/// The first byte of every chunk value this build writes: `[2][count][codec][payload]`.
+pub(super) const FORMAT_VERSION: u8 = 2;
+/// The format of earlier releases, still read: `[1][count][zstd(bincode)]`.
+pub(super) const FORMAT_V1: u8 = 1;
+/// Version byte + u32 big-endian record count (both formats).
 pub(super) const HEADER_LEN: usize = 5;
+/// Version-2 codec byte: the payload is the bincode itself.
+pub(super) const CODEC_PLAIN: u8 = 0;
+/// Version-2 codec byte: the payload is one zstd frame of the bincode.
+pub(super) const CODEC_ZSTD: u8 = 1;
+/// Chunks whose bincode is at least this long are compressed; shorter ones are stored plain
+/// (see the module doc in `mod.rs` for the measurements behind it).
+pub(super) const COMPRESS_FROM_BYTES: usize = 1024;
 /// The largest chunk value accepted, and the bincode decode limit, so a corrupt length field
 /// can never make a read allocate more than this.
 pub(super) const MAX_CHUNK_BYTES: usize = 16 << 20;
@@ -61,27 +71,42 @@ const CHUNK_ZSTD_LEVEL: i32 = 1;
 
 thread_local! {
     /// One compression context per thread: creating one costs more than compressing a chunk.
-    static CHUNK_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
+    static CHUNK_COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+    /// One decompression context per thread, for the same reason (a new one allocates and
+    /// clears its window tables: more than decompressing a one-record chunk).
+    static CHUNK_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
 }
 
-/// Encodes one chunk value: `[FORMAT_VERSION][count: u32 BE][zstd(bincode(records))]`. The
-/// caller has checked that `records.len()` fits in a u32.
+/// Encodes one chunk value: `[FORMAT_VERSION][count: u32 BE][codec][payload]`, the payload
+/// being `bincode(records)`, zstd-compressed when it is at least [`COMPRESS_FROM_BYTES`]
+/// long. The caller has checked that `records.len()` fits in a u32.
 ///
-/// Compressing costs well under a microsecond a record and makes the stored records about a
-/// quarter of their bincode size; sled's memory and disk use follow the bytes it holds, so
-/// this is what keeps a large backlog inside a small gateway's RAM.
+/// Compressing makes large chunks about a quarter of their bincode size; sled's memory and
+/// disk use follow the bytes it holds, so this is what keeps a large backlog inside a small
+/// gateway's RAM. A chunk of a few records gains little from it and pays the most per
+/// record, so it is stored as it is.
 pub(super) fn encode_chunk(records: &[Record]) -> Result<Vec<u8>, bincode::error::EncodeError> {
     let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
-    let plain = bincode::serde::encode_to_vec(records, bincode::config::standard())?;
+    let mut out = Vec::with_capacity(HEADER_LEN + 1 + 128 * records.len());
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&count.to_be_bytes());
+    out.push(CODEC_PLAIN);
+    let header = out.len();
+    bincode::serde::encode_into_std_write(records, &mut out, bincode::config::standard())?;
+    let plain_len = out.len() - header;
     // Reads refuse to inflate past this limit, so a chunk beyond it must never be stored
     // (its device would be told "accepted" for records the uplink could never read).
-    if plain.len() > MAX_CHUNK_BYTES {
+    if plain_len > MAX_CHUNK_BYTES {
         return Err(bincode::error::EncodeError::OtherString(format!(
-            "{} records encode to {} bytes, over the {MAX_CHUNK_BYTES}-byte chunk limit",
-            records.len(),
-            plain.len()
+            "{} records encode to {plain_len} bytes, over the {MAX_CHUNK_BYTES}-byte chunk \
+             limit",
+            records.len()
         )));
+    }
+    if plain_len < COMPRESS_FROM_BYTES {
+        return Ok(out);
     }
     let compressed = CHUNK_COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -89,47 +114,80 @@ pub(super) fn encode_chunk(records: &[Record]) -> Result<Vec<u8>, bincode::error
             *slot = Some(zstd::bulk::Compressor::new(CHUNK_ZSTD_LEVEL)?);
         }
         match slot.as_mut() {
-            Some(c) => c.compress(&plain),
+            Some(c) => c.compress(&out[header..]),
             None => Err(std::io::Error::other("no zstd context")),
         }
     });
     let compressed = compressed.map_err(|e| {
         bincode::error::EncodeError::OtherString(format!("zstd compression failed: {e}"))
     })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + compressed.len());
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&count.to_be_bytes());
+    out.truncate(header);
+    out[header - 1] = CODEC_ZSTD;
     out.extend_from_slice(&compressed);
     Ok(out)
 }
 
 /// The record count from a chunk value's header, checking the version byte.
 pub(super) fn chunk_header(value: &[u8]) -> Result<u32, String> {
+    split_chunk(value).map(|(count, _)| count)
+}
+
+/// How a chunk's records are stored.
+enum Payload<'a> {
+    Plain(&'a [u8]),
+    Zstd(&'a [u8]),
+}
+
+/// Checks a chunk value's header (either format) and splits it into the count and payload.
+fn split_chunk(value: &[u8]) -> Result<(u32, Payload<'_>), String> {
     let Some((&version, rest)) = value.split_first() else {
         return Err("the value is empty".to_string());
     };
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_V1 {
         return Err(format!(
-            "unknown format version {version} (this build reads {FORMAT_VERSION})"
+            "unknown format version {version} (this build reads {FORMAT_V1} and \
+             {FORMAT_VERSION})"
         ));
     }
-    let Some(count) = rest.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
-        return Err(format!(
-            "the value is {} bytes, shorter than the {HEADER_LEN}-byte header",
+    let short = || {
+        format!(
+            "the value is {} bytes, shorter than the version-{version} header",
             value.len()
-        ));
+        )
     };
-    let count = u32::from_be_bytes(count);
+    let Some((count, rest)) = rest.split_first_chunk::<4>() else {
+        return Err(short());
+    };
+    let count = u32::from_be_bytes(*count);
     if count == 0 {
         return Err("the header says 0 records".to_string());
     }
-    Ok(count)
+    let payload = match version {
+        FORMAT_V1 => Payload::Zstd(rest),
+        _ => match rest.split_first() {
+            None => return Err(short()),
+            Some((&CODEC_PLAIN, payload)) => Payload::Plain(payload),
+            Some((&CODEC_ZSTD, payload)) => Payload::Zstd(payload),
+            Some((&codec, _)) => return Err(format!("unknown codec {codec}")),
+        },
+    };
+    Ok((count, payload))
 }
 
 /// Decodes a whole chunk value, checking that the header count matches the payload.
 pub(super) fn decode_chunk(value: &[u8]) -> Result<Vec<Record>, String> {
-    let count = chunk_header(value)?;
-    let compressed = value.get(HEADER_LEN..).unwrap_or_default();
+    let (count, payload) = split_chunk(value)?;
+    match payload {
+        Payload::Plain(plain) => decode_records(plain, count),
+        Payload::Zstd(compressed) => {
+            let plain = decompress(compressed)?;
+            decode_records(&plain, count)
+        }
+    }
+}
+
+/// Inflates one zstd frame with this thread's context.
+fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
     // The frame header states the decompressed size; it is checked against the limit before
     // anything is allocated, so a corrupt header cannot make a read allocate without bound.
     let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
@@ -142,9 +200,21 @@ pub(super) fn decode_chunk(value: &[u8]) -> Result<Vec<Record>, String> {
         Ok(None) => return Err("the zstd frame does not state its size".to_string()),
         Err(_) => return Err("the payload is not a zstd frame".to_string()),
     };
-    let payload = zstd::bulk::decompress(compressed, size)
-        .map_err(|e| format!("zstd decompression failed: {e}"))?;
-    let payload = payload.as_slice();
+    let inflated = CHUNK_DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(compressed, size),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    });
+    inflated.map_err(|e| format!("zstd decompression failed: {e}"))
+}
+
+/// Decodes `count` records from a bincode payload that must hold exactly them.
+fn decode_records(payload: &[u8], count: u32) -> Result<Vec<Record>, String> {
     let config = bincode::config::standard().with_limit::<MAX_CHUNK_BYTES>();
     let (records, used): (Vec<Record>, usize) = bincode::serde::decode_from_slice(payload, config)
         .map_err(|e| format!("bincode decode failed: {e}"))?;

@@ -575,6 +575,138 @@ fn tamper(path: &Path, entries: &[(&[u8], &[u8])]) {
     db.flush().unwrap();
 }
 
+/// The chunk value of the releases before format 2, frozen here on purpose: `[1][count u32
+/// BE][zstd(bincode(records))]`, zstd level 1, bincode 2 `config::standard()`.
+fn encode_v1_chunk(records: &[Record]) -> Vec<u8> {
+    let plain = bincode::serde::encode_to_vec(records, bincode::config::standard()).unwrap();
+    let mut out = vec![1u8];
+    out.extend_from_slice(&(records.len() as u32).to_be_bytes());
+    out.extend_from_slice(&zstd::bulk::compress(&plain, 1).unwrap());
+    out
+}
+
+/// A buffer written by the previous release (format-1 chunks and its counter) opens with its
+/// depth, reads and drains record for record, and takes new (format-2) chunks after it;
+/// a chunk only partly acknowledged stays, whichever format it is in.
+#[tokio::test]
+async fn a_buffer_of_format_1_chunks_opens_reads_and_drains() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    drop(open(&o));
+    let (old_a, old_b) = (recs(0, 3), recs(3, 1));
+    let (value_a, value_b) = (encode_v1_chunk(&old_a), encode_v1_chunk(&old_b));
+    tamper(
+        &o.path,
+        &[
+            (&seq_key(1), &value_a),
+            (&seq_key(4), &value_b),
+            (&store::NEXT_SEQ_KEY[..], &5u64.to_be_bytes()),
+        ],
+    );
+
+    let buffer = open(&o);
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.bytes, stats.next_seq, stats.oldest_seq),
+        (4, (value_a.len() + value_b.len()) as u64, 5, Some(1))
+    );
+    assert_eq!(stats.quarantined_chunks, 0);
+    assert_eq!(stored(&buffer, recs(4, 2)).await, (5, 6));
+    let chunks = buffer.read_after(None, 100, usize::MAX).unwrap();
+    assert_eq!(
+        chunks
+            .iter()
+            .map(|c| (c.first_seq, c.encoded_len))
+            .collect::<Vec<_>>()[..2],
+        [(1, value_a.len()), (4, value_b.len())]
+    );
+    let got: Vec<(u64, Record)> = all(&buffer);
+    assert_eq!(
+        got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(
+        got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+        recs(0, 6)
+    );
+
+    assert_eq!(
+        buffer.ack_through(2).unwrap(),
+        0,
+        "old chunk 1..=3 straddles 2"
+    );
+    assert_eq!(
+        buffer.ack_through(5).unwrap(),
+        4,
+        "both old chunks; 5..=6 straddles"
+    );
+    assert_eq!(buffer.ack_through(6).unwrap(), 2);
+    let stats = buffer.stats();
+    assert_eq!((stats.records, stats.bytes, stats.oldest_seq), (0, 0, None));
+    assert_eq!(stats.quarantined_chunks, 0);
+}
+
+/// Format 2 stores small chunks as plain bincode and large ones zstd-compressed; both read
+/// back exactly, and an unknown codec byte is quarantined at open like any bad header.
+#[tokio::test]
+async fn format_2_chunks_are_plain_when_small_compressed_when_large_and_checked() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    let buffer = open(&o);
+    stored(&buffer, recs(0, 1)).await; // 1
+    stored(&buffer, recs(1, 200)).await; // 2..=201
+    stored(&buffer, recs(201, 1)).await; // 202
+    let values: Vec<(u64, Vec<u8>)> = {
+        let store = buffer.shared().store.get().unwrap();
+        store
+            .queue
+            .range(seq_key(1)..seq_key(203))
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (store::key_seq(&k).unwrap(), v.to_vec())
+            })
+            .collect()
+    };
+    let header: Vec<(u64, u8, u8)> = values.iter().map(|(s, v)| (*s, v[0], v[5])).collect();
+    assert_eq!(
+        header,
+        [
+            (1, store::FORMAT_VERSION, store::CODEC_PLAIN),
+            (2, store::FORMAT_VERSION, store::CODEC_ZSTD),
+            (202, store::FORMAT_VERSION, store::CODEC_PLAIN)
+        ]
+    );
+    let plain_200 = bincode::serde::encode_to_vec(recs(1, 200), bincode::config::standard());
+    assert!(
+        values[1].1.len() < plain_200.unwrap().len() / 2,
+        "not compressed"
+    );
+    assert_eq!(
+        all(&buffer).into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+        recs(0, 202)
+    );
+    drop(buffer);
+
+    let mut unknown_codec = values[2].1.clone();
+    unknown_codec[5] = 7;
+    tamper(&o.path, &[(&seq_key(202), &unknown_codec)]);
+    // The codec byte is part of the header, so it is found (and quarantined) at open.
+    let buffer = open(&o);
+    let stats = buffer.stats();
+    assert_eq!((stats.records, stats.quarantined_chunks), (201, 1));
+    assert!(buffer
+        .read_after(Some(201), 1000, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(
+        store::chunk_header(&unknown_codec)
+            .unwrap_err()
+            .contains("codec 7"),
+        "the reason names the codec"
+    );
+    assert_eq!(buffer.stats().records, 201);
+}
+
 #[tokio::test]
 async fn unreadable_chunks_are_quarantined_and_never_wedge_the_reader() {
     let dir = TempDir::new().unwrap();
@@ -965,6 +1097,64 @@ async fn a_reclaim_keeps_the_quarantine_tree() {
     assert_eq!(kept[0].1.as_ref(), &[9, 0, 0, 0, 1, 0]);
 }
 
+/// Once a reclaim (held by a `Pause` fault) has taken the store, starts `n` appends of `per`
+/// records tagged from `tag`, and returns once all of them wait in the committer's queue.
+async fn appends_behind_a_held_reclaim(
+    buffer: &Buffer,
+    n: u64,
+    per: u64,
+    tag: u64,
+) -> Vec<tokio::task::JoinHandle<Result<Appended, BufferError>>> {
+    wait_until(
+        Duration::from_secs(10),
+        || buffer.shared().store.get().is_none(),
+        || "the reclaim never took the store".into(),
+    )
+    .await;
+    let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
+    let tasks = (0..n)
+        .map(|i| {
+            let b = buffer.clone();
+            tokio::spawn(async move { b.append(recs(tag + i * per, per)).await })
+        })
+        .collect();
+    appends_queued(buffer, queued_before + n).await;
+    tasks
+}
+
+/// Appends waiting in the commit queue when the commit thread stops (here: a reclaim that
+/// crashes and leaves no database) are answered `Closed` instead of waiting forever, and
+/// their reserved room is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_queued_when_the_commit_thread_stops_fail_closed() {
+    let dir = TempDir::new().unwrap();
+    let o = reclaiming(dir.path(), 1);
+    let buffer = open(&o);
+    inject(dir.path(), reclaim::Fault::Pause(reclaim::Step::Built));
+    inject(dir.path(), reclaim::Fault::Crash(reclaim::Step::MovedOld));
+    fill_and_drain(&buffer, 20, 50).await;
+    let tasks = appends_behind_a_held_reclaim(&buffer, 5, 3, 0).await;
+    assert_eq!(buffer.stats().in_flight_records, 15);
+    // Let the reclaim go on, into the crash.
+    reclaim::FAULTS
+        .lock()
+        .unwrap()
+        .retain(|(d, f)| !(d == dir.path() && matches!(f, reclaim::Fault::Pause(_))));
+    for task in tasks {
+        let result = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("a queued append still waits after the commit thread stopped")
+            .unwrap();
+        assert!(
+            matches!(result, Err(BufferError::Closed { .. })),
+            "{result:?}"
+        );
+    }
+    assert!(!buffer.committer_alive());
+    assert_eq!(buffer.stats().in_flight_records, 0);
+    clear_faults(dir.path());
+}
+
 /// While a reclaim holds the database, appends wait (they never fail), readers see the empty
 /// queue it is, and afterwards every append is stored in the new database with the seqs
 /// that follow.
@@ -975,22 +1165,9 @@ async fn appends_during_a_reclaim_wait_and_lose_nothing() {
     let buffer = open(&o);
     inject(dir.path(), reclaim::Fault::Pause(reclaim::Step::Built));
     let last = fill_and_drain(&buffer, 20, 50).await;
-    wait_until(
-        Duration::from_secs(10),
-        || buffer.shared().store.get().is_none(),
-        || "the reclaim never took the store".into(),
-    )
-    .await;
-    let queued_before = buffer.shared().appends_queued.load(Ordering::Acquire);
-    let tasks: Vec<_> = (0..20u64)
-        .map(|i| {
-            let b = buffer.clone();
-            tokio::spawn(async move { b.append(recs(1000 + i * 5, 5)).await })
-        })
-        .collect();
     // All 20 are admitted and waiting in the committer's queue behind the reclaim; then a
     // moment more, in which an append the reclaim failed to hold back would finish.
-    appends_queued(&buffer, queued_before + 20).await;
+    let tasks = appends_behind_a_held_reclaim(&buffer, 20, 5, 1000).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     for t in &tasks {
         assert!(
