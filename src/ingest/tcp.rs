@@ -7,6 +7,7 @@ use std::time::Duration;
 use firmware_protocols::{DecoderOptions, StreamDecoder};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use super::session::{Session, SessionConfig};
 use crate::buffer::Buffer;
@@ -58,13 +59,13 @@ impl BoundTcp {
         })
     }
 
-    /// Accepts until `shutdown`. Running sessions see the same signal and close between
-    /// frames; a session waiting for an append is not waited for (its device was not
-    /// answered, so it resends).
+    /// Accepts until `shutdown`. Sessions run on `tasks`, which the caller waits for: they
+    /// see the same signal and close between reads, after answering what they stored.
     pub async fn serve(
         self,
         limit: Arc<Semaphore>,
         buffer: Buffer,
+        tasks: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (index, protocol) = (self.index, &self.session.protocol);
@@ -96,7 +97,7 @@ impl BoundTcp {
             let session = Session::new(self.session.clone(), peer.to_string(), buffer.clone());
             metrics::connection_opened(&self.counters);
             let (shutdown, counters) = (shutdown.clone(), self.counters.clone());
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 session.run(stream, shutdown).await;
                 metrics::connection_closed(&counters);
                 drop(permit);
