@@ -12,7 +12,8 @@
 //! ```
 //!
 //! One durable point per read, not per frame: many frames in one read (a device's backlog,
-//! JSON lines from a local application) cost one append and one write, and still no frame is
+//! JSON lines from a local application), and what has already arrived behind them up to
+//! [`READ_BATCH_BYTES`], cost one append and one write, and still no frame is
 //! answered before its records, and those of every frame before it, are durable. The rule for
 //! each frame's answer is [`super::answer`], shared with UDP.
 //!
@@ -30,7 +31,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use firmware_protocols::{DecoderOptions, Record, Reply, StreamDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -60,11 +61,21 @@ pub trait DeviceStream: AsyncRead + AsyncWrite + Unpin + Send {
     /// an idle connection holds none. A stream that cannot tell resolves at once (its read
     /// then waits with a buffer: serial ports, of which there are few).
     fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Reads what has already arrived, without waiting: `WouldBlock` when nothing has. A
+    /// stream that cannot tell always says `WouldBlock`.
+    fn try_read_buf(&self, _buf: &mut impl BufMut) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
 }
 
 impl DeviceStream for tokio::net::TcpStream {
     fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
         self.readable()
+    }
+
+    fn try_read_buf(&self, buf: &mut impl BufMut) -> std::io::Result<usize> {
+        tokio::net::TcpStream::try_read_buf(self, buf)
     }
 }
 
@@ -116,6 +127,19 @@ struct ReadFrames {
     /// Why the stream cannot go on after these frames (a frame that broke it).
     broken: Option<End>,
 }
+
+impl ReadFrames {
+    /// Whether a frame ended the stream: nothing after it is decoded.
+    fn ends_stream(&self) -> bool {
+        self.broken.is_some() || matches!(self.frames.last(), Some((Verdict::Stranger(_), _)))
+    }
+}
+
+/// Input bytes whose frames share one append at most: what a fast sender (a local
+/// application streaming JSON lines, a device emptying its backlog) has queued beyond one
+/// read is taken without waiting, up to this, so one fsync covers it. Bounds the decoded
+/// records a session holds while they are stored.
+const READ_BATCH_BYTES: usize = 64 * 1024;
 
 /// How long an append may still wait once shutdown began (a full buffer under `block`
 /// never frees up while the uplink is draining for shutdown).
@@ -209,8 +233,26 @@ impl Session {
             .first_frame_timeout
             .map(|limit| tokio::time::Instant::now() + limit);
         loop {
-            // Every complete frame in the buffer: several may arrive in one read.
-            let read = self.decode_all(&mut input);
+            // Every complete frame in the buffer (several may arrive in one read), and what
+            // the device has queued beyond it, up to READ_BATCH_BYTES: one append for all.
+            let mut read = ReadFrames::default();
+            let mut taken = 0;
+            let mut ended = None;
+            loop {
+                taken += self.decode_all(&mut input, &mut read);
+                if read.ends_stream() || taken >= READ_BATCH_BYTES || input.len() >= max {
+                    break;
+                }
+                input.reserve(max - input.len());
+                let room = max - input.len();
+                match stream.try_read_buf(&mut (&mut input).limit(room)) {
+                    Ok(0) => ended = Some(End::PeerClosed),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => ended = Some(End::Io(e)),
+                }
+                break;
+            }
             if !read.frames.is_empty() {
                 first_frame_by = None;
             }
@@ -222,7 +264,7 @@ impl Session {
                 Ok(broken) => broken,
                 Err(end) => return end,
             };
-            if let Some(end) = broken {
+            if let Some(end) = broken.or(ended) {
                 return end;
             }
             if input.len() >= max {
@@ -254,10 +296,13 @@ impl Session {
         }
     }
 
-    /// Takes every complete frame off the front of `input`, judging each by the allow-list;
-    /// stops after a frame that ends the stream (a stranger, a broken frame).
-    fn decode_all(&mut self, input: &mut BytesMut) -> ReadFrames {
-        let mut read = ReadFrames::default();
+    /// Takes every complete frame off the front of `input` into `read`, judging each by the
+    /// allow-list; stops after a frame that ends the stream (a stranger, a broken frame).
+    /// Returns the bytes taken.
+    fn decode_all(&mut self, input: &mut BytesMut, read: &mut ReadFrames) -> usize {
+        if read.ends_stream() {
+            return 0;
+        }
         let now = super::now_ms();
         let mut used = 0;
         while used < input.len() {
@@ -302,7 +347,7 @@ impl Session {
             }
         }
         input.advance(used);
-        read
+        used
     }
 
     /// The read's one durable point: appends its records at once, then writes every frame's
