@@ -69,8 +69,10 @@ pub struct Action {
     pub close: Option<Close>,
 }
 
-/// Looks at a decoded frame before anything is stored.
-pub fn admit(frame: &Decoded, allowed: &AllowList) -> Verdict {
+/// Looks at a decoded frame before anything is stored. `device` is the device the stream
+/// knows after this frame (the decoder's id: a login, or the id a Queclink heartbeat
+/// carries); `None` for datagrams, whose records name their device.
+pub fn admit(frame: &Decoded, device: Option<&str>, allowed: &AllowList) -> Verdict {
     if frame.problem.is_some() {
         return Verdict::Problem;
     }
@@ -84,10 +86,14 @@ pub fn admit(frame: &Decoded, allowed: &AllowList) -> Verdict {
     if let Some(stranger) = frame.records.iter().find(|r| !allowed.allows(&r.device_id)) {
         return Verdict::Stranger(stranger.device_id.clone());
     }
-    if frame.records.is_empty() {
-        Verdict::Control(None)
-    } else {
-        Verdict::Store
+    if !frame.records.is_empty() {
+        return Verdict::Store;
+    }
+    // A control frame that names a device outside the list (a Queclink heartbeat) is not
+    // answered either: an answer would tell a stranger it is being served.
+    match device {
+        Some(device) if !allowed.allows(device) => Verdict::Stranger(device.to_string()),
+        _ => Verdict::Control(None),
     }
 }
 
@@ -168,7 +174,7 @@ mod tests {
 
     #[test]
     fn an_allowed_login_is_answered_accepted_whatever_the_buffer_did() {
-        let v = admit(&frame(Some("1"), &[]), &only(&["1"]));
+        let v = admit(&frame(Some("1"), &[]), Some("1"), &only(&["1"]));
         assert_eq!(v, Verdict::Control(Some("1".into())));
         for outcome in [Outcome::Stored, Outcome::Rejected, Outcome::Failed] {
             let a = answer(&v, reply(), outcome);
@@ -181,7 +187,7 @@ mod tests {
     fn a_stranger_is_refused_and_closed_by_login_or_by_report() {
         let allowed = only(&["1"]);
         for f in [frame(Some("2"), &[]), frame(None, &["1", "2"])] {
-            let v = admit(&f, &allowed);
+            let v = admit(&f, None, &allowed);
             assert_eq!(v, Verdict::Stranger("2".into()));
             let a = answer(&v, reply(), Outcome::Stored);
             assert_eq!(a.send, send(b"no"));
@@ -191,7 +197,7 @@ mod tests {
 
     #[test]
     fn a_stranger_without_a_negative_answer_is_closed_silently() {
-        let v = admit(&frame(None, &["2"]), &only(&["1"]));
+        let v = admit(&frame(None, &["2"]), None, &only(&["1"]));
         let a = answer(&v, Reply::default(), Outcome::Stored);
         assert_eq!(a.send, None);
         assert_eq!(a.close, Some(Close::Stranger("2".into())));
@@ -200,18 +206,18 @@ mod tests {
     #[test]
     fn an_empty_allow_list_allows_every_device() {
         assert_eq!(
-            admit(&frame(None, &["7"]), &AllowList::default()),
+            admit(&frame(None, &["7"]), Some("7"), &AllowList::default()),
             Verdict::Store
         );
         assert_eq!(
-            admit(&frame(Some("7"), &[]), &AllowList::default()),
+            admit(&frame(Some("7"), &[]), Some("7"), &AllowList::default()),
             Verdict::Control(Some("7".into()))
         );
     }
 
     #[test]
     fn records_are_answered_by_what_the_buffer_did() {
-        let v = admit(&frame(None, &["1"]), &only(&["1"]));
+        let v = admit(&frame(None, &["1"]), Some("1"), &only(&["1"]));
         assert_eq!(v, Verdict::Store);
         assert_eq!(answer(&v, reply(), Outcome::Stored).send, send(b"yes"));
         let rejected = answer(&v, reply(), Outcome::Rejected);
@@ -235,9 +241,26 @@ mod tests {
 
     #[test]
     fn a_control_frame_is_answered_accepted() {
-        let v = admit(&frame(None, &[]), &only(&["1"]));
-        assert_eq!(v, Verdict::Control(None));
-        assert_eq!(answer(&v, reply(), Outcome::Failed).send, send(b"yes"));
+        for device in [None, Some("1")] {
+            let v = admit(&frame(None, &[]), device, &only(&["1"]));
+            assert_eq!(v, Verdict::Control(None));
+            assert_eq!(answer(&v, reply(), Outcome::Failed).send, send(b"yes"));
+        }
+    }
+
+    #[test]
+    fn a_control_frame_naming_a_stranger_is_not_answered() {
+        // A Queclink heartbeat carries its IMEI but no record and no login.
+        let quiet = Reply {
+            accepted: Some(b"+SACK:GTHBD,1A0102,0001$".to_vec()),
+            refused: None,
+        };
+        let mut heartbeat = frame(None, &[]);
+        heartbeat.reply = quiet.clone();
+        let v = admit(&heartbeat, Some("2"), &only(&["1"]));
+        assert_eq!(v, Verdict::Stranger("2".into()));
+        let a = answer(&v, quiet, Outcome::Stored);
+        assert_eq!((a.send, a.close), (None, Some(Close::Stranger("2".into()))));
     }
 
     #[test]
@@ -245,7 +268,7 @@ mod tests {
         let mut f = Decoded::problem(3, DecodeError::new(0, "bad checksum"));
         f.reply = reply();
         // A problem is never a stranger, even with a strict allow-list.
-        let v = admit(&f, &only(&["1"]));
+        let v = admit(&f, Some("2"), &only(&["1"]));
         assert_eq!(v, Verdict::Problem);
         let a = answer(&v, f.reply.clone(), Outcome::Stored);
         assert_eq!((a.send, a.close), (send(b"no"), None));

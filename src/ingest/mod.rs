@@ -5,6 +5,7 @@
 //! - [`serial`]: serial ports, reopened with backoff when missing or unplugged.
 //! - [`session`]: one byte stream (TCP connection or serial port): read, frame, decode,
 //!   append, reply; one durable point per read.
+//! - [`per_ip`]: `ingest.max_connections_per_ip`, connections one address may hold.
 //! - [`answer`]: the answer rule every transport shares (frame + allow-list + what the
 //!   buffer did → bytes to send, or close).
 //!
@@ -12,6 +13,7 @@
 //! in the config.
 
 pub mod answer;
+pub mod per_ip;
 pub mod serial;
 pub mod session;
 pub mod tcp;
@@ -97,12 +99,14 @@ pub async fn serve(
     // flood must not take the slots of TCP devices.
     let connections = Arc::new(Semaphore::new(settings.ingest.max_connections));
     let datagrams = Arc::new(Semaphore::new(settings.ingest.max_datagrams_in_flight));
+    let per_ip = per_ip::PerIp::new(settings.ingest.max_connections_per_ip);
     // Listeners, serial ports, and every session and datagram task they start.
     let tasks = TaskTracker::new();
     for l in sources.tcp {
         let serve = l.serve(
             connections.clone(),
             buffer.clone(),
+            per_ip.clone(),
             tasks.clone(),
             shutdown.clone(),
         );

@@ -48,11 +48,16 @@ pub struct SessionConfig {
     /// Close a stream silent this long; `None` keeps it open (serial ports: a sensor may
     /// report rarely, and reopening a port resets many USB devices).
     pub idle_timeout: Option<Duration>,
-    /// The first complete frame must arrive this soon after the session starts (TCP);
-    /// `None`: no such limit (serial ports).
+    /// The device must identify itself (a login, or a frame carrying its id) this soon after
+    /// the session starts (TCP); keep-alives and bad frames do not count. `None`: no such
+    /// limit (serial ports).
     pub first_frame_timeout: Option<Duration>,
     /// Empty: every device is allowed.
     pub allowed_devices: super::AllowList,
+    /// Close the stream after more than [`MAX_JUNK_FRAMES`] junk frames in a row (TCP).
+    /// Not for serial ports: the sender is the one device wired there, and a noisy line
+    /// is no reason to reopen the port.
+    pub close_on_junk: bool,
 }
 
 /// A device's byte stream: a TCP connection, a serial port, a test pipe.
@@ -99,6 +104,11 @@ pub struct Session {
     decoder: Box<dyn StreamDecoder>,
     /// The protocol's per-protocol counters, found once here so each frame only indexes.
     protocol_id: Option<metrics::ProtocolId>,
+    /// The device said who it is (a login, or a frame carrying its id): from then on
+    /// `first_frame_timeout` is over and its keep-alives are not junk.
+    identified: bool,
+    /// Frames in a row that were bad, or keep-alives before the device identified itself.
+    junk: u32,
 }
 
 /// Why a session ended; logged once, at the end.
@@ -113,6 +123,8 @@ enum End {
     ShutdownWhileStoring,
     Refused(String),
     Malformed(String),
+    /// More than [`MAX_JUNK_FRAMES`] frames in a row were junk.
+    Junk,
     Io(std::io::Error),
     Buffer(String),
 }
@@ -141,6 +153,12 @@ impl ReadFrames {
 /// records a session holds while they are stored.
 const READ_BATCH_BYTES: usize = 64 * 1024;
 
+/// Frames in a row that may be bad, or keep-alives before a login, before the connection
+/// is closed: a real device sends a few, a flood of ping bytes sends thousands a second and
+/// would otherwise cost a core until `first_frame_timeout_s` (or, for bad frames after a
+/// login, forever).
+const MAX_JUNK_FRAMES: u32 = 64;
+
 /// How long an append may still wait once shutdown began (a full buffer under `block`
 /// never frees up while the uplink is draining for shutdown).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -154,6 +172,8 @@ impl Session {
             buffer,
             decoder,
             protocol_id,
+            identified: false,
+            junk: 0,
         }
     }
 
@@ -187,7 +207,14 @@ impl Session {
                 %peer,
                 %protocol,
                 seconds = self.cfg.first_frame_timeout.unwrap_or_default().as_secs(),
-                "no complete frame within ingest.first_frame_timeout_s of connecting, closed"
+                "no device identified itself within ingest.first_frame_timeout_s of connecting, closed"
+            ),
+            End::Junk => tracing::warn!(
+                %peer,
+                device,
+                %protocol,
+                frames = MAX_JUNK_FRAMES + 1,
+                "closed: only bad frames, or keep-alives before a login, in a row"
             ),
             End::Refused(why) => {
                 metrics::add(&METRICS.devices_refused, 1);
@@ -253,7 +280,7 @@ impl Session {
                 }
                 break;
             }
-            if !read.frames.is_empty() {
+            if self.identified {
                 first_frame_by = None;
             }
             if input.is_empty() {
@@ -321,7 +348,20 @@ impl Session {
                 break;
             }
             used += decoded.consumed.min(rest.len());
-            let verdict = answer::admit(&decoded, &self.cfg.allowed_devices);
+            let device = self.decoder.device_id();
+            let verdict = answer::admit(&decoded, device, &self.cfg.allowed_devices);
+            // Junk: bad frames, and keep-alives from a device that has not said who it is.
+            let identifies = match &verdict {
+                Verdict::Store | Verdict::Control(Some(_)) => true,
+                Verdict::Control(None) => device.is_some(),
+                Verdict::Problem | Verdict::Stranger(_) => false,
+            };
+            if identifies {
+                self.identified = true;
+                self.junk = 0;
+            } else if matches!(verdict, Verdict::Problem) || !self.identified {
+                self.junk = self.junk.saturating_add(1);
+            }
             match &verdict {
                 Verdict::Store => read.records.append(&mut decoded.records),
                 Verdict::Problem => {
@@ -343,6 +383,10 @@ impl Session {
             let stranger = matches!(verdict, Verdict::Stranger(_));
             read.frames.push((verdict, decoded.reply));
             if stranger {
+                break;
+            }
+            if self.cfg.close_on_junk && self.junk > MAX_JUNK_FRAMES {
+                read.broken = Some(End::Junk);
                 break;
             }
         }

@@ -27,6 +27,10 @@ struct Rig {
 }
 
 fn rig(protocol: &str, allowed: &[&str], ack_reports: bool) -> Rig {
+    rig_timed(protocol, allowed, ack_reports, Duration::from_secs(30))
+}
+
+fn rig_timed(protocol: &str, allowed: &[&str], ack_reports: bool, first_frame: Duration) -> Rig {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut opts = BufferOptions::new(dir.path().join("buffer"));
     opts.seq_floor = Some(1);
@@ -43,8 +47,9 @@ fn rig(protocol: &str, allowed: &[&str], ack_reports: bool) -> Rig {
             ..DecoderOptions::new(16 * 1024)
         },
         idle_timeout: Some(Duration::from_secs(30)),
-        first_frame_timeout: Some(Duration::from_secs(30)),
+        first_frame_timeout: Some(first_frame),
         allowed_devices: AllowList::new(&allowed.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
+        close_on_junk: true,
     });
     let (device, gateway) = tokio::io::duplex(64 * 1024);
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -146,19 +151,7 @@ async fn frames_before_a_broken_one_are_stored_and_answered_before_the_close() {
 #[tokio::test]
 async fn a_stranger_after_an_allowed_device_closes_the_stream_after_its_answer() {
     let mut rig = rig("queclink", &[IMEI], true);
-    let fix = queclink::encode::Fix {
-        accuracy: 1,
-        speed_kmh: 40.0,
-        azimuth: 90,
-        altitude_m: 112.0,
-        lon: 25.2797,
-        lat: 54.687283,
-        utc_ms: 1_767_225_600_000,
-        mcc: 246,
-        mnc: 1,
-        lac: 0x1234,
-        cell_id: 0xABCDEF,
-    };
+    let fix = fix();
     let report = |imei: &str, count: u16| {
         queclink::encode::fri(false, "1A0102", imei, &[fix.clone()], 90, fix.utc_ms, count)
     };
@@ -179,6 +172,22 @@ async fn a_stranger_after_an_allowed_device_closes_the_stream_after_its_answer()
     );
 }
 
+fn fix() -> queclink::encode::Fix {
+    queclink::encode::Fix {
+        accuracy: 1,
+        speed_kmh: 40.0,
+        azimuth: 90,
+        altitude_m: 112.0,
+        lon: 25.2797,
+        lat: 54.687283,
+        utc_ms: 1_767_225_600_000,
+        mcc: 246,
+        mnc: 1,
+        lac: 0x1234,
+        cell_id: 0xABCDEF,
+    }
+}
+
 #[tokio::test]
 async fn json_lines_of_one_read_are_one_append() {
     let mut rig = rig("jsonl", &[], false);
@@ -196,4 +205,69 @@ async fn json_lines_of_one_read_are_one_append() {
     let chunks = rig.chunks();
     assert_eq!(chunks.len(), 1, "one append for the whole read");
     assert_eq!(chunks[0].records.len(), 40);
+}
+
+#[tokio::test]
+async fn a_heartbeat_from_a_stranger_is_not_answered() {
+    let mut stranger = rig("queclink", &[IMEI], false);
+    let text = queclink::encode::heartbeat("1A0102", STRANGER, 1_767_225_600_000, 7);
+    stranger
+        .device
+        .write_all(text.as_bytes())
+        .await
+        .expect("write");
+    assert!(
+        stranger.rest_until_closed().await.is_empty(),
+        "no +SACK:GTHBD"
+    );
+    // The allowed device's heartbeat is answered.
+    let mut allowed = rig("queclink", &[IMEI], false);
+    let text = queclink::encode::heartbeat("1A0102", IMEI, 1_767_225_600_000, 7);
+    allowed
+        .device
+        .write_all(text.as_bytes())
+        .await
+        .expect("write");
+    let want = "+SACK:GTHBD,1A0102,0007$";
+    assert_eq!(
+        String::from_utf8_lossy(&allowed.answers(want.len()).await),
+        want
+    );
+}
+
+#[tokio::test]
+async fn keep_alives_before_a_login_do_not_hold_the_connection_past_the_first_frame_timeout() {
+    let limit = Duration::from_millis(600);
+    let mut silent = rig_timed("teltonika", &[], false, limit);
+    let started = std::time::Instant::now();
+    // A Teltonika ping byte every 100 ms, never a login: closed at the limit all the same.
+    let closed = loop {
+        if silent.device.write_all(&[0xFF]).await.is_err() {
+            break true;
+        }
+        if silent.session.is_finished() || started.elapsed() > limit * 10 {
+            break silent.session.is_finished();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(closed, "still open after {:?}", started.elapsed());
+    assert!(started.elapsed() >= limit, "closed before the limit");
+    // A device that logs in stays past the limit, and its keep-alives then are fine.
+    let mut device = rig_timed("teltonika", &[], false, limit);
+    login(&mut device).await;
+    for _ in 0..8 {
+        device.device.write_all(&[0xFF]).await.expect("still open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    device.device.write_all(&packet(0, 1)).await.expect("write");
+    assert_eq!(device.answers(4).await, [0, 0, 0, 1]);
+}
+
+#[tokio::test]
+async fn a_flood_of_keep_alives_before_a_login_is_closed_at_once() {
+    let mut flood = rig("teltonika", &[], false);
+    flood.device.write_all(&[0xFF; 200]).await.expect("write");
+    // Closed by the junk bound, long before the 30 s first-frame timeout.
+    assert!(flood.rest_until_closed().await.is_empty());
+    flood.session.await.expect("the session ends");
 }

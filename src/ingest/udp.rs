@@ -103,7 +103,7 @@ impl BoundUdp {
                     continue;
                 }
             };
-            let verdict = answer::admit(&decoded, &self.allowed_devices);
+            let verdict = answer::admit(&decoded, None, &self.allowed_devices);
             match &verdict {
                 Verdict::Problem => {
                     metrics::frame_malformed(self.protocol_id);
