@@ -153,7 +153,15 @@ async fn a_stranger_after_an_allowed_device_closes_the_stream_after_its_answer()
     let mut rig = rig("queclink", &[IMEI], true);
     let fix = fix();
     let report = |imei: &str, count: u16| {
-        queclink::encode::fri(false, "1A0102", imei, &[fix.clone()], 90, fix.utc_ms, count)
+        queclink::encode::fri(
+            false,
+            "1A0102",
+            imei,
+            std::slice::from_ref(&fix),
+            90,
+            fix.utc_ms,
+            count,
+        )
     };
     let text = report(IMEI, 1) + &report(STRANGER, 2) + &report(IMEI, 3);
     rig.device.write_all(text.as_bytes()).await.expect("write");
