@@ -28,7 +28,8 @@ CONF
   wait_port 127.0.0.1 "$2" 10
 }
 
-# start_gateway DIR BROKER_PORT LISTEN_PORT [extra toml]: pid in GATEWAY_PID
+# start_gateway DIR BROKER_PORT LISTEN_PORT [extra toml] [protocol]: pid in GATEWAY_PID; one TCP
+# listener of the protocol (default teltonika) on LISTEN_PORT
 start_gateway() {
   cat >"$1/fleetedge.toml" <<CONF
 gateway_id = "demo-gw"
@@ -39,7 +40,7 @@ port = $2
 [http]
 bind = "127.0.0.1:$(free_port)"
 [[listeners]]
-protocol = "teltonika"
+protocol = "${5:-teltonika}"
 bind = "127.0.0.1:$3"
 ${4:-}
 CONF

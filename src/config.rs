@@ -398,12 +398,17 @@ pub struct IngestSettings {
     pub max_connections: usize,
     /// Close a device connection silent for this many seconds. Default 600.
     pub idle_timeout_s: u64,
-    /// A new TCP connection must bring its first complete frame (a login, or a first
-    /// report) within this many seconds of being accepted, or it is closed: port scanners
-    /// and half-dead modems would otherwise hold `max_connections` slots for
-    /// `idle_timeout_s`. Counted from the accept, so trickled bytes do not extend it.
-    /// Default 30.
+    /// A new TCP connection must identify its device (a login, or a first report carrying
+    /// the device's id) within this many seconds of being accepted, or it is closed: port
+    /// scanners, half-dead modems and clients that only send keep-alives would otherwise hold
+    /// `max_connections` slots for `idle_timeout_s`. Counted from the accept; trickled
+    /// bytes, keep-alives and bad frames before the login do not extend it. Default 30.
     pub first_frame_timeout_s: u64,
+    /// Device connections one address may hold at once, over all TCP listeners; more are
+    /// closed right after the accept (logged once per address until it holds fewer). 0 = no
+    /// limit, the default: devices behind a mobile operator's NAT or a private APN all
+    /// arrive from one address. At most `max_connections`.
+    pub max_connections_per_ip: usize,
     /// Largest device frame accepted, bytes; it is also each connection's read buffer
     /// bound. Default 16,384.
     pub max_frame_bytes: usize,
@@ -421,6 +426,7 @@ impl Default for IngestSettings {
             max_connections: 1024,
             idle_timeout_s: 600,
             first_frame_timeout_s: 30,
+            max_connections_per_ip: 0,
             max_frame_bytes: 16 * 1024,
             keep_raw: false,
             max_datagrams_in_flight: 64,
@@ -962,6 +968,15 @@ impl Settings {
         if i.max_connections == 0 {
             bad("ingest.max_connections", "must be at least 1".into());
         }
+        if i.max_connections_per_ip > i.max_connections {
+            bad(
+                "ingest.max_connections_per_ip",
+                format!(
+                    "{} exceeds ingest.max_connections ({}); use 0 for no limit",
+                    i.max_connections_per_ip, i.max_connections
+                ),
+            );
+        }
         if !(1..=65_536).contains(&i.max_datagrams_in_flight) {
             bad(
                 "ingest.max_datagrams_in_flight",
@@ -1138,6 +1153,22 @@ bind = "127.0.0.1:5027"
         assert_eq!(s.buffer.when_full, WhenFullSetting::Block);
         assert_eq!(s.uplink.compression, Compression::Zstd);
         assert_eq!(s.uplink.linger_ms, 200);
+    }
+
+    #[test]
+    fn a_per_address_limit_above_the_connection_limit_names_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            format!("{MINIMAL}\n[ingest]\nmax_connections = 10\nmax_connections_per_ip = 11\n");
+        let err = Settings::load_with_env(&write(&dir, &text), Some(HashMap::new())).unwrap_err();
+        assert!(
+            err.to_string().contains("ingest.max_connections_per_ip:"),
+            "{err}"
+        );
+        let text =
+            format!("{MINIMAL}\n[ingest]\nmax_connections = 10\nmax_connections_per_ip = 10\n");
+        let s = Settings::load_with_env(&write(&dir, &text), Some(HashMap::new())).unwrap();
+        assert_eq!(s.ingest.max_connections_per_ip, 10);
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   that trickles a login byte by byte are both closed after `first_frame_timeout_s`
 //!   (counted from the accept), with a log line naming the peer; a device that logged in
 //!   in time stays connected past it and its records are still accepted.
+//! - `keep_alive_only_connections_are_closed_at_the_first_frame_timeout`: 50 connections
+//!   that send a Teltonika ping byte every 500 ms and never log in are all closed at
+//!   `first_frame_timeout_s` (keep-alives do not count as identifying), each logged, while a
+//!   device that logged in is served before and after.
 //! - `batches_stay_under_the_packet_limit`: with compression off and a small
 //!   `mqtt.max_packet_bytes`, batches are split so every payload fits, and nothing is lost.
 
@@ -189,7 +193,7 @@ async fn a_connection_without_a_first_frame_in_time_is_closed() {
         log_line(
             &gateway,
             &[
-                "no complete frame within ingest.first_frame_timeout_s",
+                "no device identified itself within ingest.first_frame_timeout_s",
                 peer,
             ],
         )
@@ -205,6 +209,66 @@ async fn a_connection_without_a_first_frame_in_time_is_closed() {
         .expect("count reply in time")
         .expect("count reply");
     assert_eq!(u32::from_be_bytes(count), 1, "{}", gateway.log());
+}
+
+/// Sends one one-record packet and returns the count the gateway answered.
+async fn send(device: &mut TcpStream, k: u64) -> u32 {
+    let packet = encode_codec8(&[avl_record(0, k)]).expect("encode");
+    device.write_all(&packet).await.expect("send");
+    let mut count = [0u8; 4];
+    tokio::time::timeout(REPLY, device.read_exact(&mut count))
+        .await
+        .expect("count reply in time")
+        .expect("count reply");
+    u32::from_be_bytes(count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_only_connections_are_closed_at_the_first_frame_timeout() {
+    const LIMIT: Duration = Duration::from_secs(3);
+    const PINGERS: usize = 50;
+    let broker = Mosquitto::start(free_port()).await;
+    let gateway = Gateway::start(
+        GatewayConfig::new("gw-keep-alive-only", broker.port())
+            .set("ingest.first_frame_timeout_s", &LIMIT.as_secs().to_string()),
+    )
+    .await;
+    let mut device = raw_login(&gateway, &imei(73, 0)).await;
+    let started = std::time::Instant::now();
+    let mut pingers = Vec::new();
+    for _ in 0..PINGERS {
+        pingers.push(Some(
+            TcpStream::connect(gateway.addr()).await.expect("connect"),
+        ));
+    }
+    // One ping byte (0xFF) per connection every 500 ms, until the gateway closes them; the
+    // logged-in device is served meanwhile.
+    let mut k = 0;
+    while pingers.iter().any(Option::is_some) && started.elapsed() < LIMIT * 4 {
+        for slot in pingers.iter_mut() {
+            if let Some(s) = slot {
+                if s.write_all(&[0xFF]).await.is_err() {
+                    *slot = None;
+                }
+            }
+        }
+        assert_eq!(send(&mut device, k).await, 1, "{}", gateway.log());
+        k += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let open = pingers.iter().filter(|s| s.is_some()).count();
+    assert_eq!(
+        open,
+        0,
+        "keep-alive-only connections still open after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() >= LIMIT, "closed before the limit");
+    let logged = || gateway.count_log_lines(&["no device identified itself within"]);
+    let all_logged = wait_until(Duration::from_secs(10), || logged() >= PINGERS).await;
+    assert!(all_logged, "{} closes logged\n{}", logged(), gateway.log());
+    // The device that logged in is still served past the limit.
+    assert_eq!(send(&mut device, k).await, 1, "{}", gateway.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,9 +11,9 @@
 //!   `[[serial]]` nmea port (`device_id = "gnss-sim"`), simulate writing 20 RMC + GGA
 //!   epochs into the other: exactly 20 records of `gnss-sim` at the broker.
 //! - `refused_devices_fail_the_check`: listeners whose `allowed_devices` leave the simulated
-//!   devices out: teltonika (`00` to the IMEI) and gt06 (connection closed after the login)
-//!   each exit non-zero, report every device refused, and nothing of theirs reaches the
-//!   broker.
+//!   devices out: teltonika (`00` to the IMEI), gt06 (connection closed after the login) and
+//!   teltonika-udp (an ack with a count of 0, the same rule as TCP) each exit non-zero,
+//!   report every device refused, and nothing of theirs reaches the broker.
 
 mod common;
 
@@ -265,7 +265,8 @@ async fn refused_devices_fail_the_check() {
     let gateway = Gateway::start(
         GatewayConfig::new("gw-sim-refused", broker.port())
             .listener("teltonika", &[("allowed_devices", only_another)])
-            .listener("gt06", &[("allowed_devices", only_another)]),
+            .listener("gt06", &[("allowed_devices", only_another)])
+            .listener("teltonika-udp", &[("allowed_devices", only_another)]),
     )
     .await;
     for (protocol, first_imei) in [
@@ -305,6 +306,39 @@ async fn refused_devices_fail_the_check() {
         let errors = s["errors"].to_string();
         assert!(errors.contains("refused"), "{protocol}: {errors}");
     }
+    // UDP: each datagram is answered "0 accepted", which the device resends a few times
+    // before it gives up as refused (not as "no answer").
+    let target = gateway.listener_addr_of("teltonika-udp").to_string();
+    let run = simulate(&args(&[
+        "--protocol",
+        "teltonika-udp",
+        "--target",
+        &target,
+        "--devices",
+        "2",
+        "--records",
+        "5",
+        "--first-imei",
+        "356307057000000",
+        "--reply-timeout-s",
+        "30",
+        "--timeout-s",
+        "60",
+    ]))
+    .await;
+    assert!(
+        !run.success,
+        "teltonika-udp: simulate passed\n{}",
+        run.output
+    );
+    assert_eq!(run.summary["records_acked"], 0, "{}", run.output);
+    assert_eq!(
+        run.summary["failed"], 0,
+        "refused, not unanswered\n{}",
+        run.output
+    );
+    let errors = run.summary["errors"].to_string();
+    assert!(errors.contains("answered 0"), "teltonika-udp: {errors}");
     // Nothing of theirs was stored.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (got, _, _) = collector.snapshot();
@@ -312,9 +346,9 @@ async fn refused_devices_fail_the_check() {
         got.is_empty(),
         "refused devices' records reached the broker: {got:?}"
     );
-    assert_eq!(
-        gateway.count_log_lines(&["device refused"]),
-        4,
+    // Two per TCP protocol; one per refused datagram.
+    assert!(
+        gateway.count_log_lines(&["device refused"]) >= 4 + 2,
         "{}",
         gateway.log()
     );

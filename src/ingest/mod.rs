@@ -4,11 +4,16 @@
 //! - [`udp`]: UDP listeners: one datagram, one frame, answered after its records are durable.
 //! - [`serial`]: serial ports, reopened with backoff when missing or unplugged.
 //! - [`session`]: one byte stream (TCP connection or serial port): read, frame, decode,
-//!   append, reply.
+//!   append, reply; one durable point per read.
+//! - [`per_ip`]: `ingest.max_connections_per_ip`, connections one address may hold.
+//! - [`answer`]: the answer rule every transport shares (frame + allow-list + what the
+//!   buffer did → bytes to send, or close).
 //!
 //! Protocols come from `firmware_protocols::registry`; a listener or port names its protocol
 //! in the config.
 
+pub mod answer;
+pub mod per_ip;
 pub mod serial;
 pub mod session;
 pub mod tcp;
@@ -19,6 +24,7 @@ use std::sync::Arc;
 use firmware_protocols::registry::{self, Transport};
 use firmware_protocols::DecoderOptions;
 use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use crate::buffer::Buffer;
 use crate::config::Settings;
@@ -81,7 +87,8 @@ pub async fn bind(settings: &Settings) -> anyhow::Result<Sources> {
     Ok(sources)
 }
 
-/// Serves every source until `shutdown`; returns once all of them stopped.
+/// Serves every source until `shutdown`; returns once all of them stopped, device sessions
+/// and datagrams being stored included (each answers what it stored, then ends).
 pub async fn serve(
     sources: Sources,
     settings: &Settings,
@@ -92,17 +99,33 @@ pub async fn serve(
     // flood must not take the slots of TCP devices.
     let connections = Arc::new(Semaphore::new(settings.ingest.max_connections));
     let datagrams = Arc::new(Semaphore::new(settings.ingest.max_datagrams_in_flight));
-    let mut tasks = tokio::task::JoinSet::new();
+    let per_ip = per_ip::PerIp::new(settings.ingest.max_connections_per_ip);
+    // Listeners, serial ports, and every session and datagram task they start.
+    let tasks = TaskTracker::new();
     for l in sources.tcp {
-        tasks.spawn(l.serve(connections.clone(), buffer.clone(), shutdown.clone()));
+        let serve = l.serve(
+            connections.clone(),
+            buffer.clone(),
+            per_ip.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(serve);
     }
     for l in sources.udp {
-        tasks.spawn(l.serve(datagrams.clone(), buffer.clone(), shutdown.clone()));
+        let serve = l.serve(
+            datagrams.clone(),
+            buffer.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(serve);
     }
     for p in sources.serial {
         tasks.spawn(p.serve(buffer.clone(), shutdown.clone()));
     }
-    while tasks.join_next().await.is_some() {}
+    tasks.close();
+    tasks.wait().await;
 }
 
 /// Milliseconds since the Unix epoch, the receive time stamped on records.
@@ -119,3 +142,5 @@ pub fn decoder_options(settings: &Settings) -> DecoderOptions {
         ..DecoderOptions::new(settings.ingest.max_frame_bytes)
     }
 }
+#[cfg(test)]
+mod tests;

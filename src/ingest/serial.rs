@@ -44,6 +44,7 @@ impl SerialPort {
             idle_timeout: None,
             first_frame_timeout: None,
             allowed_devices: super::AllowList::default(),
+            close_on_junk: false,
         });
         SerialPort {
             index,

@@ -1,25 +1,42 @@
 //! One device connection: read, frame, decode, append, and only then reply.
 //!
 //! ```text
-//!   socket ──read──▶ BytesMut (≤ max_frame_bytes) ──decode──▶ Decoded { records, reply }
-//!                                                               │
-//!            reply.accepted ◀── buffer.append(records) says durable
-//!            reply.refused  ◀── buffer full under `reject`
+//!   socket ──read──▶ BytesMut (≤ max_frame_bytes, freed when idle)
+//!            │
+//!            └─decode every complete frame─▶ [frame 1, frame 2, … frame n]
+//!                                               │ records of all of them
+//!                                               ▼
+//!                                 ONE buffer.append ── durable / refused / failed
+//!                                               │
+//!            answers of frames 1 … n, in order ◀┘  (answer::answer, one write)
 //! ```
 //!
-//! The session awaits each append before it reads again, so a full buffer under the `block`
+//! One durable point per read, not per frame: many frames in one read (a device's backlog,
+//! JSON lines from a local application), and what has already arrived behind them up to
+//! [`READ_BATCH_BYTES`], cost one append and one write, and still no frame is
+//! answered before its records, and those of every frame before it, are durable. The rule for
+//! each frame's answer is [`super::answer`], shared with UDP.
+//!
+//! The session awaits the append before it reads again, so a full buffer under the `block`
 //! policy stops the reads, TCP flow control stops the device, and the device keeps its data.
-//! A frame that fails to decode closes the connection: the stream cannot be trusted past it,
-//! and the device resends everything it was not told was accepted.
+//! A frame that fails to decode closes the connection after the frames decoded before it are
+//! stored and answered: the stream cannot be trusted past it, and the device resends
+//! everything it was not told was accepted.
+//!
+//! Memory: an idle connection holds no read buffer. The session waits until the stream is
+//! readable ([`DeviceStream::wait_readable`]) before it allocates one, and frees it as soon as
+//! every byte in it has been decoded; only a partial frame keeps it between reads.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use firmware_protocols::{Decoded, DecoderOptions, StreamDecoder};
+use bytes::{Buf, BufMut, BytesMut};
+use firmware_protocols::{DecoderOptions, Record, Reply, StreamDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::answer::{self, Close, Outcome, Verdict};
 use crate::buffer::{Appended, Buffer};
 use crate::metrics::{self, METRICS};
 
@@ -31,11 +48,52 @@ pub struct SessionConfig {
     /// Close a stream silent this long; `None` keeps it open (serial ports: a sensor may
     /// report rarely, and reopening a port resets many USB devices).
     pub idle_timeout: Option<Duration>,
-    /// The first complete frame must arrive this soon after the session starts (TCP);
-    /// `None`: no such limit (serial ports).
+    /// The device must identify itself (a login, or a frame carrying its id) this soon after
+    /// the session starts (TCP); keep-alives and bad frames do not count. `None`: no such
+    /// limit (serial ports).
     pub first_frame_timeout: Option<Duration>,
     /// Empty: every device is allowed.
     pub allowed_devices: super::AllowList,
+    /// Close the stream after more than [`MAX_JUNK_FRAMES`] junk frames in a row (TCP).
+    /// Not for serial ports: the sender is the one device wired there, and a noisy line
+    /// is no reason to reopen the port.
+    pub close_on_junk: bool,
+}
+
+/// A device's byte stream: a TCP connection, a serial port, a test pipe.
+pub trait DeviceStream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Resolves once a read would find bytes (or the end), without a buffer to read into, so
+    /// an idle connection holds none. A stream that cannot tell resolves at once (its read
+    /// then waits with a buffer: serial ports, of which there are few).
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Reads what has already arrived, without waiting: `WouldBlock` when nothing has. A
+    /// stream that cannot tell always says `WouldBlock`.
+    fn try_read_buf(&self, _buf: &mut impl BufMut) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl DeviceStream for tokio::net::TcpStream {
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        self.readable()
+    }
+
+    fn try_read_buf(&self, buf: &mut impl BufMut) -> std::io::Result<usize> {
+        tokio::net::TcpStream::try_read_buf(self, buf)
+    }
+}
+
+impl DeviceStream for tokio_serial::SerialStream {
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+impl DeviceStream for tokio::io::DuplexStream {
+    fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 pub struct Session {
@@ -46,6 +104,11 @@ pub struct Session {
     decoder: Box<dyn StreamDecoder>,
     /// The protocol's per-protocol counters, found once here so each frame only indexes.
     protocol_id: Option<metrics::ProtocolId>,
+    /// The device said who it is (a login, or a frame carrying its id): from then on
+    /// `first_frame_timeout` is over and its keep-alives are not junk.
+    identified: bool,
+    /// Frames in a row that were bad, or keep-alives before the device identified itself.
+    junk: u32,
 }
 
 /// Why a session ended; logged once, at the end.
@@ -55,12 +118,50 @@ enum End {
     Idle,
     NoFirstFrame,
     Shutdown,
+    /// Shutdown came while an append waited (a full buffer under `block`) for longer than
+    /// [`SHUTDOWN_GRACE`]: the device was not answered and resends.
+    ShutdownWhileStoring,
     Refused(String),
     Malformed(String),
+    /// More than [`MAX_JUNK_FRAMES`] frames in a row were junk.
+    Junk,
     Io(std::io::Error),
     Buffer(String),
 }
 
+/// The frames of one read, decoded, waiting for their one durable point.
+#[derive(Default)]
+struct ReadFrames {
+    /// Each frame's verdict and answers, in frame order.
+    frames: Vec<(Verdict, Reply)>,
+    /// The records of every `Store` frame, in frame order: one append.
+    records: Vec<Record>,
+    /// Why the stream cannot go on after these frames (a frame that broke it).
+    broken: Option<End>,
+}
+
+impl ReadFrames {
+    /// Whether a frame ended the stream: nothing after it is decoded.
+    fn ends_stream(&self) -> bool {
+        self.broken.is_some() || matches!(self.frames.last(), Some((Verdict::Stranger(_), _)))
+    }
+}
+
+/// Input bytes whose frames share one append at most: what a fast sender (a local
+/// application streaming JSON lines, a device emptying its backlog) has queued beyond one
+/// read is taken without waiting, up to this, so one fsync covers it. Bounds the decoded
+/// records a session holds while they are stored.
+const READ_BATCH_BYTES: usize = 64 * 1024;
+
+/// Frames in a row that may be bad, or keep-alives before a login, before the connection
+/// is closed: a real device sends a few, a flood of ping bytes sends thousands a second and
+/// would otherwise cost a core until `first_frame_timeout_s` (or, for bad frames after a
+/// login, forever).
+const MAX_JUNK_FRAMES: u32 = 64;
+
+/// How long an append may still wait once shutdown began (a full buffer under `block`
+/// never frees up while the uplink is draining for shutdown).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 impl Session {
     pub fn new(cfg: Arc<SessionConfig>, peer: String, buffer: Buffer) -> Session {
         let decoder = (cfg.make_decoder)(&cfg.decoder);
@@ -71,20 +172,22 @@ impl Session {
             buffer,
             decoder,
             protocol_id,
+            identified: false,
+            junk: 0,
         }
     }
 
     /// Serves the device until it goes away, an error, the idle timeout or shutdown.
-    pub async fn run<S>(mut self, mut stream: S, shutdown: watch::Receiver<bool>)
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    pub async fn run<S: DeviceStream>(mut self, mut stream: S, shutdown: watch::Receiver<bool>) {
         tracing::debug!(peer = %self.peer, protocol = %self.cfg.protocol, "device connected");
         let end = self.serve(&mut stream, shutdown).await;
         let _ = stream.shutdown().await;
         // Records held back are only stored when the stream ended normally: not for a
-        // refused device, and not after the buffer already failed.
-        if !matches!(end, End::Refused(_) | End::Buffer(_)) {
+        // refused device, and not after the buffer already failed or was given up on.
+        if !matches!(
+            end,
+            End::Refused(_) | End::Buffer(_) | End::ShutdownWhileStoring
+        ) {
             self.store_held_back().await;
         }
         let device = self.decoder.device_id().unwrap_or("-");
@@ -93,12 +196,26 @@ impl Session {
             End::PeerClosed | End::Shutdown => {
                 tracing::debug!(%peer, device, %protocol, "device disconnected")
             }
+            End::ShutdownWhileStoring => tracing::info!(
+                %peer,
+                device,
+                %protocol,
+                "shutdown while the buffer was full; the device was not answered and will resend"
+            ),
             End::Idle => tracing::info!(%peer, device, %protocol, "idle timeout, closed"),
             End::NoFirstFrame => tracing::info!(
                 %peer,
                 %protocol,
                 seconds = self.cfg.first_frame_timeout.unwrap_or_default().as_secs(),
-                "no complete frame within ingest.first_frame_timeout_s of connecting, closed"
+                "no device identified itself within ingest.first_frame_timeout_s of connecting, closed"
+            ),
+            End::Junk => crate::warn_bad_input!(
+                protocol,
+                "closed: only bad frames, or keep-alives before a login, in a row",
+                %peer,
+                device,
+                %protocol,
+                frames = MAX_JUNK_FRAMES + 1
             ),
             End::Refused(why) => {
                 metrics::add(&METRICS.devices_refused, 1);
@@ -130,34 +247,53 @@ impl Session {
         }
     }
 
-    async fn serve<S>(&mut self, stream: &mut S, mut shutdown: watch::Receiver<bool>) -> End
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    async fn serve<S: DeviceStream>(
+        &mut self,
+        stream: &mut S,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> End {
         let max = self.decoder.max_frame_bytes();
-        let mut input = BytesMut::with_capacity(max.min(8 * 1024));
+        // Empty until the stream is readable; see the module doc.
+        let mut input = BytesMut::new();
         // Until the first frame, the deadline counts from the start, not from the last read.
         let mut first_frame_by = self
             .cfg
             .first_frame_timeout
             .map(|limit| tokio::time::Instant::now() + limit);
         loop {
-            // Everything complete in the buffer first: several frames may arrive in one read.
+            // Every complete frame in the buffer (several may arrive in one read), and what
+            // the device has queued beyond it, up to READ_BATCH_BYTES: one append for all.
+            let mut read = ReadFrames::default();
+            let mut taken = 0;
+            let mut ended = None;
             loop {
-                let decoded = match self.decoder.decode(&input, super::now_ms()) {
-                    Ok(Some(d)) => d,
-                    Ok(None) => break,
-                    Err(e) => return End::Malformed(e.to_string()),
-                };
-                if decoded.consumed == 0 {
-                    // A decoder bug; going on would handle the same frame forever.
-                    return End::Malformed("decoder consumed no bytes".into());
+                taken += self.decode_all(&mut input, &mut read);
+                if read.ends_stream() || taken >= READ_BATCH_BYTES || input.len() >= max {
+                    break;
                 }
-                input.advance(decoded.consumed.min(input.len()));
+                input.reserve(max - input.len());
+                let room = max - input.len();
+                match stream.try_read_buf(&mut (&mut input).limit(room)) {
+                    Ok(0) => ended = Some(End::PeerClosed),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => ended = Some(End::Io(e)),
+                }
+                break;
+            }
+            if self.identified {
                 first_frame_by = None;
-                if let Err(end) = self.handle(decoded, stream).await {
-                    return end;
-                }
+            }
+            if input.is_empty() {
+                // Nothing partial to keep: an idle connection holds no buffer.
+                input = BytesMut::new();
+            }
+            let broken = match self.settle(read, stream, &mut shutdown).await {
+                Ok(broken) => broken,
+                Err(end) => return end,
+            };
+            if let Some(end) = broken.or(ended) {
+                return end;
             }
             if input.len() >= max {
                 return End::Malformed(format!("no complete frame in {max} bytes"));
@@ -165,13 +301,17 @@ impl Session {
             if *shutdown.borrow() {
                 return End::Shutdown;
             }
-            input.reserve(max.min(8 * 1024).min(max - input.len()));
             let limit = match first_frame_by {
                 Some(by) => Some(by.saturating_duration_since(tokio::time::Instant::now())),
                 None => self.cfg.idle_timeout,
             };
+            let read = async {
+                stream.wait_readable().await?;
+                input.reserve(max - input.len());
+                read_some(stream, &mut input, max).await
+            };
             let read = tokio::select! {
-                r = read_within(limit, read_some(stream, &mut input, max)) => r,
+                r = read_within(limit, read) => r,
                 _ = shutdown.changed() => return End::Shutdown,
             };
             match read {
@@ -184,86 +324,153 @@ impl Session {
         }
     }
 
-    async fn handle<S>(&mut self, decoded: Decoded, stream: &mut S) -> Result<(), End>
-    where
-        S: AsyncWrite + Unpin,
-    {
-        let Decoded {
-            login,
-            records,
-            reply,
-            problem,
-            ..
-        } = decoded;
-        if let Some(problem) = problem {
-            // The protocol skips or answers a bad frame and the stream stays in sync.
-            metrics::frame_problem(self.protocol_id, &problem);
-            crate::warn_bad_input!(self.cfg.protocol, "malformed frame skipped",
-                peer = %self.peer,
-                device = self.decoder.device_id().unwrap_or("-"),
-                protocol = %self.cfg.protocol,
-                reason = %problem
-            );
-            if let Some(no) = reply.refused {
-                write(stream, &no).await?;
-            }
-            return Ok(());
+    /// Takes every complete frame off the front of `input` into `read`, judging each by the
+    /// allow-list; stops after a frame that ends the stream (a stranger, a broken frame).
+    /// Returns the bytes taken.
+    fn decode_all(&mut self, input: &mut BytesMut, read: &mut ReadFrames) -> usize {
+        if read.ends_stream() {
+            return 0;
         }
-        if let Some(device) = login {
-            if !self.cfg.allowed_devices.allows(&device) {
-                if let Some(no) = reply.refused {
-                    write(stream, &no).await?;
+        let now = super::now_ms();
+        let mut used = 0;
+        while used < input.len() {
+            let rest = input.get(used..).unwrap_or_default();
+            let mut decoded = match self.decoder.decode(rest, now) {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(e) => {
+                    read.broken = Some(End::Malformed(e.to_string()));
+                    break;
                 }
-                return Err(End::Refused(format!("{device} is not in allowed_devices")));
+            };
+            if decoded.consumed == 0 {
+                // A decoder bug; going on would handle the same frame forever.
+                read.broken = Some(End::Malformed("decoder consumed no bytes".into()));
+                break;
             }
-            tracing::debug!(peer = %self.peer, device, "device logged in");
-            if let Some(yes) = reply.accepted {
-                write(stream, &yes).await?;
+            used += decoded.consumed.min(rest.len());
+            let device = self.decoder.device_id();
+            let verdict = answer::admit(&decoded, device, &self.cfg.allowed_devices);
+            // Junk: bad frames, and keep-alives from a device that has not said who it is.
+            let identifies = match &verdict {
+                Verdict::Store | Verdict::Control(Some(_)) => true,
+                Verdict::Control(None) => device.is_some(),
+                Verdict::Problem | Verdict::Stranger(_) => false,
+            };
+            if identifies {
+                self.identified = true;
+                self.junk = 0;
+            } else if matches!(verdict, Verdict::Problem) || !self.identified {
+                self.junk = self.junk.saturating_add(1);
             }
-            return Ok(());
-        }
-        if records.is_empty() {
-            if let Some(yes) = reply.accepted {
-                write(stream, &yes).await?;
-            }
-            return Ok(());
-        }
-        // Protocols without a login frame (Queclink) name their device in every report.
-        if let Some(stranger) = records
-            .iter()
-            .find(|r| !self.cfg.allowed_devices.allows(&r.device_id))
-        {
-            let why = format!("{} is not in allowed_devices", stranger.device_id);
-            if let Some(no) = reply.refused {
-                write(stream, &no).await?;
-            }
-            return Err(End::Refused(why));
-        }
-        let n = records.len();
-        match self.buffer.append(records).await {
-            Ok(Appended::Stored { .. }) => {
-                metrics::records_received(self.protocol_id, n as u64);
-                if let Some(yes) = reply.accepted {
-                    write(stream, &yes).await?;
-                }
-                Ok(())
-            }
-            Ok(Appended::Rejected) => {
-                metrics::add(&METRICS.records_refused, n as u64);
-                tracing::debug!(peer = %self.peer, records = n, "buffer full, records refused");
-                match reply.refused {
-                    Some(no) => {
-                        write(stream, &no).await?;
-                        Ok(())
+            match &verdict {
+                Verdict::Store => read.records.append(&mut decoded.records),
+                Verdict::Problem => {
+                    // The protocol skips or answers a bad frame and the stream stays in sync.
+                    if let Some(problem) = &decoded.problem {
+                        metrics::frame_problem(self.protocol_id, problem);
+                        crate::warn_bad_input!(self.cfg.protocol, "malformed frame skipped",
+                            peer = %self.peer,
+                            device = self.decoder.device_id().unwrap_or("-"),
+                            protocol = %self.cfg.protocol,
+                            reason = %problem
+                        );
                     }
-                    // A protocol without a negative answer (GT06 positions, NMEA): only a
-                    // closed connection tells the device its data was not taken.
-                    None => Err(End::Buffer("buffer full and the protocol cannot refuse; closed so the device keeps its data".into())),
+                }
+                Verdict::Control(Some(device)) => {
+                    tracing::debug!(peer = %self.peer, device, "device logged in")
+                }
+                Verdict::Control(None) | Verdict::Stranger(_) => {}
+            }
+            let stranger = matches!(verdict, Verdict::Stranger(_));
+            read.frames.push((verdict, decoded.reply));
+            if stranger {
+                break;
+            }
+            if self.cfg.close_on_junk && self.junk > MAX_JUNK_FRAMES {
+                read.broken = Some(End::Junk);
+                break;
+            }
+        }
+        input.advance(used);
+        used
+    }
+
+    /// The read's one durable point: appends its records at once, then writes every frame's
+    /// answer in frame order in one write. `Ok(Some(end))`: the stream ends after these
+    /// answers (a frame broke it); `Err`: it ends now (a stranger, the buffer, the socket).
+    async fn settle<S: DeviceStream>(
+        &mut self,
+        read: ReadFrames,
+        stream: &mut S,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<End>, End> {
+        let ReadFrames {
+            frames,
+            records,
+            broken,
+        } = read;
+        let n = records.len() as u64;
+        let mut failure = None;
+        let outcome = if records.is_empty() {
+            Outcome::Stored
+        } else {
+            let appended = tokio::select! {
+                a = self.buffer.append(records) => a,
+                _ = shutdown_then(SHUTDOWN_GRACE, shutdown) => return Err(End::ShutdownWhileStoring),
+            };
+            match appended {
+                Ok(Appended::Stored { .. }) => {
+                    metrics::records_received(self.protocol_id, n);
+                    Outcome::Stored
+                }
+                Ok(Appended::Rejected) => {
+                    metrics::add(&METRICS.records_refused, n);
+                    tracing::debug!(peer = %self.peer, records = n, "buffer full, records refused");
+                    Outcome::Rejected
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    Outcome::Failed
                 }
             }
-            Err(e) => Err(End::Buffer(e.to_string())),
+        };
+        let mut answers = Vec::new();
+        let mut close = None;
+        for (verdict, reply) in frames {
+            let action = answer::answer(&verdict, reply, outcome);
+            answers.extend(action.send.unwrap_or_default());
+            if action.close.is_some() {
+                close = action.close;
+                break;
+            }
+        }
+        if !answers.is_empty() {
+            write(stream, &answers).await?;
+        }
+        match close {
+            None => Ok(broken),
+            Some(Close::Stranger(device)) => {
+                Err(End::Refused(format!("{device} is not in allowed_devices")))
+            }
+            // Only a closed connection tells the device its data was not taken.
+            Some(Close::CannotRefuse) => Err(End::Buffer(
+                "buffer full and the protocol cannot refuse; closed so the device keeps its data"
+                    .into(),
+            )),
+            Some(Close::BufferFailed) => Err(End::Buffer(failure.unwrap_or_default())),
         }
     }
+}
+
+/// Resolves [`SHUTDOWN_GRACE`] after shutdown began; never, while it has not.
+async fn shutdown_then(grace: Duration, shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+    tokio::time::sleep(grace).await;
 }
 
 /// `read` within `limit`, or without a limit; `Err(())` when the time ran out.

@@ -1,4 +1,5 @@
-//! TCP listeners: one accept loop per listener, all sharing one connection limit.
+//! TCP listeners: one accept loop per listener, all sharing one connection limit and the
+//! per-address limit ([`super::per_ip`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use std::time::Duration;
 use firmware_protocols::{DecoderOptions, StreamDecoder};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
 
+use super::per_ip::{PerIp, Taken};
 use super::session::{Session, SessionConfig};
 use crate::buffer::Buffer;
 use crate::config::{ListenerSettings, Settings};
@@ -48,6 +51,7 @@ impl BoundTcp {
             idle_timeout: Some(Duration::from_secs(settings.ingest.idle_timeout_s)),
             first_frame_timeout: Some(Duration::from_secs(settings.ingest.first_frame_timeout_s)),
             allowed_devices: super::AllowList::new(&l.allowed_devices),
+            close_on_junk: true,
         });
         Ok(BoundTcp {
             index,
@@ -58,13 +62,14 @@ impl BoundTcp {
         })
     }
 
-    /// Accepts until `shutdown`. Running sessions see the same signal and close between
-    /// frames; a session waiting for an append is not waited for (its device was not
-    /// answered, so it resends).
+    /// Accepts until `shutdown`. Sessions run on `tasks`, which the caller waits for: they
+    /// see the same signal and close between reads, after answering what they stored.
     pub async fn serve(
         self,
         limit: Arc<Semaphore>,
         buffer: Buffer,
+        per_ip: Arc<PerIp>,
+        tasks: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (index, protocol) = (self.index, &self.session.protocol);
@@ -92,14 +97,29 @@ impl BoundTcp {
                     continue;
                 }
             };
+            let ip_slot = match per_ip.take(peer.ip()) {
+                Taken::Slot(slot) => slot,
+                Taken::Refused { log } => {
+                    if log {
+                        tracing::warn!(
+                            listener = index,
+                            %protocol,
+                            %peer,
+                            "connection refused: this address holds ingest.max_connections_per_ip \
+                             connections (logged once until it holds fewer)"
+                        );
+                    }
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let session = Session::new(self.session.clone(), peer.to_string(), buffer.clone());
             metrics::connection_opened(&self.counters);
             let (shutdown, counters) = (shutdown.clone(), self.counters.clone());
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 session.run(stream, shutdown).await;
                 metrics::connection_closed(&counters);
-                drop(permit);
+                drop((ip_slot, permit));
             });
         }
     }

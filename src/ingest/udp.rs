@@ -1,9 +1,12 @@
 //! UDP listeners: each datagram is one frame. Its records are appended and the answer is
 //! sent to the datagram's sender only once they are durable.
 //!
-//! Datagrams are handled concurrently (bounded by `ingest.max_connections`), so that many
+//! Datagrams are handled concurrently (bounded by `ingest.max_datagrams_in_flight`), so that many
 //! devices' records share one group commit instead of waiting for one fsync each. A bad
 //! datagram is logged with its peer and dropped; the device resends what was not answered.
+//! Answers follow the same rule as TCP frames ([`super::answer`]): a datagram from a device
+//! outside `allowed_devices` gets the protocol's "not accepted" answer (Teltonika: an ack
+//! with a count of 0), as a TCP login would get `00`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +15,9 @@ use firmware_protocols::{DatagramDecoder, DecoderOptions};
 use tokio::net::UdpSocket;
 use tokio::sync::{watch, Semaphore};
 
+use tokio_util::task::TaskTracker;
+
+use super::answer::{self, Outcome, Verdict};
 use crate::buffer::{Appended, Buffer};
 use crate::config::{ListenerSettings, Settings};
 use crate::metrics::{self, METRICS};
@@ -63,6 +69,7 @@ impl BoundUdp {
         self,
         limit: Arc<Semaphore>,
         buffer: Buffer,
+        tasks: TaskTracker,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (index, protocol) = (self.index, self.protocol.as_str());
@@ -96,33 +103,40 @@ impl BoundUdp {
                     continue;
                 }
             };
-            if let Some(problem) = &decoded.problem {
-                metrics::frame_problem(self.protocol_id, problem);
-                crate::warn_bad_input!(protocol, "malformed datagram answered as refused", %peer, %protocol, reason = %problem);
-                if let Some(no) = &decoded.reply.refused {
-                    let _ = self.socket.send_to(no, peer).await;
+            let verdict = answer::admit(&decoded, None, &self.allowed_devices);
+            match &verdict {
+                Verdict::Problem => {
+                    if let Some(problem) = &decoded.problem {
+                        metrics::frame_problem(self.protocol_id, problem);
+                        crate::warn_bad_input!(protocol, "malformed datagram answered as refused", %peer, %protocol, reason = %problem);
+                    }
+                }
+                Verdict::Stranger(device) => {
+                    metrics::add(&METRICS.devices_refused, 1);
+                    crate::warn_bad_input!(protocol, "device refused: not in allowed_devices", %peer, device, %protocol);
+                }
+                Verdict::Control(_) | Verdict::Store => {}
+            }
+            if verdict != Verdict::Store {
+                // Nothing to store: answered at once, by the same rule as a TCP frame.
+                let action = answer::answer(&verdict, decoded.reply, Outcome::Stored);
+                if let Some(bytes) = action.send {
+                    send(&self.socket, &bytes, peer, protocol).await;
                 }
                 continue;
             }
-            let device = decoded.records.first().map(|r| r.device_id.clone());
-            if let Some(device) = &device {
-                if !self.allowed_devices.allows(device) {
-                    metrics::add(&METRICS.devices_refused, 1);
-                    crate::warn_bad_input!(protocol, "device refused: not in allowed_devices", %peer, device, %protocol);
-                    continue;
-                }
-            }
             let (socket, buffer) = (self.socket.clone(), buffer.clone());
             let (protocol, protocol_id) = (self.protocol.clone(), self.protocol_id);
-            tokio::spawn(async move {
-                answer(decoded, peer, &socket, &buffer, &protocol, protocol_id).await;
+            tasks.spawn(async move {
+                store_and_answer(decoded, peer, &socket, &buffer, &protocol, protocol_id).await;
                 drop(permit);
             });
         }
     }
 }
 
-async fn answer(
+/// Stores a datagram's records and answers it once they are durable.
+async fn store_and_answer(
     decoded: firmware_protocols::Decoded,
     peer: SocketAddr,
     socket: &UdpSocket,
@@ -131,27 +145,28 @@ async fn answer(
     protocol_id: Option<metrics::ProtocolId>,
 ) {
     let n = decoded.records.len() as u64;
-    let reply = if decoded.records.is_empty() {
-        decoded.reply.accepted
-    } else {
-        match buffer.append(decoded.records).await {
-            Ok(Appended::Stored { .. }) => {
-                metrics::records_received(protocol_id, n);
-                decoded.reply.accepted
-            }
-            Ok(Appended::Rejected) => {
-                metrics::add(&METRICS.records_refused, n);
-                decoded.reply.refused
-            }
-            Err(e) => {
-                tracing::error!(%peer, %protocol, error = %e, "buffer failed, datagram not acknowledged");
-                None
-            }
+    let outcome = match buffer.append(decoded.records).await {
+        Ok(Appended::Stored { .. }) => {
+            metrics::records_received(protocol_id, n);
+            Outcome::Stored
+        }
+        Ok(Appended::Rejected) => {
+            metrics::add(&METRICS.records_refused, n);
+            Outcome::Rejected
+        }
+        Err(e) => {
+            tracing::error!(%peer, %protocol, error = %e, "buffer failed, datagram not acknowledged");
+            Outcome::Failed
         }
     };
-    if let Some(bytes) = reply {
-        if let Err(e) = socket.send_to(&bytes, peer).await {
-            tracing::info!(%peer, %protocol, error = %e, "UDP answer not sent");
-        }
+    // A datagram has no connection to close: `close` only means "no more for this one".
+    if let Some(bytes) = answer::answer(&Verdict::Store, decoded.reply, outcome).send {
+        send(socket, &bytes, peer, protocol).await;
+    }
+}
+
+async fn send(socket: &UdpSocket, bytes: &[u8], peer: SocketAddr, protocol: &str) {
+    if let Err(e) = socket.send_to(bytes, peer).await {
+        tracing::info!(%peer, %protocol, error = %e, "UDP answer not sent");
     }
 }

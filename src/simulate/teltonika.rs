@@ -83,8 +83,7 @@ pub(super) async fn run_udp(device: &mut Device) -> Result<(), Fault> {
         loop {
             if sends == UDP_SENDS {
                 return Err(Fault::Failed(format!(
-                    "datagram {packet_id} of {n} records: no ack after {sends} sends, {} s \
-                     apart (a device not in allowed_devices is not answered)",
+                    "datagram {packet_id} of {n} records: no ack after {sends} sends, {} s apart",
                     timeout.as_secs()
                 )));
             }

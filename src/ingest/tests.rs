@@ -1,0 +1,281 @@
+//! Sessions over an in-memory pipe with a real buffer: one durable point per read, answers
+//! in frame order, and what is stored and answered before a stream is closed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use firmware_protocols::registry::{self, Transport};
+use firmware_protocols::teltonika::encode::{encode_avl_packet, encode_imei, AvlRecord, Codec};
+use firmware_protocols::{queclink, DecoderOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::watch;
+
+use super::session::{Session, SessionConfig};
+use super::AllowList;
+use crate::buffer::{Buffer, BufferOptions, StoredChunk};
+
+const IMEI: &str = "356307042441013";
+const STRANGER: &str = "356307042441099";
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    buffer: Buffer,
+    /// The device's end of the pipe.
+    device: DuplexStream,
+    session: tokio::task::JoinHandle<()>,
+    _shutdown: watch::Sender<bool>,
+}
+
+fn rig(protocol: &str, allowed: &[&str], ack_reports: bool) -> Rig {
+    rig_timed(protocol, allowed, ack_reports, Duration::from_secs(30))
+}
+
+fn rig_timed(protocol: &str, allowed: &[&str], ack_reports: bool, first_frame: Duration) -> Rig {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut opts = BufferOptions::new(dir.path().join("buffer"));
+    opts.seq_floor = Some(1);
+    let buffer = Buffer::open(opts).expect("buffer opens");
+    let Some(Transport::Stream(make_decoder)) = registry::lookup(protocol).map(|s| s.transport)
+    else {
+        panic!("{protocol} is a stream protocol");
+    };
+    let cfg = Arc::new(SessionConfig {
+        protocol: protocol.to_string(),
+        make_decoder,
+        decoder: DecoderOptions {
+            ack_reports,
+            ..DecoderOptions::new(16 * 1024)
+        },
+        idle_timeout: Some(Duration::from_secs(30)),
+        first_frame_timeout: Some(first_frame),
+        allowed_devices: AllowList::new(&allowed.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
+        close_on_junk: true,
+    });
+    let (device, gateway) = tokio::io::duplex(64 * 1024);
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let session = Session::new(cfg, "test-peer".into(), buffer.clone());
+    let session = tokio::spawn(session.run(gateway, shutdown));
+    Rig {
+        _dir: dir,
+        buffer,
+        device,
+        session,
+        _shutdown: shutdown_tx,
+    }
+}
+
+impl Rig {
+    /// Exactly `n` answer bytes, within a bound.
+    async fn answers(&mut self, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        tokio::time::timeout(Duration::from_secs(10), self.device.read_exact(&mut got))
+            .await
+            .expect("answers in time")
+            .expect("answers read");
+        got
+    }
+
+    /// Everything the session still sends, until it closes the stream.
+    async fn rest_until_closed(&mut self) -> Vec<u8> {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), self.device.read_to_end(&mut got))
+            .await
+            .expect("the session closes the stream in time")
+            .expect("read to the end");
+        got
+    }
+
+    fn chunks(&self) -> Vec<StoredChunk> {
+        self.buffer
+            .read_after(None, 10_000, 1 << 24)
+            .expect("buffer reads")
+    }
+}
+
+fn avl(k: u64) -> AvlRecord {
+    AvlRecord {
+        timestamp_ms: 1_767_225_600_000 + k * 1000,
+        lat: 546_872_833,
+        lon: 252_797_000,
+        satellites: 9,
+        ..AvlRecord::default()
+    }
+}
+
+fn packet(first: u64, n: u64) -> Vec<u8> {
+    let records: Vec<AvlRecord> = (first..first + n).map(avl).collect();
+    encode_avl_packet(Codec::Codec8, &records).expect("packet encodes")
+}
+
+async fn login(rig: &mut Rig) {
+    rig.device
+        .write_all(&encode_imei(IMEI))
+        .await
+        .expect("write");
+    assert_eq!(rig.answers(1).await, [1], "the login is accepted");
+}
+
+#[tokio::test]
+async fn the_frames_of_one_read_share_one_append_and_are_answered_in_order() {
+    let mut rig = rig("teltonika", &[], false);
+    login(&mut rig).await;
+    let mut three = packet(0, 1);
+    three.extend(packet(1, 2));
+    three.extend(packet(3, 3));
+    rig.device.write_all(&three).await.expect("write");
+    let answers = rig.answers(12).await;
+    assert_eq!(answers, [0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]);
+    let chunks = rig.chunks();
+    assert_eq!(chunks.len(), 1, "one append for the three packets");
+    let times: Vec<Option<i64>> = chunks[0].records.iter().map(|r| r.time_ms).collect();
+    let want: Vec<Option<i64>> = (0..6).map(|k| Some(avl(k).timestamp_ms as i64)).collect();
+    assert_eq!(times, want, "records in frame order");
+}
+
+#[tokio::test]
+async fn frames_before_a_broken_one_are_stored_and_answered_before_the_close() {
+    let mut rig = rig("teltonika", &[], false);
+    login(&mut rig).await;
+    let mut bytes = packet(0, 2);
+    bytes.extend(packet(2, 1));
+    // A preamble that is not zero: the stream cannot be trusted past it.
+    bytes.extend([0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 8, 1, 2, 3]);
+    rig.device.write_all(&bytes).await.expect("write");
+    let answers = rig.rest_until_closed().await;
+    assert_eq!(answers, [0, 0, 0, 2, 0, 0, 0, 1]);
+    let stored: usize = rig.chunks().iter().map(|c| c.records.len()).sum();
+    assert_eq!(stored, 3);
+    rig.session.await.expect("the session ends");
+}
+
+#[tokio::test]
+async fn a_stranger_after_an_allowed_device_closes_the_stream_after_its_answer() {
+    let mut rig = rig("queclink", &[IMEI], true);
+    let fix = fix();
+    let report = |imei: &str, count: u16| {
+        queclink::encode::fri(
+            false,
+            "1A0102",
+            imei,
+            std::slice::from_ref(&fix),
+            90,
+            fix.utc_ms,
+            count,
+        )
+    };
+    let text = report(IMEI, 1) + &report(STRANGER, 2) + &report(IMEI, 3);
+    rig.device.write_all(text.as_bytes()).await.expect("write");
+    let answers = rig.rest_until_closed().await;
+    // Queclink has no negative answer: the allowed report's SACK, then the close.
+    assert_eq!(String::from_utf8_lossy(&answers), "+SACK:0001$");
+    let chunks = rig.chunks();
+    let devices: Vec<&str> = chunks
+        .iter()
+        .flat_map(|c| c.records.iter().map(|r| r.device_id.as_str()))
+        .collect();
+    assert_eq!(
+        devices,
+        [IMEI],
+        "only the allowed report before the stranger"
+    );
+}
+
+fn fix() -> queclink::encode::Fix {
+    queclink::encode::Fix {
+        accuracy: 1,
+        speed_kmh: 40.0,
+        azimuth: 90,
+        altitude_m: 112.0,
+        lon: 25.2797,
+        lat: 54.687283,
+        utc_ms: 1_767_225_600_000,
+        mcc: 246,
+        mnc: 1,
+        lac: 0x1234,
+        cell_id: 0xABCDEF,
+    }
+}
+
+#[tokio::test]
+async fn json_lines_of_one_read_are_one_append() {
+    let mut rig = rig("jsonl", &[], false);
+    let mut text = String::new();
+    for k in 0..40 {
+        text.push_str(&format!(
+            "{{\"device_id\":\"sensor-1\",\"time\":\"2026-01-01T00:00:{:02}.000Z\",\"lat\":54.0,\"lon\":25.0}}\n",
+            k % 60
+        ));
+    }
+    rig.device.write_all(text.as_bytes()).await.expect("write");
+    // Nothing answers JSON lines: the device's close ends the session once all is stored.
+    rig.device.shutdown().await.expect("half-close");
+    assert!(rig.rest_until_closed().await.is_empty());
+    let chunks = rig.chunks();
+    assert_eq!(chunks.len(), 1, "one append for the whole read");
+    assert_eq!(chunks[0].records.len(), 40);
+}
+
+#[tokio::test]
+async fn a_heartbeat_from_a_stranger_is_not_answered() {
+    let mut stranger = rig("queclink", &[IMEI], false);
+    let text = queclink::encode::heartbeat("1A0102", STRANGER, 1_767_225_600_000, 7);
+    stranger
+        .device
+        .write_all(text.as_bytes())
+        .await
+        .expect("write");
+    assert!(
+        stranger.rest_until_closed().await.is_empty(),
+        "no +SACK:GTHBD"
+    );
+    // The allowed device's heartbeat is answered.
+    let mut allowed = rig("queclink", &[IMEI], false);
+    let text = queclink::encode::heartbeat("1A0102", IMEI, 1_767_225_600_000, 7);
+    allowed
+        .device
+        .write_all(text.as_bytes())
+        .await
+        .expect("write");
+    let want = "+SACK:GTHBD,1A0102,0007$";
+    assert_eq!(
+        String::from_utf8_lossy(&allowed.answers(want.len()).await),
+        want
+    );
+}
+
+#[tokio::test]
+async fn keep_alives_before_a_login_do_not_hold_the_connection_past_the_first_frame_timeout() {
+    let limit = Duration::from_millis(600);
+    let mut silent = rig_timed("teltonika", &[], false, limit);
+    let started = std::time::Instant::now();
+    // A Teltonika ping byte every 100 ms, never a login: closed at the limit all the same.
+    let closed = loop {
+        if silent.device.write_all(&[0xFF]).await.is_err() {
+            break true;
+        }
+        if silent.session.is_finished() || started.elapsed() > limit * 10 {
+            break silent.session.is_finished();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(closed, "still open after {:?}", started.elapsed());
+    assert!(started.elapsed() >= limit, "closed before the limit");
+    // A device that logs in stays past the limit, and its keep-alives then are fine.
+    let mut device = rig_timed("teltonika", &[], false, limit);
+    login(&mut device).await;
+    for _ in 0..8 {
+        device.device.write_all(&[0xFF]).await.expect("still open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    device.device.write_all(&packet(0, 1)).await.expect("write");
+    assert_eq!(device.answers(4).await, [0, 0, 0, 1]);
+}
+
+#[tokio::test]
+async fn a_flood_of_keep_alives_before_a_login_is_closed_at_once() {
+    let mut flood = rig("teltonika", &[], false);
+    flood.device.write_all(&[0xFF; 200]).await.expect("write");
+    // Closed by the junk bound, long before the 30 s first-frame timeout.
+    assert!(flood.rest_until_closed().await.is_empty());
+    flood.session.await.expect("the session ends");
+}
