@@ -554,13 +554,20 @@ async fn a_garbage_flood_leaves_a_bounded_log_and_every_error_counted() {
     .await;
     wait_for_http(&gw, http_port).await;
     let started = Instant::now();
-    let mut sensor = TcpStream::connect(gw.listener_addr_of("jsonl"))
-        .await
-        .expect("connect to the jsonl listener");
-    sensor
-        .write_all("this is not json\n".repeat(LINES).as_bytes())
-        .await
-        .expect("send the garbage");
+    // Spread over connections that each stay under the junk limit (64 bad frames in a row
+    // close a connection, which would end the flood early): 100 connections × 50 lines.
+    const PER_CONNECTION: usize = 50;
+    let mut sensors = Vec::new();
+    for _ in 0..LINES / PER_CONNECTION {
+        let mut sensor = TcpStream::connect(gw.listener_addr_of("jsonl"))
+            .await
+            .expect("connect to the jsonl listener");
+        sensor
+            .write_all("this is not json\n".repeat(PER_CONNECTION).as_bytes())
+            .await
+            .expect("send the garbage");
+        sensors.push(sensor);
+    }
     let errors = "fleetedge_decode_errors_total{protocol=\"jsonl\"}";
     let text = metrics_until(http_port, Duration::from_secs(60), |t| {
         sample(t, errors) == Some(LINES as f64)
@@ -613,5 +620,5 @@ async fn a_garbage_flood_leaves_a_bounded_log_and_every_error_counted() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    drop(sensor);
+    drop(sensors);
 }

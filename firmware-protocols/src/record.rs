@@ -181,10 +181,22 @@ impl Record {
             return true;
         }
         self.valid = Some(false);
-        self.io.push((
-            IoKey::Name("range_error".to_owned()),
-            IoValue::Text(errors.join("; ")),
-        ));
+        // A decoder that checks its own fields (Queclink, GT06) may have named some already:
+        // one `range_error` per record, with every reason.
+        let existing = self
+            .io
+            .iter_mut()
+            .find(|(k, _)| matches!(k, IoKey::Name(n) if n == "range_error"));
+        match existing {
+            Some((_, IoValue::Text(text))) => {
+                text.push_str("; ");
+                text.push_str(&errors.join("; "));
+            }
+            _ => self.io.push((
+                IoKey::Name("range_error".to_owned()),
+                IoValue::Text(errors.join("; ")),
+            )),
+        }
         false
     }
 

@@ -772,7 +772,7 @@ fn a_coordinate_out_of_range_keeps_the_record_invalid_without_a_position() {
     assert_eq!((r.lat, r.lon, r.valid), (None, None, Some(false)));
     assert_eq!(r.speed_kmh, Some(4.3));
     assert!(r.io.contains(&(
-        IoKey::Name("out_of_range".into()),
+        IoKey::Name("range_error".into()),
         t("latitude 31.222073 / longitude 181 outside ±90 / ±180")
     )));
 }

@@ -581,7 +581,7 @@ fn values_outside_their_ranges_are_never_passed_as_good() {
             &[&["0", "0", "1"][..], &b, &["80"]].concat(),
         )
     };
-    let out_of_range = |r: &Record| match io_get(r, "out_of_range") {
+    let out_of_range = |r: &Record| match io_get(r, "range_error") {
         Some(IoValue::Text(why)) => why.clone(),
         other => panic!("no out_of_range: {other:?}"),
     };

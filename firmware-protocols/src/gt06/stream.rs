@@ -319,14 +319,13 @@ fn data(consumed: usize, record: Record, answer: Option<Vec<u8>>) -> Decoded {
 
 /// A sound frame of a type the decoder does not read: skipped, unanswered, logged.
 fn not_decoded(protocol: u8, total: usize, header: usize) -> Decoded {
-    Decoded::problem(
+    // Counted per type (`fleetedge_frames_skipped_total{type="0x98"}`), so a site sees which
+    // of its devices' messages are not decoded.
+    Decoded::skipped(
         total,
-        DecodeError::new(
-            header,
-            format!(
-                "protocol number 0x{protocol:02x} is not decoded; frame of {total} bytes skipped"
-            ),
-        ),
+        header,
+        &format!("0x{protocol:02x}"),
+        format!("protocol number 0x{protocol:02x} is not decoded; frame of {total} bytes skipped"),
     )
 }
 

@@ -69,7 +69,7 @@
 //!
 //! Ranges (`fix`): a speed above 999.9 km/h, an azimuth above 360, a latitude beyond ±90 or
 //! longitude beyond ±180, or a GNSS time more than a day after the gateway's clock is
-//! dropped (the field is null), the record gets `valid: false` and `io.out_of_range` says
+//! dropped (the field is null), the record gets `valid: false` and `io.range_error` says
 //! which value and why.
 //!
 //! io, in this order (empty fields are left out; `n` is the field number, version = 1):
@@ -85,7 +85,7 @@
 //! lac cell_id       u64   hex fields, as numbers        per fix block
 //! fix_reserved      text  fix block field 12 (00)       per fix block
 //! gps_utc_time      text  only when not a real date or out of range
-//! out_of_range      text  values dropped by the range checks
+//! range_error       text  values dropped by the range checks
 //! <fields after>          named per the layout, else field_<n> as text
 //! layout            text  "unknown" / "mismatch"        records without a layout
 //! layout_error      text  why the layouts did not fit   "mismatch" only

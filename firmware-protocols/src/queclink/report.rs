@@ -204,7 +204,7 @@ fn push_fix_io(io: &mut Vec<(IoKey, IoValue)>, fix: &Fix<'_>) {
     }
     if !fix.out_of_range.is_empty() {
         io.push((
-            key("out_of_range"),
+            key("range_error"),
             IoValue::Text(fix.out_of_range.join("; ")),
         ));
     }
