@@ -460,6 +460,36 @@ fn gtcan_reads_its_fix_where_the_mask_puts_it() {
     assert_eq!(io_get(r, "mask_fields"), Some(&t("mismatch")));
     assert_eq!(io_get(r, "can_vin"), None);
     assert_eq!(io_get(r, "field_7"), Some(&t("WDB0000000000001A")));
+
+    // A field appended after the cell part (and an empty MCC) shifts every part read from
+    // the end: the "fix" read there is out of range, and since the mask's fields did not
+    // match their count either, none of it is taken — no speed from the azimuth, no course
+    // from the altitude.
+    let mut fields = CAN_ALL.to_vec();
+    fields.push("9");
+    let tail = [
+        "1",
+        "5",
+        "90",
+        "35.0",
+        "-0.100000",
+        "51.500000",
+        "20250101120000",
+        "",
+        "0015",
+        "0a1b",
+        "00c2d3",
+        "00",
+        "7",
+    ];
+    let text = can("C03FFFFF", &fields, &tail);
+    let r = &decode(&text).records[0];
+    assert_eq!(
+        (r.lat, r.lon, r.speed_kmh, r.course_deg),
+        (None, None, None, None),
+        "{text}"
+    );
+    assert_eq!(io_get(r, "layout"), Some(&t("mismatch")), "{text}");
 }
 
 #[test]

@@ -468,8 +468,8 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, mut round: Round) {
                 Err(e) => tracing::error!(
                     path = %store.path.display(),
                     first_seq, error = %e,
-                    "buffer: could not remove the chunks of a failed flush; they may be \
-                     published later as duplicates of the devices' resends"
+                    "buffer: could not remove the chunks of a failed flush now; the reopen \
+                     after the failure removes them (`recovery.rs`)"
                 ),
             }
             let mut applied = Vec::with_capacity(round.chunks.len());

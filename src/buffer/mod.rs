@@ -617,10 +617,18 @@ impl Buffer {
                 let committed = shared.space.committed.notified();
                 tokio::pin!(committed);
                 committed.as_mut().enable();
-                if shared
+                let reserved = shared
                     .space
-                    .reserve_dropping(amount, || shared.drop_oldest_chunk())?
-                {
+                    .reserve_dropping(amount, || shared.drop_oldest_chunk());
+                if let Err(e) = &reserved {
+                    // A removal that poisoned sled needs the committer's reopen, as in
+                    // `remove_through`.
+                    if recovery::poisons(e) {
+                        shared.fault.fail(&shared.path, e.to_string());
+                        self.wake_committer();
+                    }
+                }
+                if reserved? {
                     break;
                 }
                 // All the room is held by appends in flight; wait for their round.
@@ -984,15 +992,16 @@ impl Shared {
             let header = key_seq(&key).map(|first| (first, chunk_header(&value)));
             let removed = match header {
                 Some((first, Ok(count))) => {
-                    self.mark
-                        .removed_through
-                        .fetch_max(first + u64::from(count) - 1, Ordering::AcqRel);
+                    self.mark.removed_through.fetch_max(
+                        first.saturating_add(u64::from(count).saturating_sub(1)),
+                        Ordering::AcqRel,
+                    );
                     let old = store
                         .queue
                         .remove(&key)
                         .map_err(store.sled_err("dropping the oldest chunk"))?;
                     self.scan_from
-                        .fetch_max(first + u64::from(count), Ordering::AcqRel);
+                        .fetch_max(first.saturating_add(u64::from(count)), Ordering::AcqRel);
                     old
                 }
                 _ => {

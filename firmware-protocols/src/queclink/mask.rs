@@ -229,7 +229,9 @@ fn finish<'a>(
         head: name_fields(middle.get(..3).unwrap_or_default(), head_names),
         ..Placed::default()
     };
-    match names.filter(|n| n.len() == front.len()) {
+    let names = names.filter(|n| n.len() == front.len());
+    let front_checked = names.is_some();
+    match names {
         Some(names) => placed.head.extend(name_fields(front, &names)),
         None => {
             placed.head.extend(name_fields(front, &[]));
@@ -252,6 +254,19 @@ fn finish<'a>(
             Ok(fix) => fix,
             Err(e) => return Outcome::Mismatch(e),
         };
+        // The fix was placed by counting from the end. Unless the mask's fields in front
+        // matched too, a value out of range says the count is off (a field appended by newer
+        // firmware shifts every part): then no part of this fix is trusted.
+        if !front_checked && !fix.out_of_range.is_empty() {
+            return Outcome::Mismatch(DecodeError::new(
+                gnss_fields.first().map_or(0, |f| f.offset),
+                format!(
+                    "the mask's fields do not match their count and the fix read from the \
+                     end is out of range ({}); no position taken",
+                    fix.out_of_range.join("; ")
+                ),
+            ));
+        }
         if cell {
             if let Err(e) = fix::add_cell(&mut fix, cell_fields, 1) {
                 return Outcome::Mismatch(e);
