@@ -7,12 +7,18 @@
 //! Answers follow the same rule as TCP frames ([`super::answer`]): a datagram from a device
 //! outside `allowed_devices` gets the protocol's "not accepted" answer (Teltonika: an ack
 //! with a count of 0), as a TCP login would get `00`.
+//!
+//! Answers to one peer leave in the order its datagrams arrived ([`AnswerOrder`]), although
+//! the datagrams are stored concurrently: Wialon's `#AD#1` names no packet, so a device that
+//! sent two packets must get their answers in that order (a store before a ping, too).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use firmware_protocols::{DatagramDecoder, DecoderOptions};
 use tokio::net::UdpSocket;
+use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::{watch, Semaphore};
 
 use tokio_util::task::TaskTracker;
@@ -75,6 +81,7 @@ impl BoundUdp {
         let (index, protocol) = (self.index, self.protocol.as_str());
         tracing::info!(listener = index, %protocol, addr = %self.local_addr, "listening on UDP");
         let mut datagram = vec![0u8; MAX_DATAGRAM];
+        let mut order = AnswerOrder::default();
         loop {
             let permit = tokio::select! {
                 p = limit.clone().acquire_owned() => match p {
@@ -117,33 +124,63 @@ impl BoundUdp {
                 }
                 Verdict::Control(_) | Verdict::Store => {}
             }
-            if verdict != Verdict::Store {
-                // Nothing to store: answered at once, by the same rule as a TCP frame.
-                let action = answer::answer(&verdict, decoded.reply, Outcome::Stored);
-                if let Some(bytes) = action.send {
-                    send(&self.socket, &bytes, peer, protocol).await;
-                }
-                continue;
-            }
+            let (earlier, answered) = order.next(peer);
             let (socket, buffer) = (self.socket.clone(), buffer.clone());
             let (protocol, protocol_id) = (self.protocol.clone(), self.protocol_id);
             tasks.spawn(async move {
-                store_and_answer(decoded, peer, &socket, &buffer, &protocol, protocol_id).await;
+                let bytes = if verdict == Verdict::Store {
+                    store(decoded, peer, &buffer, &protocol, protocol_id).await
+                } else {
+                    // Nothing to store: the same rule as a TCP frame.
+                    answer::answer(&verdict, decoded.reply, Outcome::Stored).send
+                };
+                // After the answers to this peer's earlier datagrams (an error means that
+                // task ended without answering: nothing to wait for).
+                if let Some(earlier) = earlier {
+                    let _ = earlier.await;
+                }
+                if let Some(bytes) = bytes {
+                    send(&socket, &bytes, peer, &protocol).await;
+                }
+                let _ = answered.send(());
                 drop(permit);
             });
         }
     }
 }
 
-/// Stores a datagram's records and answers it once they are durable.
-async fn store_and_answer(
+/// Keeps each peer's answers in the order its datagrams arrived: every datagram gets the
+/// signal of the peer's previous one to wait for, and a signal of its own to give once
+/// answered. Bounded: finished entries are swept whenever the map has doubled, so it holds
+/// about the datagrams in flight (`ingest.max_datagrams_in_flight`).
+#[derive(Default)]
+struct AnswerOrder {
+    last: HashMap<SocketAddr, oneshot::Receiver<()>>,
+    sweep_at: usize,
+}
+
+impl AnswerOrder {
+    fn next(&mut self, peer: SocketAddr) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (answered, wait_for_it) = oneshot::channel();
+        let earlier = self.last.insert(peer, wait_for_it);
+        if self.last.len() >= self.sweep_at {
+            // Answered (Ok) or abandoned (Closed): nobody needs to wait for it any more.
+            self.last
+                .retain(|_, rx| matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+            self.sweep_at = (self.last.len() * 2).max(1024);
+        }
+        (earlier, answered)
+    }
+}
+
+/// Stores a datagram's records; the answer to send once they are durable (or refused).
+async fn store(
     decoded: firmware_protocols::Decoded,
     peer: SocketAddr,
-    socket: &UdpSocket,
     buffer: &Buffer,
     protocol: &str,
     protocol_id: Option<metrics::ProtocolId>,
-) {
+) -> Option<Vec<u8>> {
     let n = decoded.records.len() as u64;
     let outcome = match buffer.append(decoded.records).await {
         Ok(Appended::Stored { .. }) => {
@@ -160,13 +197,61 @@ async fn store_and_answer(
         }
     };
     // A datagram has no connection to close: `close` only means "no more for this one".
-    if let Some(bytes) = answer::answer(&Verdict::Store, decoded.reply, outcome).send {
-        send(socket, &bytes, peer, protocol).await;
-    }
+    answer::answer(&Verdict::Store, decoded.reply, outcome).send
 }
 
 async fn send(socket: &UdpSocket, bytes: &[u8], peer: SocketAddr, protocol: &str) {
     if let Err(e) = socket.send_to(bytes, peer).await {
         tracing::info!(%peer, %protocol, error = %e, "UDP answer not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Each datagram waits for the peer's previous one, and only that one; peers are apart.
+    #[test]
+    fn answers_to_one_peer_wait_for_the_earlier_ones() {
+        let mut order = AnswerOrder::default();
+        let (first_waits, first_done) = order.next(peer(1));
+        assert!(first_waits.is_none(), "nothing before the first datagram");
+        let (other_waits, _other_done) = order.next(peer(2));
+        assert!(other_waits.is_none(), "another peer waits for nobody");
+        let (second_waits, _second_done) = order.next(peer(1));
+        let mut second_waits = second_waits.expect("the second datagram waits");
+        assert!(matches!(second_waits.try_recv(), Err(TryRecvError::Empty)));
+        first_done.send(()).expect("signal");
+        assert!(
+            second_waits.try_recv().is_ok(),
+            "released by the first answer"
+        );
+    }
+
+    /// Finished entries are swept, so the map stays near the datagrams in flight.
+    #[test]
+    fn finished_peers_are_swept() {
+        let mut order = AnswerOrder::default();
+        for port in 0..5000u16 {
+            let (_, done) = order.next(peer(port));
+            let _ = done.send(());
+        }
+        assert!(
+            order.last.len() <= 1024,
+            "{} entries kept",
+            order.last.len()
+        );
+        // One still in flight is kept through sweeps.
+        let (_, pending) = order.next(peer(60000));
+        for port in 0..3000u16 {
+            let (_, done) = order.next(peer(port));
+            let _ = done.send(());
+        }
+        assert!(order.last.contains_key(&peer(60000)));
+        drop(pending);
     }
 }
