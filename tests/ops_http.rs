@@ -27,6 +27,8 @@
 mod common;
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -361,17 +363,18 @@ async fn wait_for_http(gw: &Gateway, port: u16) {
 
 /// A client that sends a request head one byte per `tick` and never finishes it; reconnects
 /// whenever the endpoint closes it, until `until`. Returns how many times it connected.
-async fn slow_client(port: u16, tick: Duration, until: Instant) -> u32 {
+async fn slow_client(port: u16, tick: Duration, until: Instant, stop: Arc<AtomicBool>) -> u32 {
     const HEAD: &[u8] = b"GET /metrics HTTP/1.1\r\nX-Slow: ";
     let mut connects = 0;
-    'connect: while Instant::now() < until {
+    let until = || Instant::now() < until && !stop.load(Ordering::Relaxed);
+    'connect: while until() {
         let Ok(mut stream) = TcpStream::connect(loopback(port)).await else {
             tokio::time::sleep(tick).await;
             continue;
         };
         connects += 1;
         let mut sent = 0usize;
-        while Instant::now() < until {
+        while until() {
             let byte = HEAD.get(sent).copied().unwrap_or(b'a');
             if stream.write_all(&[byte]).await.is_err() {
                 continue 'connect;
@@ -389,11 +392,11 @@ async fn slow_client(port: u16, tick: Duration, until: Instant) -> u32 {
     connects
 }
 
-/// `GET /health` with blocking IO, bounded to 10 s: (status, body).
+/// `GET /health` with blocking IO, bounded to 30 s (qemu is slow): (status, body).
 fn blocking_health(port: u16) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(loopback(port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         stream,
         "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
@@ -421,22 +424,26 @@ async fn slow_clients_cannot_keep_health_from_answering() {
 
     // One client trickling its head: bytes keep coming, the header deadline (5 s) ends it.
     let started = Instant::now();
-    let connects = slow_client(http_port, tick, started + Duration::from_secs(20)).await;
+    let never = Arc::new(AtomicBool::new(false));
+    let connects = slow_client(http_port, tick, started + Duration::from_secs(20), never).await;
     // The loop reconnects after the close; the first close is what counts.
     assert!(
         connects >= 2,
         "a client sending its head a byte a second was not closed within 20 s"
     );
 
-    // 200 of them, reconnecting as soon as they are closed, against 16 connections.
-    let until = Instant::now() + Duration::from_secs(8);
+    // 200 of them, reconnecting as soon as they are closed, against 16 connections, until
+    // /health was asked ASKS times (a cap in case the test itself stalls).
+    const ASKS: usize = 3;
+    let stop = Arc::new(AtomicBool::new(false));
+    let cap = Instant::now() + Duration::from_secs(180);
     let clients: Vec<_> = (0..200)
-        .map(|_| tokio::spawn(slow_client(http_port, tick, until)))
+        .map(|_| tokio::spawn(slow_client(http_port, tick, cap, Arc::clone(&stop))))
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut took_all = Vec::new();
     let mut asked = 0;
-    while Instant::now() + Duration::from_millis(500) < until {
+    while asked < ASKS {
         // From a thread of its own, as curl or a supervisor would ask: the test's runtime is
         // busy with the slow clients.
         let (answer, took) = tokio::task::spawn_blocking(move || {
@@ -457,6 +464,7 @@ async fn slow_clients_cannot_keep_health_from_answering() {
         asked += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    stop.store(true, Ordering::Relaxed);
     let mut connects = 0;
     for client in clients {
         connects += client.await.expect("a slow client");
@@ -468,8 +476,8 @@ async fn slow_clients_cannot_keep_health_from_answering() {
         took_all[took_all.len() / 2],
         took_all[took_all.len() - 1]
     );
-    // Under qemu each answer may take seconds; a few asked is enough, as each must answer.
-    assert!(asked >= 2, "only {asked} /health requests were made");
+    // How fast is a figure (printed above, in the README), not an assertion: the machine's
+    // load and qemu decide it. That every /health answered 200 is asserted in the loop.
     // The slow clients really held connections: they were closed (and came back) many times.
     assert!(
         connects > 200,

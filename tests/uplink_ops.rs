@@ -147,8 +147,9 @@ async fn broker_restarts_are_retried_quickly_each_time() {
             "no connection before restart {restart}:\n{}",
             gw.log()
         );
-        // Up long enough to count as working (its online status is acknowledged at once).
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Up long enough to count as working (≥ 1 s, and its online status acknowledged,
+        // which under qemu may take a while).
+        tokio::time::sleep(Duration::from_millis(3000)).await;
         broker.restart().await;
         let seen = wait_until(Duration::from_secs(10), || {
             gw.count_log_lines(&lost) >= restart
