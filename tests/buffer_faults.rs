@@ -21,8 +21,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    avl_record, free_port, imei, loopback, time_of, toml_string, wait_until, Collector, Device,
-    Gateway, GatewayConfig, Mosquitto,
+    accepts_tcp, avl_record, free_port, imei, loopback, time_of, toml_string, wait_until,
+    Collector, Device, Gateway, GatewayConfig, Mosquitto,
 };
 use firmware_protocols::teltonika::encode::AvlRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,6 +88,24 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Polls `cond` every 100 ms until it holds or `timeout` passes.
+async fn wait_until_async<F, Fut>(timeout: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// One `GET path`: (status, body), bounded to 5 s.
 async fn http_get(port: u16, path: &str) -> (u16, String) {
     let exchange = async {
@@ -118,7 +136,12 @@ fn http_port(gw: &Gateway) -> u16 {
 }
 
 async fn buffer_stats(gw: &Gateway) -> serde_json::Value {
-    let (status, body) = http_get(http_port(gw), "/buffer/stats").await;
+    let port = http_port(gw);
+    // After a restart over a damaged database the endpoint comes up only once the buffer
+    // has been opened, compared with its mark and salvaged (seconds under qemu).
+    let up = wait_until_async(Duration::from_secs(120), || accepts_tcp(port)).await;
+    assert!(up, "the HTTP endpoint never accepted:\n{}", gw.log());
+    let (status, body) = http_get(port, "/buffer/stats").await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("stats JSON")
 }
