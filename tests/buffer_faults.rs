@@ -21,8 +21,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    accepts_tcp, avl_record, free_port, imei, loopback, time_of, toml_string, wait_until,
-    Collector, Device, Gateway, GatewayConfig, Mosquitto,
+    accepts_tcp, avl_record, imei, loopback, stopped_broker, time_of, toml_string, wait_until,
+    Collector, Device, Gateway, GatewayConfig,
 };
 use firmware_protocols::teltonika::encode::AvlRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -144,15 +144,6 @@ async fn buffer_stats(gw: &Gateway) -> serde_json::Value {
     let (status, body) = http_get(port, "/buffer/stats").await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("stats JSON")
-}
-
-/// A broker with a subscribed collector (persistent session), then stopped.
-async fn stopped_broker(collector_id: &str) -> (Mosquitto, Collector) {
-    let port = free_port();
-    let mut broker = Mosquitto::start(port).await;
-    let collector = Collector::start(port, collector_id).await;
-    broker.stop().await;
-    (broker, collector)
 }
 
 /// The records of packet `n` of device `index`.

@@ -23,23 +23,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    avl_record, free_port, imei, time_of, wait_until, Collector, Device, Gateway, GatewayConfig,
-    Mosquitto,
+    avl_record, free_port, imei, stopped_broker, time_of, wait_until, Collector, Device, Gateway,
+    GatewayConfig, Mosquitto,
 };
 use firmware_protocols::teltonika::encode::AvlRecord;
 
 const REPLY: Duration = Duration::from_secs(10);
 /// Upper bound for the uplink to drain a backlog to the broker once it is back.
 const DRAIN: Duration = Duration::from_secs(60);
-
-/// A broker with a subscribed collector (persistent session), then stopped.
-async fn stopped_broker(collector_id: &str) -> (Mosquitto, Collector) {
-    let port = free_port();
-    let mut broker = Mosquitto::start(port).await;
-    let collector = Collector::start(port, collector_id).await;
-    broker.stop().await;
-    (broker, collector)
-}
 
 /// Records `from..to` of device `index`.
 fn packet(index: usize, from: u64, to: u64) -> Vec<AvlRecord> {

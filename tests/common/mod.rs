@@ -1956,3 +1956,12 @@ pub fn write_all(dev: &mut File, text: &str) {
         Err(_) => panic!("writing {text:?} to the pty did not finish within 5 s"),
     }
 }
+
+/// A broker with a subscribed collector (persistent session), then stopped.
+pub async fn stopped_broker(collector_id: &str) -> (Mosquitto, Collector) {
+    let port = free_port();
+    let mut broker = Mosquitto::start(port).await;
+    let collector = Collector::start(port, collector_id).await;
+    broker.stop().await;
+    (broker, collector)
+}
