@@ -7,6 +7,9 @@
 //!   do); the group commit puts them in few rounds, so this is the per-append cost.
 //! - `read_after/1-record chunks`: the uplink reading a backlog of 1-record chunks, 1000 a
 //!   call.
+//! - `dedup/{off,on}/…`: the cost of duplicate suppression (`buffer.dedup`), the same shapes
+//!   with it off and on, one after the other: every record has its own device time, so all
+//!   are stored and each pays the hash, the window check and its share of the round's log.
 //!
 //! Run: `cargo bench --bench buffer_append -- --warm-up-time 1 --measurement-time 3`.
 //! Appended records are acknowledged between samples, so the database stays small.
@@ -54,8 +57,13 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(None)
+}
+
+fn fixture_with(dedup: Option<fleetedge::buffer::DedupOptions>) -> Fixture {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let mut opts = BufferOptions::new(dir.path().join("buffer"));
+    opts.dedup = dedup;
     opts.seq_floor = Some(1);
     // Acks between samples keep it drained; no reclaim swaps in the middle of a sample.
     opts.reclaim_above_bytes = 0;
@@ -72,10 +80,33 @@ fn fixture() -> Fixture {
     }
 }
 
+/// One task per batch, all appending at once (one or a few commit rounds): how long until
+/// every append returned, and the highest seq they stored.
+fn append_concurrently(f: &Fixture, batches: Vec<Vec<Record>>) -> (Duration, u64) {
+    let buffer = f.buffer.clone();
+    f.rt.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = batches
+            .into_iter()
+            .map(|batch| {
+                let buffer = buffer.clone();
+                tokio::spawn(async move { buffer.append(batch).await })
+            })
+            .collect();
+        let mut last = 0;
+        for h in handles {
+            let appended = h.await.expect("task").expect("append");
+            last = last.max(last_seq(appended));
+        }
+        (start.elapsed(), last)
+    })
+}
+
 fn last_seq(appended: Appended) -> u64 {
     match appended {
         Appended::Stored { last_seq, .. } => last_seq,
         Appended::Rejected => panic!("the benchmark buffer never fills"),
+        Appended::Duplicate => panic!("the benchmark's records are not duplicates"),
     }
 }
 
@@ -114,24 +145,7 @@ fn append(c: &mut Criterion) {
                 let mut elapsed = Duration::ZERO;
                 let mut last = 0;
                 for _ in 0..iters {
-                    let buffer = f.buffer.clone();
-                    let batch = batch.clone();
-                    let (took, round_last) = f.rt.block_on(async move {
-                        let start = Instant::now();
-                        let handles: Vec<_> = (0..tasks)
-                            .map(|_| {
-                                let buffer = buffer.clone();
-                                let batch = batch.clone();
-                                tokio::spawn(async move { buffer.append(batch).await })
-                            })
-                            .collect();
-                        let mut last = 0;
-                        for h in handles {
-                            let appended = h.await.expect("task").expect("append");
-                            last = last.max(last_seq(appended));
-                        }
-                        (start.elapsed(), last)
-                    });
+                    let (took, round_last) = append_concurrently(&f, vec![batch.clone(); tasks]);
                     elapsed += took;
                     last = round_last;
                 }
@@ -172,5 +186,48 @@ fn read(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, read);
+/// `n` records of device `task`, with device times no other call has used.
+fn fresh_records(task: usize, n: usize, clock: &std::sync::atomic::AtomicU64) -> Vec<Record> {
+    let first = clock.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    (0..n as u64)
+        .map(|i| {
+            let mut r = record(first + i);
+            r.device_id = format!("35630704244{task:04}");
+            r
+        })
+        .collect()
+}
+
+fn dedup(c: &mut Criterion) {
+    let clock = std::sync::atomic::AtomicU64::new(0);
+    let off = fixture_with(None);
+    let on = fixture_with(Some(fleetedge::buffer::DedupOptions::default()));
+    let mut group = c.benchmark_group("dedup");
+    group.sample_size(10);
+    for (tasks, per_append) in [(1usize, 1usize), (200, 1), (200, 50)] {
+        group.throughput(Throughput::Elements((tasks * per_append) as u64));
+        for (name, f) in [("off", &off), ("on", &on)] {
+            let id = BenchmarkId::new(name, format!("{tasks}x{per_append}"));
+            group.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let mut elapsed = Duration::ZERO;
+                    let mut last = 0;
+                    for _ in 0..iters {
+                        let batches: Vec<_> = (0..tasks)
+                            .map(|t| fresh_records(t, per_append, &clock))
+                            .collect();
+                        let (took, round_last) = append_concurrently(f, batches);
+                        elapsed += took;
+                        last = round_last;
+                    }
+                    f.buffer.ack_through(last).expect("ack");
+                    elapsed
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append, read, dedup);
 criterion_main!(benches);

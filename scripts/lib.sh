@@ -1,6 +1,13 @@
 # Shared by scripts/demo and scripts/bench-e2e: a throwaway broker and gateway on free ports.
 # shellcheck shell=bash
 
+# The gateway binary: FLEETEDGE_BIN=path runs that one (to compare two builds with
+# interleaved runs) instead of building the worktree's release binary.
+FLEETEDGE=${FLEETEDGE_BIN:-./target/release/fleetedge}
+build_gateway() {
+  [ -n "${FLEETEDGE_BIN:-}" ] || cargo build --release --locked --quiet
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
@@ -44,7 +51,7 @@ protocol = "${5:-teltonika}"
 bind = "127.0.0.1:$3"
 ${4:-}
 CONF
-  ./target/release/fleetedge run --config "$1/fleetedge.toml" 2>"$1/fleetedge.log" &
+  "$FLEETEDGE" run --config "$1/fleetedge.toml" 2>"$1/fleetedge.log" &
   GATEWAY_PID=$!
   wait_port 127.0.0.1 "$3" 20
 }

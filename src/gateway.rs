@@ -10,7 +10,11 @@ use crate::notify::Notifier;
 use crate::{ingest, ops, uplink};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let buffer = Buffer::open(settings.buffer.options()).with_context(|| {
+    let options = crate::buffer::BufferOptions {
+        dedup: settings.dedup.options(),
+        ..settings.buffer.options()
+    };
+    let buffer = Buffer::open(options).with_context(|| {
         format!(
             "buffer.path: cannot open {}",
             settings.buffer.path.display()
@@ -24,12 +28,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         next_seq = stats.next_seq,
         "buffer open"
     );
-    let sources = ingest::bind(&settings).await?;
+    // Downlink commands: their queue lives in the buffer's database.
+    let commands = if settings.commands.enabled {
+        let commands = crate::commands::Commands::open(&settings, buffer.clone(), ingest::now_ms())
+            .context("commands: cannot read the queued commands from the buffer")?;
+        Some(commands)
+    } else {
+        None
+    };
+    let sources = ingest::bind(&settings, commands.as_ref()).await?;
     // Bound before anything runs, so a bad `http.bind` fails the start; served until `run`
     // returns (dropping `_http` stops it), so `/metrics` stays readable during shutdown.
     let _http = ops::http::bind(&settings.http)
         .await?
-        .map(|endpoint| endpoint.spawn(buffer.clone()));
+        .map(|endpoint| endpoint.spawn(buffer.clone(), commands.clone()));
     // The "N more suppressed" lines of bad-input warnings (see log_limit).
     crate::log_limit::spawn_reports();
     let (shutdown_tx, shutdown) = watch::channel(false);
@@ -42,6 +54,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let (settings, buffer) = (settings.clone(), buffer.clone());
         tokio::spawn(async move { uplink::run(&settings, buffer, uplink_stop).await })
     };
+    // The command connection stops with the devices (no session left to send to).
+    let _commands = commands
+        .clone()
+        .map(|c| crate::commands::spawn(&settings, c, shutdown.clone()));
     let mut ingest = {
         let (settings, buffer, shutdown) = (settings.clone(), buffer.clone(), shutdown.clone());
         tokio::spawn(async move { ingest::serve(sources, &settings, buffer, shutdown).await })
@@ -135,29 +151,30 @@ async fn committer_stopped(buffer: &Buffer) {
 
 /// One "stats" line every `every`: what an installer looks for in the journal.
 async fn log_stats(buffer: Buffer, every: std::time::Duration) {
-    use crate::metrics::{get, METRICS};
+    use crate::metrics::{self, get, METRICS};
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
         let b = buffer.stats();
+        let (records_received, frames_malformed) = metrics::protocol_totals();
+        let frames_skipped: u64 = metrics::frames_skipped().iter().map(|s| s.frames).sum();
         tracing::info!(
-            records_received = get(&METRICS.records_received),
+            records_received,
             records_published = get(&METRICS.records_published),
             records_refused = get(&METRICS.records_refused),
-            frames_malformed = get(&METRICS.frames_malformed),
-            frames_skipped = get(&METRICS.frames_skipped),
-            skipped_types = %crate::metrics::skipped_summary(),
-            connections_open = get(&METRICS.connections_open),
-            mqtt_connected = METRICS
-                .mqtt_connected
-                .load(std::sync::atomic::Ordering::Relaxed),
-            mqtt_connection_failures = get(&METRICS.mqtt_connection_failures),
+            frames_malformed,
+            frames_skipped,
+            skipped_types = %metrics::skipped_summary(),
+            connections_open = metrics::connections_open(),
+            mqtt_connected = metrics::mqtt_connected(),
+            mqtt_connection_failures = metrics::mqtt_connection_failures(),
             buffer_records = b.records,
             buffer_bytes = b.bytes,
             buffer_full = b.full,
             buffer_dropped = b.dropped_records,
             disk_bytes = b.disk_bytes,
+            commands_queued = crate::commands::metrics::queued(),
             "stats"
         );
     }

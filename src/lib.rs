@@ -12,6 +12,8 @@
 //!
 //! - [`config`]: the typed settings tree (TOML + `FLEETEDGE__…` environment), validated.
 //! - [`buffer`]: the sled-backed durable queue.
+//! - [`clean`]: duplicate suppression settings, per-listener filters, their counters.
+//! - [`commands`]: downlink commands: the durable queue, the command MQTT connection, results.
 //! - [`ingest`]: TCP listeners and device sessions.
 //! - [`uplink`]: batching, payload encoding, the MQTT connection, backoff.
 //! - [`gateway`]: wires the three together for `fleetedge run` and shuts them down.
@@ -27,6 +29,8 @@
 //! The protocol decoders live in the `firmware-protocols` crate, which does no IO.
 
 pub mod buffer;
+pub mod clean;
+pub mod commands;
 pub mod config;
 pub mod decode;
 pub mod gateway;

@@ -43,6 +43,10 @@ enum Command {
     },
     /// Simulated devices against a gateway, for site checks and load tests.
     Simulate(fleetedge::simulate::SimulateArgs),
+    /// Send a command to a connected (or queued for a disconnected) device through the
+    /// running gateway's HTTP endpoint, printing each status until it is settled.
+    #[command(name = "command")]
+    Downlink(fleetedge::commands::cli::CommandArgs),
     /// Inspect the durable buffer: `stats` or `export`. Asks the running gateway over
     /// http.bind, or reads buffer.path directly when the gateway is stopped.
     Buffer {
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Buffer { command } => fleetedge::inspect::run(command),
+        Command::Downlink(args) => fleetedge::commands::cli::run(args),
     }
 }
 

@@ -1,120 +1,273 @@
-//! Process-wide counters, kept as relaxed atomics so the hot paths pay one add each.
+//! Every process-wide `fleetedge_*` metric, defined once: its name, help text and labels are
+//! registered with a `prometheus_client` [`Registry`] in [`Metrics::new`], next to the field
+//! the hot paths bump. `/metrics` ([`crate::ops::prometheus`]) encodes that registry, those of
+//! `crate::clean::metrics` and `crate::commands::metrics` (each module owns its own) and the
+//! buffer's gauges, which are read at scrape time; `fleetedge run` logs the same counters every
+//! `log.stats_interval_s`, so an installer reading the journal sees the pipeline move.
 //!
-//! `fleetedge run` logs them every `log.stats_interval_s`, so an installer reading the
-//! journal sees the pipeline move; `/metrics` ([`crate::ops`]) renders the same values, with
-//! the per-protocol and per-listener counters and the publish latency histogram below.
+//! The hot paths stay allocation-free: a session finds its protocol's series once (a scan of
+//! the registry's few names) and then bumps a counter handle (one relaxed atomic add); a TCP
+//! listener takes its series' handles once at bind.
+//!
+//! Counters are registered without their `_total` suffix: the encoder appends it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use firmware_protocols::registry;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::uplink::error::FailureReason;
 
-#[derive(Debug, Default)]
+/// A series' labels: (name, value) pairs in exposition order.
+pub type Labels = Vec<(&'static str, String)>;
+/// A gauge of counts (never negative).
+pub type CountGauge = Gauge<u64, AtomicU64>;
+
+/// Seconds from a batch's publish to its PUBACK: 5 ms (a LAN broker) to 60 s (a congested
+/// cellular link; `mqtt.write_timeout_s` defaults to 60).
+const PUBLISH_LATENCY_BOUNDS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The process-wide metrics; `/metrics` encodes [`Metrics::registry`].
+#[derive(Debug)]
 pub struct Metrics {
-    /// Records stored in the buffer (devices were answered "accepted").
-    pub records_received: AtomicU64,
-    /// Records a device sent that the buffer refused (`when_full = "reject"`).
-    pub records_refused: AtomicU64,
-    /// Frames that failed to decode; each closed its connection.
-    pub frames_malformed: AtomicU64,
-    /// Well-formed frames of message types the decoders do not decode (by type:
-    /// [`frames_skipped`]).
-    pub frames_skipped: AtomicU64,
-    /// Devices refused at login (allow-list).
-    pub devices_refused: AtomicU64,
-    /// Device connections accepted, and those currently open.
-    pub connections_accepted: AtomicU64,
-    pub connections_open: AtomicU64,
-    /// Records and batches acknowledged by the broker (PUBACK).
-    pub records_published: AtomicU64,
-    pub batches_published: AtomicU64,
-    /// Batch bytes before and after compression, counted when a batch is sent.
-    pub batch_json_bytes: AtomicU64,
-    pub batch_payload_bytes: AtomicU64,
-    /// MQTT connections that ended in an error (the sum of [`MQTT_CONNECTION_FAILURES`]).
-    pub mqtt_connection_failures: AtomicU64,
-    /// MQTT connections established (CONNACK); every one after the first is a reconnect.
-    pub mqtt_connects: AtomicU64,
-    pub mqtt_connected: AtomicBool,
+    pub registry: Registry,
+    /// Per registry protocol (slot `i` is `registry::PROTOCOLS[i]`): handles into the
+    /// `fleetedge_records_received_total` and `fleetedge_decode_errors_total` families.
+    pub protocols: Vec<ProtocolCounters>,
+    /// `fleetedge_frames_skipped_total{protocol,type}`.
+    frames_skipped: Family<Labels, Counter>,
+    pub devices_refused: Counter,
+    listener_connections_open: Family<Labels, CountGauge>,
+    listener_connections_accepted: Family<Labels, Counter>,
+    /// Records a device sent that the buffer refused (`when_full = "reject"`); shown as
+    /// `fleetedge_records_dropped_total{reason="refused"}` next to the buffer's drops.
+    pub records_refused: Counter,
+    pub mqtt_connected: CountGauge,
+    pub mqtt_connects: Counter,
+    /// Slot `i` counts `FailureReason::ALL[i]`.
+    mqtt_connection_failures: Vec<Counter>,
     /// Records `uplink.format = "ngp"` could not carry (no device time, a device id NGP
     /// refuses); they leave the buffer with the next acknowledged record.
-    pub ngp_records_skipped: AtomicU64,
+    pub ngp_records_skipped: Counter,
+    /// Records and batches acknowledged by the broker (PUBACK).
+    pub records_published: Counter,
+    pub batches_published: Counter,
+    /// Batch bytes before and after compression, counted when a batch is sent.
+    pub batch_json_bytes: Counter,
+    pub batch_payload_bytes: Counter,
+    pub publish_latency: Histogram,
 }
 
-pub static METRICS: Metrics = Metrics {
-    records_received: AtomicU64::new(0),
-    records_refused: AtomicU64::new(0),
-    frames_malformed: AtomicU64::new(0),
-    frames_skipped: AtomicU64::new(0),
-    devices_refused: AtomicU64::new(0),
-    connections_accepted: AtomicU64::new(0),
-    connections_open: AtomicU64::new(0),
-    records_published: AtomicU64::new(0),
-    batches_published: AtomicU64::new(0),
-    batch_json_bytes: AtomicU64::new(0),
-    batch_payload_bytes: AtomicU64::new(0),
-    mqtt_connection_failures: AtomicU64::new(0),
-    mqtt_connects: AtomicU64::new(0),
-    mqtt_connected: AtomicBool::new(false),
-    ngp_records_skipped: AtomicU64::new(0),
-};
+/// Registers `metric` under `name` with `help` (written with its full stop; the registry
+/// adds one) and returns it.
+pub fn register<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help.strip_suffix('.').unwrap_or(help), metric.clone());
+    metric
+}
 
-/// MQTT connection failures by reason: slot `i` counts `FailureReason::ALL[i]`.
-pub static MQTT_CONNECTION_FAILURES: [AtomicU64; FailureReason::ALL.len()] =
-    [const { AtomicU64::new(0) }; FailureReason::ALL.len()];
+fn label(name: &'static str, value: &str) -> Labels {
+    vec![(name, value.to_owned())]
+}
 
-/// An MQTT connection (or attempt) ended in an error: the total and the reason's counter.
-pub fn mqtt_connection_failed(reason: FailureReason) {
-    add(&METRICS.mqtt_connection_failures, 1);
-    if let Some(c) = MQTT_CONNECTION_FAILURES.get(reason.index()) {
-        add(c, 1);
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let r = &mut registry;
+        // An info metric: the encoder appends `_info`.
+        r.register(
+            "fleetedge_build",
+            "Always 1; the version label names the running fleetedge",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+
+        // Ingest.
+        let received: Family<Labels, Counter> = register(
+            r,
+            "fleetedge_records_received",
+            "Records stored in the buffer (the device was answered \"accepted\"), by protocol.",
+            Family::default(),
+        );
+        let malformed: Family<Labels, Counter> = register(
+            r,
+            "fleetedge_decode_errors",
+            "Malformed frames (connection closed, or frame skipped and answered), by protocol.",
+            Family::default(),
+        );
+        // Every protocol's series exists from the first scrape, zeros included.
+        let protocols = registry::PROTOCOLS
+            .iter()
+            .map(|p| ProtocolCounters {
+                records_received: received.get_or_create_owned(&label("protocol", p.name())),
+                frames_malformed: malformed.get_or_create_owned(&label("protocol", p.name())),
+            })
+            .collect();
+        let frames_skipped = register(
+            r,
+            "fleetedge_frames_skipped",
+            "Well-formed frames of message types the decoder does not decode (skipped, not stored), by protocol and type (GT06 protocol number, Wialon packet type, …; at most 32 types per protocol, the rest as \"other\").",
+            Family::default(),
+        );
+        let devices_refused = register(
+            r,
+            "fleetedge_devices_refused",
+            "Devices refused because they are not in the listener's allowed_devices.",
+            Counter::default(),
+        );
+        let listener_connections_open = register(
+            r,
+            "fleetedge_listener_connections_open",
+            "Device connections open, by TCP listener (index in [[listeners]]) and protocol.",
+            Family::default(),
+        );
+        let listener_connections_accepted = register(
+            r,
+            "fleetedge_listener_connections_accepted",
+            "Device connections accepted, by TCP listener (index in [[listeners]]) and protocol.",
+            Family::default(),
+        );
+
+        // Uplink.
+        let mqtt_connected = register(
+            r,
+            "fleetedge_mqtt_connected",
+            "1 while connected to the MQTT broker (CONNACK received), else 0.",
+            CountGauge::default(),
+        );
+        let mqtt_connects = register(
+            r,
+            "fleetedge_mqtt_connects",
+            "MQTT connections established; each one after the first is a reconnect.",
+            Counter::default(),
+        );
+        let failures: Family<Labels, Counter> = register(
+            r,
+            "fleetedge_mqtt_connection_failures",
+            "MQTT connections or connection attempts that ended in an error, by reason.",
+            Family::default(),
+        );
+        let mqtt_connection_failures = FailureReason::ALL
+            .iter()
+            .map(|reason| failures.get_or_create_owned(&label("reason", reason.as_str())))
+            .collect();
+        let ngp_records_skipped = register(
+            r,
+            "fleetedge_ngp_records_skipped",
+            "Records uplink.format = ngp could not carry (no device time, refused device id).",
+            Counter::default(),
+        );
+        let records_published = register(
+            r,
+            "fleetedge_records_published",
+            "Records in batches the broker acknowledged (PUBACK).",
+            Counter::default(),
+        );
+        let batches_published = register(
+            r,
+            "fleetedge_batches_published",
+            "Batches the broker acknowledged (PUBACK).",
+            Counter::default(),
+        );
+        let batch_json_bytes = register(
+            r,
+            "fleetedge_batch_uncompressed_bytes",
+            "Batch JSON bytes before compression, counted when a batch is sent.",
+            Counter::default(),
+        );
+        let batch_payload_bytes = register(
+            r,
+            "fleetedge_batch_compressed_bytes",
+            "Batch payload bytes after compression, counted when a batch is sent.",
+            Counter::default(),
+        );
+        let publish_latency = register(
+            r,
+            "fleetedge_publish_latency_seconds",
+            "Seconds from publishing a batch to its release after PUBACK.",
+            Histogram::new(PUBLISH_LATENCY_BOUNDS),
+        );
+
+        Metrics {
+            registry,
+            protocols,
+            frames_skipped,
+            devices_refused,
+            listener_connections_open,
+            listener_connections_accepted,
+            records_refused: Counter::default(),
+            mqtt_connected,
+            mqtt_connects,
+            mqtt_connection_failures,
+            ngp_records_skipped,
+            records_published,
+            batches_published,
+            batch_json_bytes,
+            batch_payload_bytes,
+            publish_latency,
+        }
     }
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// An MQTT connection (or attempt) ended in an error.
+pub fn mqtt_connection_failed(reason: FailureReason) {
+    if let Some(c) = METRICS.mqtt_connection_failures.get(reason.index()) {
+        c.inc();
+    }
+}
+
+/// MQTT connections that ended in an error, all reasons (the "stats" line).
+pub fn mqtt_connection_failures() -> u64 {
+    METRICS
+        .mqtt_connection_failures
+        .iter()
+        .map(Counter::get)
+        .sum()
+}
+
+pub fn set_mqtt_connected(connected: bool) {
+    METRICS.mqtt_connected.set(u64::from(connected));
+}
+
+pub fn mqtt_connected() -> bool {
+    METRICS.mqtt_connected.get() == 1
 }
 
 /// Adds `n` to a counter.
-pub fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
+pub fn add(counter: &Counter, n: u64) {
+    counter.inc_by(n);
 }
 
 /// Subtracts one from a gauge, never below zero.
-pub fn dec(gauge: &AtomicU64) {
-    let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+pub fn dec(gauge: &CountGauge) {
+    let _ = gauge.inner().fetch_update(
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+        |v| v.checked_sub(1),
+    );
 }
 
-pub fn get(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
+pub fn get(counter: &Counter) -> u64 {
+    counter.get()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Per-protocol and per-listener counters, and the publish latency histogram, for `/metrics`.
-//
-// The hot paths stay allocation-free: a session finds its protocol's slot once (a scan of the
-// registry's few names) and then only indexes a fixed array; a TCP listener registers its
-// gauges once at bind and its connections bump them through an `Arc`.
-// ---------------------------------------------------------------------------------------------
-
-/// Protocols in the registry; per-protocol counters are indexed by registry position.
-pub const PROTOCOL_COUNT: usize = registry::PROTOCOLS.len();
-
-/// One protocol's counters.
+/// One protocol's counters: handles into the per-protocol families.
 #[derive(Debug)]
 pub struct ProtocolCounters {
     /// Records stored in the buffer (devices were answered "accepted").
-    pub records_received: AtomicU64,
+    pub records_received: Counter,
     /// Frames that failed to decode (closed the connection, or were skipped and answered).
-    pub frames_malformed: AtomicU64,
+    pub frames_malformed: Counter,
 }
-
-/// Slot `i` counts protocol `registry::PROTOCOLS[i]`.
-pub static PROTOCOL_COUNTERS: [ProtocolCounters; PROTOCOL_COUNT] = [const {
-    ProtocolCounters {
-        records_received: AtomicU64::new(0),
-        frames_malformed: AtomicU64::new(0),
-    }
-}; PROTOCOL_COUNT];
 
 /// A protocol's position in the registry, looked up once per connection or listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,24 +283,29 @@ impl ProtocolId {
     }
 
     pub fn counters(self) -> Option<&'static ProtocolCounters> {
-        PROTOCOL_COUNTERS.get(self.0)
+        METRICS.protocols.get(self.0)
     }
 }
 
-/// `n` records of `protocol` were stored: the global counter and the protocol's.
+/// `n` records of `protocol` were stored.
 pub fn records_received(protocol: Option<ProtocolId>, n: u64) {
-    add(&METRICS.records_received, n);
     if let Some(c) = protocol.and_then(ProtocolId::counters) {
         add(&c.records_received, n);
     }
 }
 
-/// A frame of `protocol` failed to decode: the global counter and the protocol's.
+/// A frame of `protocol` failed to decode.
 pub fn frame_malformed(protocol: Option<ProtocolId>) {
-    add(&METRICS.frames_malformed, 1);
     if let Some(c) = protocol.and_then(ProtocolId::counters) {
         add(&c.frames_malformed, 1);
     }
+}
+
+/// Records stored and frames malformed, all protocols (the "stats" line).
+pub fn protocol_totals() -> (u64, u64) {
+    METRICS.protocols.iter().fold((0, 0), |(r, m), c| {
+        (r + c.records_received.get(), m + c.frames_malformed.get())
+    })
 }
 
 /// A frame the protocol stepped past: counted as skipped per message type when the decoder
@@ -168,14 +326,17 @@ pub const MAX_SKIPPED_TYPES: usize = 32;
 /// The `type` of skipped frames past [`MAX_SKIPPED_TYPES`] distinct ones.
 pub const OTHER_TYPES: &str = "other";
 
-/// Skipped frames by (registry position, message type). A short vector scanned under a
-/// mutex: a skipped frame is rare next to a decoded one, and the set is bounded.
-static SKIPPED: Mutex<Vec<(usize, String, u64)>> = Mutex::new(Vec::new());
+/// The skipped-frame series seen so far, by (registry position, message type), with their
+/// counter handles. A short vector scanned under a mutex: a skipped frame is rare next to a
+/// decoded one, and the set is bounded.
+static SKIPPED: Mutex<Vec<(usize, String, Counter)>> = Mutex::new(Vec::new());
 
 /// A well-formed frame of `message_type`, which `protocol`'s decoder does not decode.
 pub fn frame_skipped(protocol: Option<ProtocolId>, message_type: &str) {
-    add(&METRICS.frames_skipped, 1);
     let Some(ProtocolId(p)) = protocol else {
+        return;
+    };
+    let Some(spec) = registry::PROTOCOLS.get(p) else {
         return;
     };
     let mut all = SKIPPED.lock().unwrap_or_else(PoisonError::into_inner);
@@ -183,7 +344,7 @@ pub fn frame_skipped(protocol: Option<ProtocolId>, message_type: &str) {
         .iter_mut()
         .find(|(q, t, _)| *q == p && t == message_type)
     {
-        entry.2 += 1;
+        entry.2.inc();
         return;
     }
     let distinct = all
@@ -196,8 +357,18 @@ pub fn frame_skipped(protocol: Option<ProtocolId>, message_type: &str) {
         OTHER_TYPES
     };
     match all.iter_mut().find(|(q, t, _)| *q == p && t == name) {
-        Some(entry) => entry.2 += 1,
-        None => all.push((p, name.to_owned(), 1)),
+        Some(entry) => {
+            entry.2.inc();
+        }
+        None => {
+            let labels = vec![
+                ("protocol", spec.name().to_owned()),
+                ("type", name.to_owned()),
+            ];
+            let counter = METRICS.frames_skipped.get_or_create_owned(&labels);
+            counter.inc();
+            all.push((p, name.to_owned(), counter));
+        }
     }
 }
 
@@ -221,7 +392,7 @@ pub fn frames_skipped() -> Vec<SkippedSample> {
                 SkippedSample {
                     protocol: spec.name(),
                     message_type: t.clone(),
-                    frames: *n,
+                    frames: n.get(),
                 },
             ))
         })
@@ -242,122 +413,65 @@ pub fn skipped_summary() -> String {
         .join(" ")
 }
 
-/// One TCP listener's connection gauges, registered when it binds.
+/// One TCP listener's connection series, taken when it binds.
 #[derive(Debug)]
 pub struct ListenerCounters {
     /// The `[[listeners]]` entry's position in the config.
     pub index: usize,
-    pub protocol: String,
-    pub connections_open: AtomicU64,
-    pub connections_accepted: AtomicU64,
+    pub connections_open: CountGauge,
+    pub connections_accepted: Counter,
 }
 
 static LISTENERS: Mutex<Vec<Arc<ListenerCounters>>> = Mutex::new(Vec::new());
 
 /// Registers listener `index` (replacing an earlier registration of the same index, so a
-/// re-bind in one process does not list it twice) and returns the gauges it bumps.
+/// re-bind in one process does not list it twice) and returns the series it bumps.
 pub fn register_listener(index: usize, protocol: &str) -> Arc<ListenerCounters> {
+    let labels = vec![
+        ("listener", index.to_string()),
+        ("protocol", protocol.to_owned()),
+    ];
     let counters = Arc::new(ListenerCounters {
         index,
-        protocol: protocol.to_string(),
-        connections_open: AtomicU64::new(0),
-        connections_accepted: AtomicU64::new(0),
+        connections_open: METRICS
+            .listener_connections_open
+            .get_or_create_owned(&labels),
+        connections_accepted: METRICS
+            .listener_connections_accepted
+            .get_or_create_owned(&labels),
     });
     // A panic while holding this lock cannot leave the list inconsistent (push/retain).
     let mut all = LISTENERS.lock().unwrap_or_else(PoisonError::into_inner);
     all.retain(|l| l.index != index);
     all.push(counters.clone());
-    all.sort_by_key(|l| l.index);
     counters
 }
 
-/// Every registered listener, in config order.
-pub fn listeners() -> Vec<Arc<ListenerCounters>> {
+/// Device connections open on all listeners.
+pub fn connections_open() -> u64 {
     LISTENERS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone()
+        .iter()
+        .map(|l| l.connections_open.get())
+        .sum()
 }
 
-/// A device connection was accepted on `listener`: the global gauges and the listener's.
+/// A device connection was accepted on `listener`.
 pub fn connection_opened(listener: &ListenerCounters) {
-    add(&METRICS.connections_accepted, 1);
-    add(&METRICS.connections_open, 1);
-    add(&listener.connections_accepted, 1);
-    add(&listener.connections_open, 1);
+    listener.connections_accepted.inc();
+    listener.connections_open.inc();
 }
 
 /// A device connection on `listener` ended.
 pub fn connection_closed(listener: &ListenerCounters) {
-    dec(&METRICS.connections_open);
     dec(&listener.connections_open);
 }
 
-/// A histogram of durations with fixed upper bounds (microseconds, ascending). Buckets are
-/// stored non-cumulative, one relaxed add per observation; the count is the buckets' sum,
-/// so a scrape never shows a `_count` that disagrees with the `+Inf` bucket.
-#[derive(Debug)]
-pub struct Histogram<const N: usize> {
-    bounds_us: [u64; N],
-    buckets: [AtomicU64; N],
-    /// Observations above the last bound (only in `+Inf`).
-    overflow: AtomicU64,
-    sum_us: AtomicU64,
+/// A batch was released `d` after its publish.
+pub fn publish_latency(d: Duration) {
+    METRICS.publish_latency.observe(d.as_secs_f64());
 }
-
-/// A histogram read at one moment: `buckets` are (upper bound in seconds, cumulative count).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
-    pub buckets: Vec<(f64, u64)>,
-    pub count: u64,
-    pub sum_seconds: f64,
-}
-
-impl<const N: usize> Histogram<N> {
-    pub const fn new(bounds_us: [u64; N]) -> Self {
-        Histogram {
-            bounds_us,
-            buckets: [const { AtomicU64::new(0) }; N],
-            overflow: AtomicU64::new(0),
-            sum_us: AtomicU64::new(0),
-        }
-    }
-
-    /// Counts one observation; a bound is inclusive (Prometheus `le`).
-    pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        match self.bounds_us.iter().position(|&b| us <= b) {
-            Some(i) => add(&self.buckets[i], 1),
-            None => add(&self.overflow, 1),
-        }
-        add(&self.sum_us, us);
-    }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = 0u64;
-        let buckets = self
-            .bounds_us
-            .iter()
-            .zip(&self.buckets)
-            .map(|(&bound, n)| {
-                cumulative = cumulative.saturating_add(get(n));
-                (bound as f64 / 1e6, cumulative)
-            })
-            .collect();
-        HistogramSnapshot {
-            buckets,
-            count: cumulative.saturating_add(get(&self.overflow)),
-            sum_seconds: get(&self.sum_us) as f64 / 1e6,
-        }
-    }
-}
-
-/// Seconds from a batch's publish to its PUBACK: 5 ms (a LAN broker) to 60 s (a congested
-/// cellular link; `mqtt.write_timeout_s` defaults to 60).
-pub static PUBLISH_LATENCY: Histogram<13> = Histogram::new([
-    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
-    10_000_000, 30_000_000, 60_000_000,
-]);
 
 #[cfg(test)]
 mod tests {
@@ -389,8 +503,8 @@ mod tests {
         assert_eq!(count("jsonl", "T0"), Some(3));
         assert!(skipped_summary().contains("jsonl:T0=3"));
         // A problem without a type is malformed, not skipped.
-        let before = get(&METRICS.frames_malformed);
+        let before = protocol_totals().1;
         frame_problem(jsonl, &firmware_protocols::DecodeError::new(0, "bad"));
-        assert!(get(&METRICS.frames_malformed) > before);
+        assert!(protocol_totals().1 > before);
     }
 }

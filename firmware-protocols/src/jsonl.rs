@@ -35,9 +35,16 @@
 //! after the end of the offending value for a field error, 0 for a missing device id or a
 //! duplicate io key. Nothing is ever answered.
 //!
+//! A line with top-level `"answer"` and a string `"id"` is a device's answer to a downlink
+//! command, not a record: see `jsonl/command.rs` for both command lines.
+//!
 //! [`encode`] writes a record as a line (the sensor side), for the load simulator and tests.
 
+mod command;
 pub mod encode;
+pub(crate) mod meaning;
+
+pub(crate) use command::command_line;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -113,6 +120,16 @@ impl JsonlDecoder {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             return Decoded::control(consumed);
+        }
+        match command::answer(line) {
+            Ok(Some(answer)) => {
+                return Decoded {
+                    command_answer: Some(answer),
+                    ..Decoded::control(consumed)
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Decoded::problem(consumed, e),
         }
         match self.record(line, now_ms) {
             Ok(record) => Decoded {

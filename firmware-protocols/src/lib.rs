@@ -4,8 +4,12 @@
 //!
 //! - [`record`]: the [`Record`] every protocol decodes into, and its JSON form (the record JSON
 //!   of the cloud contract, also printed by `fleetedge decode`).
+//! - [`command`]: downlink commands: each protocol's command frame and the answer a decoder
+//!   finds ([`Decoded::command_answer`]).
 //! - [`crc`]: the checksums the protocols use, each with its catalogue check value.
 //! - [`registry`]: every protocol in one table: name, transport, default port, decoder.
+//! - [`meaning`]: the standard attributes and alarm kinds each protocol's registry entry
+//!   maps its io keys and events to ([`Record::alarm`], [`Record::standard`]).
 //! - [`checked`]: the wrapper the registry puts around every decoder, so every record of every
 //!   protocol passes [`Record::check_ranges`] once, in one place.
 //! - [`teltonika`]: Teltonika Codec 8 / 8 Extended / 16 over TCP (IMEI handshake, AVL packets).
@@ -15,6 +19,7 @@
 //! - [`wialon`]: Wialon IPS 1.1 and 2.0 text packets, over TCP and UDP.
 //! - [`nmea`]: NMEA 0183 sentences (RMC, GGA, GNS, GLL, VTG, GSA, ZDA) from a GNSS receiver.
 //! - [`jsonl`]: one JSON object per line from sensors and local applications.
+//! - `testkit` (feature `testkit`, the crate's own tests only): the decoder test harness.
 //!
 //! Every decoder has the same shape ([`StreamDecoder`]): bytes in, `Ok(None)` for "need more",
 //! one [`Decoded`] frame out with the number of bytes it consumed. Decoders never do IO and
@@ -27,18 +32,23 @@
 //! the records are durable, which is the product's first promise.
 
 pub mod checked;
+pub mod command;
 pub mod crc;
 mod cursor;
 pub mod gt06;
 pub mod jsonl;
+pub mod meaning;
 pub mod nmea;
 pub mod queclink;
 pub mod record;
 pub mod registry;
 pub mod teltonika;
 pub mod teltonika_udp;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod wialon;
 
+pub use meaning::{AlarmKind, Attribute, StandardEvent};
 pub use record::{IoKey, IoValue, Protocol, Record};
 
 /// One frame taken off the front of a device's byte stream.
@@ -57,6 +67,11 @@ pub struct Decoded {
     /// `reply.refused`; `records` is then empty. A bad frame that leaves the stream unusable
     /// is an `Err` from `decode` instead, and closes the connection.
     pub problem: Option<DecodeError>,
+    /// Set when the frame is a device's answer to a downlink command (see [`command`]); the
+    /// gateway routes it to the command it answers. Protocols that stored answers as records
+    /// before commands existed (GT06 0x15 / 0x21, Queclink `+ACK`) still do; the others have
+    /// no records in such a frame.
+    pub command_answer: Option<command::CommandAnswer>,
 }
 
 impl Decoded {
@@ -69,6 +84,7 @@ impl Decoded {
             records: Vec::new(),
             reply: Reply::default(),
             problem: None,
+            command_answer: None,
         }
     }
 

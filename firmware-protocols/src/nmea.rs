@@ -86,7 +86,7 @@ use sentences::{both, Gll, Gns, Gsa, Vtg};
 
 use crate::record::days_from_civil;
 use crate::{
-    DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Record, Reply, StreamDecoder,
+    DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Record, StreamDecoder,
 };
 
 /// The device id records get when the serial port's config names none.
@@ -345,11 +345,8 @@ impl NmeaDecoder {
             Ok(sentence) => {
                 let records = self.accept(sentence, line, now_ms);
                 Decoded {
-                    consumed,
-                    login: None,
                     records,
-                    reply: Reply::default(),
-                    problem: None,
+                    ..Decoded::control(consumed)
                 }
             }
             Err(e) => Decoded::problem(consumed, e),

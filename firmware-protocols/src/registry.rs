@@ -12,6 +12,11 @@
 //! jsonl           stream      —              each line, else config
 //! ```
 //!
+//! Each entry also carries the protocol's [`Meaning`]: which io keys are standard
+//! attributes (ignition, voltages, odometer, inputs, …), which events are alarms or standard
+//! events, and whether the device stores records while offline, tabled in the protocol's
+//! own `meaning` module.
+//!
 //! Ports are the ones installers know from other tracking servers. "Stream" protocols run
 //! over TCP listeners and serial ports; "datagram" protocols over UDP listeners.
 //!
@@ -20,6 +25,7 @@
 //! `fleetedge decode` uses: one that also reads a capture starting mid-connection (no login
 //! seen; the device id is then unknown and records still decode).
 
+use crate::meaning::Meaning;
 use crate::{checked, gt06, jsonl, nmea, queclink, teltonika, teltonika_udp, wialon};
 use crate::{DatagramDecoder, DecoderOptions, Protocol, StreamDecoder};
 
@@ -43,11 +49,21 @@ pub struct ProtocolSpec {
     pub text: bool,
     /// Frames carry no device id: a serial port needs `device_id` in its config.
     pub needs_device_id: bool,
+    /// What its io keys and events mean: standard attributes and alarm kinds
+    /// (`crate::meaning`; each protocol's table lives in its own module).
+    pub meaning: Meaning,
 }
 
 impl ProtocolSpec {
     pub fn name(&self) -> &'static str {
         self.protocol.as_str()
+    }
+
+    /// Whether the gateway can send this protocol's devices commands
+    /// ([`command::frame_command`](crate::command::frame_command)); `false` means a command
+    /// for such a device is rejected with [`CommandError::NoDownlink`](crate::command::CommandError).
+    pub fn takes_commands(&self) -> bool {
+        crate::command::takes_commands(self.protocol)
     }
 }
 
@@ -60,6 +76,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: Some(5027),
         text: false,
         needs_device_id: false,
+        meaning: teltonika::meaning::MEANING,
     },
     ProtocolSpec {
         protocol: Protocol::TeltonikaUdp,
@@ -67,6 +84,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: Some(5027),
         text: false,
         needs_device_id: false,
+        meaning: teltonika::meaning::MEANING,
     },
     ProtocolSpec {
         protocol: Protocol::Gt06,
@@ -74,6 +92,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: Some(5023),
         text: false,
         needs_device_id: false,
+        meaning: gt06::meaning::MEANING,
     },
     ProtocolSpec {
         protocol: Protocol::Queclink,
@@ -81,6 +100,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: Some(5004),
         text: true,
         needs_device_id: false,
+        meaning: queclink::meaning::MEANING,
     },
     ProtocolSpec {
         protocol: Protocol::Wialon,
@@ -88,6 +108,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: Some(5039),
         text: true,
         needs_device_id: false,
+        meaning: wialon::meaning::MEANING,
     },
     ProtocolSpec {
         protocol: Protocol::WialonUdp,
@@ -95,6 +116,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: Some(5039),
         text: true,
         needs_device_id: false,
+        meaning: wialon::meaning::MEANING,
     },
     ProtocolSpec {
         protocol: Protocol::Nmea,
@@ -102,6 +124,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: None,
         text: true,
         needs_device_id: true,
+        meaning: Meaning::NONE,
     },
     ProtocolSpec {
         protocol: Protocol::Jsonl,
@@ -109,6 +132,7 @@ pub const PROTOCOLS: &[ProtocolSpec] = &[
         default_port: None,
         text: true,
         needs_device_id: false,
+        meaning: jsonl::meaning::MEANING,
     },
 ];
 
@@ -141,6 +165,15 @@ pub fn lookup(name: &str) -> Option<&'static ProtocolSpec> {
     PROTOCOLS.iter().find(|p| p.name() == name)
 }
 
+/// The meanings of `protocol`'s io keys and events.
+pub fn meaning(protocol: Protocol) -> &'static Meaning {
+    match PROTOCOLS.iter().find(|p| p.protocol == protocol) {
+        Some(spec) => &spec.meaning,
+        // Every protocol has an entry (checked by a test); a missing one means nothing.
+        None => &Meaning::NONE,
+    }
+}
+
 /// All names, for error messages.
 pub fn names() -> Vec<&'static str> {
     PROTOCOLS.iter().map(ProtocolSpec::name).collect()
@@ -158,6 +191,26 @@ mod tests {
             assert_eq!(lookup(n).map(ProtocolSpec::name), Some(*n));
         }
         assert!(lookup("nope").is_none());
+    }
+
+    #[test]
+    fn every_protocol_has_an_entry() {
+        use Protocol::*;
+        for protocol in [
+            Teltonika,
+            TeltonikaUdp,
+            Gt06,
+            Queclink,
+            Wialon,
+            Nmea,
+            Jsonl,
+            WialonUdp,
+        ] {
+            assert!(
+                PROTOCOLS.iter().any(|p| p.protocol == protocol),
+                "{protocol:?}"
+            );
+        }
     }
 
     #[test]

@@ -29,12 +29,34 @@
 //! with the peer and drops the datagram, and the device, never acked, sends it again. Nothing
 //! is `problem`: there is no stream to stay in sync with.
 //!
+//! Commands (Codec 12). No Teltonika document describes Codec 12 over UDP: the data-sending
+//! protocols page says the codecs do not depend on the transport, an older revision says
+//! GPRS commands work over TCP only, and the FM firmware table lists "SMS over GPRS via UDP"
+//! for some models without a layout. So the gateway sends the documented Codec 12 packet
+//! (preamble, length, data, CRC: self-delimiting and checked) unchanged as one datagram to
+//! the device's address right after an ack, and takes an answer in either form a device
+//! may use:
+//!
+//! ```text
+//!   L packet-id 01 avl-id 000f IMEI 0c 01 06 size text 01   the data field behind the channel
+//!                                                           header, as the device sends AVL data
+//!   00000000 L 0c 01 06 size text 01 CRC                    the TCP packet, whole
+//! ```
+//!
+//! Either is a [`Decoded::command_answer`](crate::Decoded::command_answer) for the command
+//! outstanding for that device, with no records and no ack. The first names its device
+//! (`login` is set to the IMEI); the second names none, so the gateway must know the device
+//! by the datagram's source address. A zero length field cannot start an AVL datagram, and
+//! codec 0c with type 06 no AVL data, so neither collides with data.
+//!
 //! [`encode`] builds datagrams (the device side), for the load simulator and tests.
 
 pub mod encode;
 
+use crate::command::{answer_text, AnswerKey, CommandAnswer};
 use crate::teltonika::avl::{self, Context};
-use crate::teltonika::{CODEC_16, CODEC_8, CODEC_8_EXTENDED, DATA_OFFSET, MAX_IMEI_DIGITS};
+use crate::teltonika::MAX_IMEI_DIGITS;
+use crate::teltonika::{self, CODEC_12, CODEC_16, CODEC_8, CODEC_8_EXTENDED, DATA_OFFSET};
 use crate::{DatagramDecoder, DecodeError, Decoded, DecoderOptions, Protocol, Reply};
 
 /// Length 2, packet id 2, "not usable" byte 1, AVL packet id 1, IMEI length 2.
@@ -47,6 +69,8 @@ const MIN_AVL_BYTES: usize = 3;
 const ACK_LENGTH: [u8; 2] = [0x00, 0x05];
 /// The fixed byte between the packet id and the AVL packet id in the ack (fact sheet §4).
 const ACK_MARKER: u8 = 0x01;
+/// Codec 12 type byte of a device's response.
+const CODEC_12_RESPONSE: u8 = 0x06;
 
 /// Sans-IO decoder for Teltonika UDP datagrams. It keeps no state between datagrams, so one
 /// decoder serves every peer of a listener.
@@ -80,6 +104,12 @@ impl DatagramDecoder for UdpDecoder {
             ));
         }
 
+        // A length field of 0 is no AVL datagram: a zero preamble and codec 0c are a whole
+        // Codec 12 packet. (Anything else with a zero length field fails in the header.)
+        if datagram.starts_with(&[0; 4]) && datagram.get(DATA_OFFSET) == Some(&CODEC_12) {
+            let text = teltonika::response_packet(datagram)?;
+            return Ok(command_answer(text, datagram.len()));
+        }
         let header = Header::parse(datagram)?;
         let data_at = HEADER_BYTES + header.imei.len();
         let data = datagram.get(data_at..).unwrap_or_default();
@@ -96,6 +126,13 @@ impl DatagramDecoder for UdpDecoder {
         // The AVL parser refuses other codecs too, but only after checking N1 == N2; naming the
         // codec first gives the more useful message for a Codec 12 or foreign datagram.
         let codec = data.first().copied().unwrap_or_default();
+        if codec == CODEC_12 && data.get(2) == Some(&CODEC_12_RESPONSE) {
+            let text = teltonika::codec12_response(data).map_err(|e| rebase(e, data_at))?;
+            return Ok(Decoded {
+                login: Some(header.imei.to_owned()),
+                ..command_answer(text, datagram.len())
+            });
+        }
         if !matches!(codec, CODEC_8 | CODEC_8_EXTENDED | CODEC_16) {
             return Err(DecodeError::new(
                 data_at,
@@ -116,14 +153,12 @@ impl DatagramDecoder for UdpDecoder {
         // At most 255: Number of Data is one byte.
         let count = u8::try_from(records.len()).unwrap_or(u8::MAX);
         Ok(Decoded {
-            consumed: datagram.len(),
-            login: None,
             records,
             reply: Reply {
                 accepted: Some(header.ack(count).to_vec()),
                 refused: Some(header.ack(0).to_vec()),
             },
-            problem: None,
+            ..Decoded::control(datagram.len())
         })
     }
 }
@@ -196,6 +231,19 @@ impl<'a> Header<'a> {
         let [l0, l1] = ACK_LENGTH;
         let [p0, p1] = self.packet_id;
         [l0, l1, p0, p1, ACK_MARKER, self.avl_packet_id, count]
+    }
+}
+
+/// A datagram carrying a Codec 12 response: no records and no ack (a response is not
+/// acknowledged over TCP either), the answer to the command outstanding for its peer.
+fn command_answer(text: &[u8], consumed: usize) -> Decoded {
+    Decoded {
+        command_answer: Some(CommandAnswer {
+            key: AnswerKey::Outstanding,
+            text: answer_text(text),
+            device_error: false,
+        }),
+        ..Decoded::control(consumed)
     }
 }
 

@@ -1,16 +1,21 @@
 //! GT06 decoder against the Concox document's example frames (shared/protocols/gt06.md
-//! section 8) and device captures from Traccar's Gt06ProtocolDecoderTest, stream splitting,
-//! and error reporting.
+//! section 8) and frames built field by field from the documented layouts (sections 1-6 of the
+//! sheet, the 0x94 layout of `gt06/info.rs`), stream splitting, and error reporting. The
+//! table's captures get the test kit's whole battery (`capture_battery!`).
 
+use firmware_protocols::capture_battery;
 use firmware_protocols::crc::crc16_x25;
 use firmware_protocols::gt06::encode::{
     self, alarm_content, course_status, heartbeat_content, location_content, scale_degrees,
     EncodeError, Gps, Lbs, Status,
 };
 use firmware_protocols::gt06::{self, Gt06Decoder};
-use firmware_protocols::record::format_rfc3339_ms;
+use firmware_protocols::testkit::{
+    self, answer, assert_err, bytes, close, decode_whole, only, time, u, Battery, Capture,
+    Contract, Frame,
+};
+use firmware_protocols::StreamDecoder;
 use firmware_protocols::{DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Reply};
-use firmware_protocols::{Record, StreamDecoder};
 
 /// Receive time 2030-03-17: the built frames are dated up to 2025, and a date after tomorrow is
 /// out of range.
@@ -28,25 +33,125 @@ const LOCATION_AS_PRINTED: &str =
     "78781F120B081D112E10CC027AC7EB0C46584900148F01CC00287D001FB8000380810D0A";
 const LOCATION: &str = "78781F120B081D112E10CC027AC7EB0C46584900148F01CC00287D001FB8000373770D0A";
 
-// Device captures from Traccar's Gt06ProtocolDecoderTest (CRCs verified).
-const TR_LOGIN: &str = "78780D01086471700328358100093F040D0A";
-const TR_LOGIN_TZ: &str = "787811010863586038760942a0010000010aa4000d0a";
-const TR_GT06N: &str =
-    "787822220F0C1D023305C9027AC8180C46586000140001CC00287D001F71000001000820860D0A";
-const TR_GT06N_GRAZ: &str =
-    "78782222120616083817c5050cc8c801a819d600152400e8011dbf003332000000004862500d0a";
-const TR_GT06N_NO_FIX: &str =
-    "787822221106160a1016c60278019407c7783800040001940504700046fc01030100065f570d0a";
-const TR_LOCATION_EXTRA: &str =
-    "7878241216040e102c22cf00915ffb04c6016300195a02d402283b00753f400571040001dda4880d0a";
-const TR_ALARM_CLONE: &str =
-    "7878251613020C12141AC5027951430C2A16F60014000900000000001A00007C550300020002F1E70D0A";
-const TR_EMPTY_LOCATION: &str = "787805120099abec0d0a";
-const TR_INFO_0X94: &str =
-    "79790020940A035985708053908307060104900402788950301217070401538F0003E8210D0A";
+// ---- frames built from the documented layouts ----------------------------------------------
+//
+// Each is written field by field as the layout names it (hex, spaces between fields) and framed
+// by `frame78`/`frame79` (sheet §1), which compute the length and CRC here, not with the
+// decoder's encoder. The values are this test's own.
 
-fn bytes(hex_str: &str) -> Vec<u8> {
-    hex::decode(hex_str).expect("test hex")
+/// A 78 78 frame (sheet §1): length = protocol + content + serial + CRC, CRC-16/X-25 over
+/// length through serial, stop bits 0D 0A.
+fn frame78(protocol: u8, content: &str, serial: u16) -> Vec<u8> {
+    let content = bytes(content);
+    let mut body = vec![
+        u8::try_from(content.len() + 5).expect("short content"),
+        protocol,
+    ];
+    body.extend(content);
+    body.extend(serial.to_be_bytes());
+    let mut frame = vec![0x78, 0x78];
+    frame.extend(&body);
+    frame.extend(crc16_x25(&body).to_be_bytes());
+    frame.extend([0x0D, 0x0A]);
+    frame
+}
+
+/// A 79 79 frame (sheet §1): the same with a two-byte length.
+fn frame79(protocol: u8, content: &str, serial: u16) -> Vec<u8> {
+    let content = bytes(content);
+    let len = u16::try_from(content.len() + 5).expect("content");
+    let mut body = len.to_be_bytes().to_vec();
+    body.push(protocol);
+    body.extend(content);
+    body.extend(serial.to_be_bytes());
+    let mut frame = vec![0x79, 0x79];
+    frame.extend(&body);
+    frame.extend(crc16_x25(&body).to_be_bytes());
+    frame.extend([0x0D, 0x0A]);
+    frame
+}
+
+/// Sheet §3: login, terminal id 0356307042441013 (BCD, one leading 0 nibble), serial 9.
+fn login_other() -> Vec<u8> {
+    frame78(0x01, "03 56 30 70 42 44 10 13", 9)
+}
+
+/// Sheet §3, newer firmware (length 0x11): terminal id, type identifier 0x3101, time zone word
+/// 0x3202 (800 = GMT+8:00, bit 3 clear = east, language 2), serial 0x0203.
+fn login_with_zone() -> Vec<u8> {
+    frame78(0x01, "03 58 60 12 34 56 78 90 3101 3202", 0x0203)
+}
+
+/// Sheet §4, 0x22 GT06N: 2025-06-30 08:15:42, info length 12 / 9 satellites, 48.8566 N
+/// 2.3522 E, 42 km/h, course/status 0x150E (positioned, north, east, 270°), MCC 208 MNC 1
+/// LAC 0x1A2B cell 0x00C3D4, ACC 01, upload mode 02, re-upload 00; serial 8.
+fn gt06n_location() -> Vec<u8> {
+    frame78(
+        0x22,
+        "19 06 1E 08 0F 2A  C9  053DE2F8  00409AE8  2A  150E  00D0 01 1A2B 00C3D4  01 02 00",
+        8,
+    )
+}
+
+/// Sheet §4, 0x22 GT06N in the southern hemisphere: 2024-12-01 23:05:09, 5 satellites,
+/// 33.9249 S 18.4241 E (course/status 0x100F: positioned, south, east, 15°), 0 km/h,
+/// MCC 655 MNC 10 LAC 0x0102 cell 0x003344, ACC 00, mode 00, re-upload 01; serial 0x0100.
+fn gt06n_south() -> Vec<u8> {
+    frame78(
+        0x22,
+        "18 0C 01 17 05 09  C5  03A3C674  01FA0874  00  100F  028F 0A 0102 003344  00 00 01",
+        0x0100,
+    )
+}
+
+/// Sheet §4, 0x22 without a fix (course/status 0x0400: bit 12 clear, north, east, 0°): the
+/// last known position 28.6139 N 77.2090 E, 2023-02-14 10:16:22, 6 satellites, MCC 404 MNC 5
+/// LAC 0x0470 cell 0x0046FC, ACC 01, upload mode 03, re-upload 00; serial 0x0065.
+fn gt06n_no_fix() -> Vec<u8> {
+    frame78(
+        0x22,
+        "17 02 0E 0A 10 16  C6  0311E77C  08489BC8  00  0400  0194 05 0470 0046FC  01 03 00",
+        0x0065,
+    )
+}
+
+/// Sheet §4 and §7 ("lengths vary by firmware … skip the remainder"): 0x12 with a south-west
+/// fix, 23.5505 S 46.6333 W (course/status 0x187B: positioned, south, west, 123°),
+/// 2022-04-14 16:44:34, 15 satellites, MCC 724 MNC 2 LAC 0x2233 cell 0x445566, then five bytes
+/// past the LBS block; serial 0x0123.
+fn location_with_extra() -> Vec<u8> {
+    frame78(
+        0x12,
+        "16 04 0E 10 2C 22  CF  0286D574  0500D264  00  187B  02D4 02 2233 445566  A1B2C3D4E5",
+        0x0123,
+    )
+}
+
+/// Sheet §6 alarm 0x16 from a clone: alarm byte 0x00 ("normal") and a voltage byte 0x55 that is
+/// a percentage, not a 0-6 level. 2019-02-12 18:20:26, 10 satellites, 40.4168 N 3.7038 W
+/// (0x1C5A: positioned, north, west, 90°), 12 km/h, LBS length 9, MCC 214 MNC 7 LAC 0x0A0B
+/// cell 0x0B0000, terminal info 0x46, voltage 0x55, GSM 3, alarm 0, language 2; serial 2.
+fn alarm_clone() -> Vec<u8> {
+    frame78(
+        0x16,
+        "13 02 0C 12 14 1A  CA  045614A0  0065BA58  0C  1C5A  09 00D6 07 0A0B 0B0000  46 55 03 00 02",
+        2,
+    )
+}
+
+/// Sheet §1/§4: a 0x12 frame with no content at all (length 5).
+fn empty_location() -> Vec<u8> {
+    frame78(0x12, "", 0x0099)
+}
+
+/// 0x94 information transmission in a 79 79 frame (layout in `gt06/info.rs`, from the Concox
+/// GT06N / JM-VL03 documents): sub-type 0x0A, IMEI 8 + IMSI 8 + ICCID 10 bytes of BCD.
+fn info_0x94() -> Vec<u8> {
+    frame79(
+        0x94,
+        "0A  0356307042441013  0262011234567890  89490200001234567890",
+        0x0003,
+    )
 }
 
 fn options() -> DecoderOptions {
@@ -61,34 +166,15 @@ fn logged_in() -> Gt06Decoder {
     dec
 }
 
-fn u(name: &str, value: u64) -> (IoKey, IoValue) {
-    (IoKey::Name(name.to_owned()), IoValue::U64(value))
-}
-
 fn b(name: &str, value: &str) -> (IoKey, IoValue) {
     (IoKey::Name(name.to_owned()), IoValue::Bytes(bytes(value)))
 }
 
-fn answer(hex_str: &str) -> Reply {
-    Reply {
-        accepted: Some(bytes(hex_str)),
-        refused: None,
-    }
-}
-
-fn only(d: &Decoded) -> &Record {
-    assert_eq!(d.records.len(), 1, "{d:?}");
-    assert!(d.problem.is_none() && d.login.is_none(), "{d:?}");
-    &d.records[0]
-}
-
-fn time(r: &Record) -> String {
-    format_rfc3339_ms(r.time_ms.expect("device time"))
-}
-
-fn close(got: Option<f64>, want: f64) {
-    let got = got.expect("a value");
-    assert!((got - want).abs() < 1e-6, "{got} != {want}");
+fn text(name: &str, value: &str) -> (IoKey, IoValue) {
+    (
+        IoKey::Name(name.to_owned()),
+        IoValue::Text(value.to_owned()),
+    )
 }
 
 /// The status block's io entries for a terminal info byte and the four bytes after it.
@@ -111,31 +197,24 @@ fn status_io(info: u64, rest: [u64; 4]) -> Vec<(IoKey, IoValue)> {
     io
 }
 
-struct Case {
-    source: &'static str,
-    hex: &'static str,
-    /// Decode in a logged-in session (`true`) or on a fresh one.
-    session: bool,
-    check: fn(&Decoded),
-}
-
-const CASES: &[Case] = &[
-    Case {
+/// Captures are decoded in a logged-in session (`true`) or on a fresh one.
+const CASES: &[Capture<bool>] = &[
+    Capture {
         source: "Concox doc (sheet §8) login",
-        hex: LOGIN,
-        session: false,
+        frame: Frame::Hex(LOGIN),
+        start: false,
         check: |d| {
             assert_eq!(d.login.as_deref(), Some(IMEI));
             assert!(d.records.is_empty() && d.problem.is_none());
-            assert_eq!(d.reply, answer("787805010001D9DC0D0A"));
+            assert_eq!(d.reply, answer(bytes("787805010001D9DC0D0A")));
         },
     },
-    Case {
+    Capture {
         source: "Concox doc (sheet §8) heartbeat",
-        hex: HEARTBEAT,
-        session: true,
+        frame: Frame::Hex(HEARTBEAT),
+        start: true,
         check: |d| {
-            assert_eq!(d.reply, answer("78780513000F008F0D0A"));
+            assert_eq!(d.reply, answer(bytes("78780513000F008F0D0A")));
             let r = only(d);
             assert_eq!(r.device_id, IMEI);
             assert_eq!(r.received_at_ms, NOW);
@@ -148,14 +227,14 @@ const CASES: &[Case] = &[
             assert_eq!(r.raw, None);
         },
     },
-    Case {
+    Capture {
         source: "Concox doc (sheet §8) SOS alarm",
-        hex: ALARM,
-        session: true,
+        frame: Frame::Hex(ALARM),
+        start: true,
         check: |d| {
-            assert_eq!(d.reply, answer("78780516003695700D0A"));
+            assert_eq!(d.reply, answer(bytes("78780516003695700D0A")));
             let r = only(d);
-            assert_eq!(time(r), "2011-11-15T14:36:29.000Z");
+            assert_eq!(time(r).as_deref(), Some("2011-11-15T14:36:29.000Z"));
             assert_eq!(r.event.as_deref(), Some("sos"));
             assert_eq!((r.valid, r.satellites), (Some(true), Some(15)));
             close(r.lat, 23.111755);
@@ -178,14 +257,14 @@ const CASES: &[Case] = &[
             assert!(r.io.contains(&u("terminal_alarm", 4)));
         },
     },
-    Case {
+    Capture {
         source: "Concox doc (sheet §8) 0x12 location, CRC corrected to 7377",
-        hex: LOCATION,
-        session: true,
+        frame: Frame::Hex(LOCATION),
+        start: true,
         check: |d| {
             assert_eq!(d.reply, Reply::default(), "locations get no answer");
             let r = only(d);
-            assert_eq!(time(r), "2011-08-29T17:46:16.000Z");
+            assert_eq!(time(r).as_deref(), Some("2011-08-29T17:46:16.000Z"));
             assert_eq!(r.event, None);
             assert_eq!((r.valid, r.satellites), (Some(true), Some(12)));
             close(r.lat, 23.111668333);
@@ -203,10 +282,10 @@ const CASES: &[Case] = &[
             assert_eq!(r.io, io);
         },
     },
-    Case {
+    Capture {
         source: "Concox doc (sheet §8) 0x12 location as printed: CRC 8081 is wrong",
-        hex: LOCATION_AS_PRINTED,
-        session: true,
+        frame: Frame::Hex(LOCATION_AS_PRINTED),
+        start: true,
         check: |d| {
             assert!(d.records.is_empty());
             assert_eq!(d.reply, Reply::default(), "a bad CRC gets no answer");
@@ -216,119 +295,124 @@ const CASES: &[Case] = &[
             assert!(p.reason.contains("X-25 7377"), "{p}");
         },
     },
-    Case {
-        source: "Traccar capture: login, IMEI 864717003283581",
-        hex: TR_LOGIN,
-        session: false,
+    Capture {
+        source: "built (sheet §3): login, IMEI 356307042441013, serial 9",
+        frame: Frame::Built(login_other),
+        start: false,
         check: |d| {
-            assert_eq!(d.login.as_deref(), Some("864717003283581"));
-            assert_eq!(d.reply, answer("78780501000955940D0A"));
+            assert_eq!(d.login.as_deref(), Some("356307042441013"));
+            // Sheet §2: 78 78 05, the protocol and serial answered, CRC, stop bits.
+            assert_eq!(d.reply, answer(frame78(0x01, "", 9)));
         },
     },
-    Case {
-        source: "Traccar capture: 0x11-length login with type id a001 and time zone word",
-        hex: TR_LOGIN_TZ,
-        session: false,
+    Capture {
+        source: "built (sheet §3): 0x11-length login with a type id and a time zone word",
+        frame: Frame::Built(login_with_zone),
+        start: false,
         check: |d| {
-            assert_eq!(d.login.as_deref(), Some("863586038760942"));
-            assert_eq!(d.reply, answer("78780501010A7ED70D0A"));
+            assert_eq!(d.login.as_deref(), Some("358601234567890"));
+            assert_eq!(d.reply, answer(frame78(0x01, "", 0x0203)));
         },
     },
-    Case {
-        source: "Traccar capture: 0x22 GT06N location (Shenzhen)",
-        hex: TR_GT06N,
-        session: true,
+    Capture {
+        source: "built (sheet §4): 0x22 GT06N location, north-east",
+        frame: Frame::Built(gt06n_location),
+        start: true,
         check: |d| {
             assert_eq!(d.reply, Reply::default());
             let r = only(d);
-            assert_eq!(time(r), "2015-12-29T02:51:05.000Z");
+            assert_eq!(time(r).as_deref(), Some("2025-06-30T08:15:42.000Z"));
             assert_eq!((r.valid, r.satellites), (Some(true), Some(9)));
-            close(r.lat, 23.111693333);
-            close(r.lon, 114.409297778);
-            assert_eq!((r.speed_kmh, r.course_deg), (Some(0.0), Some(0.0)));
+            close(r.lat, 48.8566);
+            close(r.lon, 2.3522);
+            assert_eq!((r.speed_kmh, r.course_deg), (Some(42.0), Some(270.0)));
             let io = vec![
                 u("gps_info_length", 12),
-                u("course_status", 0x1400),
-                u("mcc", 460),
-                u("mnc", 0),
-                u("lac", 0x287D),
-                u("cell_id", 0x1F71),
-                u("acc", 0),
-                u("upload_mode", 0),
-                u("reupload", 1),
+                u("course_status", 0x150E),
+                u("mcc", 208),
+                u("mnc", 1),
+                u("lac", 0x1A2B),
+                u("cell_id", 0xC3D4),
+                u("acc", 1),
+                u("upload_mode", 2),
+                u("reupload", 0),
                 u("serial", 8),
             ];
             assert_eq!(r.io, io);
         },
     },
-    Case {
-        source: "Traccar capture: 0x22 GT06N location (Graz, MCC 232)",
-        hex: TR_GT06N_GRAZ,
-        session: true,
+    Capture {
+        source: "built (sheet §4): 0x22 GT06N location, south-east (MCC 655)",
+        frame: Frame::Built(gt06n_south),
+        start: true,
         check: |d| {
             let r = only(d);
-            assert_eq!(time(r), "2018-06-22T08:56:23.000Z");
+            assert_eq!(time(r).as_deref(), Some("2024-12-01T23:05:09.000Z"));
             assert_eq!((r.valid, r.satellites), (Some(true), Some(5)));
-            close(r.lat, 47.06884);
-            close(r.lon, 15.441043333);
-            assert_eq!((r.speed_kmh, r.course_deg), (Some(0.0), Some(292.0)));
-            assert!(r.io.contains(&u("mcc", 232)) && r.io.contains(&u("cell_id", 0x3332)));
+            close(r.lat, -33.9249);
+            close(r.lon, 18.4241);
+            assert_eq!((r.speed_kmh, r.course_deg), (Some(0.0), Some(15.0)));
+            assert!(r.io.contains(&u("mcc", 655)) && r.io.contains(&u("cell_id", 0x3344)));
+            assert!(r.io.contains(&u("reupload", 1)));
         },
     },
-    Case {
-        source: "Traccar capture: 0x22 without a fix (India, MCC 404)",
-        hex: TR_GT06N_NO_FIX,
-        session: true,
+    Capture {
+        source: "built (sheet §4): 0x22 without a fix (MCC 404)",
+        frame: Frame::Built(gt06n_no_fix),
+        start: true,
         check: |d| {
             let r = only(d);
-            assert_eq!(time(r), "2017-06-22T10:16:22.000Z");
+            assert_eq!(time(r).as_deref(), Some("2023-02-14T10:16:22.000Z"));
             assert_eq!(r.valid, Some(false));
             // Not positioned (bit 12 clear): the last known position, still signed by the
             // hemisphere bits (0x0400: north, east); `valid` false tells the consumer.
-            close(r.lat, 23.010642222);
-            close(r.lon, 72.507195556);
+            close(r.lat, 28.6139);
+            close(r.lon, 77.209);
             assert_eq!((r.speed_kmh, r.course_deg), (Some(0.0), Some(0.0)));
             assert!(r.io.contains(&u("course_status", 0x0400)));
             assert!(r.io.contains(&u("mcc", 404)) && r.io.contains(&u("mnc", 5)));
             assert!(r.io.contains(&u("acc", 1)) && r.io.contains(&u("upload_mode", 3)));
         },
     },
-    Case {
-        source: "Traccar capture: 0x12 south-west fix (Brazil, MCC 724), 5 bytes past the LBS",
-        hex: TR_LOCATION_EXTRA,
-        session: true,
+    Capture {
+        source: "built (sheet §4, §7): 0x12 south-west fix (MCC 724), 5 bytes past the LBS",
+        frame: Frame::Built(location_with_extra),
+        start: true,
         check: |d| {
             let r = only(d);
-            assert_eq!(time(r), "2022-04-14T16:44:34.000Z");
+            assert_eq!(time(r).as_deref(), Some("2022-04-14T16:44:34.000Z"));
             assert_eq!((r.valid, r.satellites), (Some(true), Some(15)));
-            // course/status 0x195a: positioned, bit 10 clear (south), bit 11 set (west).
-            close(r.lat, -5.292939444);
-            close(r.lon, -44.491859444);
-            assert_eq!((r.speed_kmh, r.course_deg), (Some(0.0), Some(346.0)));
+            // course/status 0x187B: positioned, bit 10 clear (south), bit 11 set (west).
+            close(r.lat, -23.5505);
+            close(r.lon, -46.6333);
+            assert_eq!((r.speed_kmh, r.course_deg), (Some(0.0), Some(123.0)));
             assert!(r.io.contains(&u("mcc", 724)));
             let tail = &r.io[r.io.len() - 2..];
-            assert_eq!(tail, [b("extra", "4005710400"), u("serial", 0x01DD)]);
+            assert_eq!(tail, [b("extra", "A1B2C3D4E5"), u("serial", 0x0123)]);
         },
     },
-    Case {
-        source: "Traccar capture: clone 0x16 with alarm byte 0 and a percentage voltage",
-        hex: TR_ALARM_CLONE,
-        session: true,
+    Capture {
+        source: "built (sheet §6): clone 0x16 with alarm byte 0 and a percentage voltage",
+        frame: Frame::Built(alarm_clone),
+        start: true,
         check: |d| {
-            assert_eq!(d.reply, answer(&hex::encode(gt06::reply(0x16, 2))));
+            assert_eq!(d.reply, answer(frame78(0x16, "", 2)));
             let r = only(d);
             assert_eq!(r.event, None, "alarm byte 0 is 'normal'");
-            assert_eq!(time(r), "2019-02-12T18:20:26.000Z");
-            let status = status_io(0x7C, [0x55, 3, 0, 2]);
+            assert_eq!(time(r).as_deref(), Some("2019-02-12T18:20:26.000Z"));
+            close(r.lat, 40.4168);
+            close(r.lon, -3.7038);
+            assert_eq!((r.speed_kmh, r.course_deg), (Some(12.0), Some(90.0)));
+            let status = status_io(0x46, [0x55, 3, 0, 2]);
             let n = r.io.len();
             assert_eq!(r.io[n - 1 - status.len()..n - 1], status[..]);
-            assert!(r.io.contains(&u("cell_id", 0x1A0000)));
+            assert!(r.io.contains(&u("cell_id", 0x0B0000)));
         },
     },
-    Case {
-        source: "Traccar capture: 0x12 with no content at all",
-        hex: TR_EMPTY_LOCATION,
-        session: true,
+    Capture {
+        source: "built (sheet §1): 0x12 with no content at all",
+        frame: Frame::Built(empty_location),
+        start: true,
         check: |d| {
             assert!(d.records.is_empty());
             assert_eq!(d.reply, Reply::default());
@@ -341,79 +425,56 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
-        source: "Traccar capture: 0x94 information transmission in a 79 79 frame",
-        hex: TR_INFO_0X94,
-        session: true,
+    Capture {
+        source: "built (gt06/info.rs layout): 0x94 IMEI/IMSI/ICCID in a 79 79 frame",
+        frame: Frame::Built(info_0x94),
+        start: true,
         check: |d| {
             assert_eq!(d.reply, Reply::default(), "information gets no answer");
             let r = only(d);
             assert_eq!((r.time_ms, r.lat, r.valid), (None, None, None));
-            assert_eq!(r.io[0], u("info_type", 0x0A));
-            assert!(r.io.iter().any(|(k, _)| *k == IoKey::Name("iccid".into())));
+            assert_eq!(
+                r.io,
+                [
+                    u("info_type", 0x0A),
+                    text("imei", "356307042441013"),
+                    text("imsi", "262011234567890"),
+                    text("iccid", "89490200001234567890"),
+                    u("serial", 3),
+                ]
+            );
         },
     },
 ];
 
-fn decoder_for(case: &Case) -> Gt06Decoder {
-    if case.session {
+fn decoder_for(session: &bool) -> Gt06Decoder {
+    if *session {
         logged_in()
     } else {
         Gt06Decoder::new(&options())
     }
 }
 
-#[test]
-fn vendor_frames_decode() {
-    for case in CASES {
-        let frame = bytes(case.hex);
-        let d = decoder_for(case)
-            .decode(&frame, NOW)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.source))
-            .unwrap_or_else(|| panic!("{}: incomplete", case.source));
-        assert_eq!(d.consumed, frame.len(), "{}", case.source);
-        (case.check)(&d);
+fn battery() -> Battery<bool, Gt06Decoder> {
+    Battery {
+        captures: CASES,
+        decoder: decoder_for,
+        now: NOW,
+        next: Frame::Hex(HEARTBEAT),
+        contract: Contract::SESSION,
     }
 }
 
-#[test]
-fn vendor_frames_fed_one_byte_at_a_time_need_more_until_the_last() {
-    for case in CASES {
-        let frame = bytes(case.hex);
-        let mut dec = decoder_for(case);
-        for end in 0..frame.len() {
-            assert_eq!(
-                dec.decode(&frame[..end], NOW),
-                Ok(None),
-                "{} at {end}",
-                case.source
-            );
-        }
-        let d = dec.decode(&frame, NOW).unwrap().unwrap();
-        assert_eq!(d.consumed, frame.len(), "{}", case.source);
-        (case.check)(&d);
-    }
-}
-
-#[test]
-fn vendor_frames_with_trailing_bytes_consume_only_their_own() {
-    for case in CASES {
-        let mut input = bytes(case.hex);
-        let len = input.len();
-        input.extend(bytes(HEARTBEAT));
-        let d = decoder_for(case).decode(&input, NOW).unwrap().unwrap();
-        assert_eq!(d.consumed, len, "{}", case.source);
-    }
-}
+capture_battery!(battery);
 
 #[test]
 fn login_remembers_the_device_and_its_declared_zone() {
     let mut dec = Gt06Decoder::new(&options());
     assert_eq!(dec.device_id(), None);
-    dec.decode(&bytes(TR_LOGIN_TZ), NOW).unwrap().unwrap();
-    assert_eq!(dec.device_id(), Some("863586038760942"));
-    assert_eq!(dec.device_type(), Some(0xA001));
-    assert_eq!(dec.time_zone_minutes(), Some(0));
+    dec.decode(&login_with_zone(), NOW).unwrap().unwrap();
+    assert_eq!(dec.device_id(), Some("358601234567890"));
+    assert_eq!(dec.device_type(), Some(0x3101));
+    assert_eq!(dec.time_zone_minutes(), Some(480));
 
     // A login declaring GMT-5:30 (530 × 16 + west bit + English) is recorded, not applied.
     let mut content = encode::terminal_id(IMEI).unwrap().to_vec();
@@ -426,8 +487,8 @@ fn login_remembers_the_device_and_its_declared_zone() {
     assert_eq!(dec.time_zone_minutes(), Some(-330));
     let d = dec.decode(&bytes(LOCATION), NOW).unwrap().unwrap();
     assert_eq!(
-        time(&d.records[0]),
-        "2011-08-29T17:46:16.000Z",
+        time(&d.records[0]).as_deref(),
+        Some("2011-08-29T17:46:16.000Z"),
         "times stay UTC"
     );
 
@@ -439,52 +500,37 @@ fn login_remembers_the_device_and_its_declared_zone() {
 #[test]
 fn a_sixteenth_digit_is_kept_when_the_leading_nibble_is_not_zero() {
     let d = Gt06Decoder::new(&options())
-        .decode(&encode::login("3586038760942123", 2).unwrap(), NOW)
+        .decode(&encode::login("3563070424410139", 2).unwrap(), NOW)
         .unwrap()
         .unwrap();
-    assert_eq!(d.login.as_deref(), Some("3586038760942123"));
+    assert_eq!(d.login.as_deref(), Some("3563070424410139"));
 }
 
 /// The login and every data frame of the table, as one device would send them.
 fn session_bytes() -> Vec<u8> {
     let mut all = Vec::new();
-    for hex_str in [
-        LOGIN,
-        LOCATION,
-        HEARTBEAT,
-        TR_GT06N,
-        ALARM,
-        LOCATION_AS_PRINTED,
-        TR_INFO_0X94,
-        TR_GT06N_GRAZ,
-        TR_LOCATION_EXTRA,
-        HEARTBEAT,
+    for frame in [
+        Frame::Hex(LOGIN),
+        Frame::Hex(LOCATION),
+        Frame::Hex(HEARTBEAT),
+        Frame::Built(gt06n_location),
+        Frame::Hex(ALARM),
+        Frame::Hex(LOCATION_AS_PRINTED),
+        Frame::Built(info_0x94),
+        Frame::Built(gt06n_south),
+        Frame::Built(location_with_extra),
+        Frame::Hex(HEARTBEAT),
     ] {
-        all.extend(bytes(hex_str));
+        all.extend(frame.bytes());
     }
     all
-}
-
-/// Decodes every complete frame at the front of `buf`, like a connection loop does.
-fn drain(
-    dec: &mut Gt06Decoder,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<Decoded>,
-) -> Result<(), DecodeError> {
-    while let Some(d) = dec.decode(buf, NOW)? {
-        assert!(d.consumed > 0 && d.consumed <= buf.len());
-        buf.drain(..d.consumed);
-        out.push(d);
-    }
-    Ok(())
 }
 
 #[test]
 fn whole_session_in_one_buffer_decodes_frame_by_frame() {
     let mut buf = session_bytes();
     let mut dec = Gt06Decoder::new(&options());
-    let mut frames = Vec::new();
-    drain(&mut dec, &mut buf, &mut frames).unwrap();
+    let frames = testkit::drain(&mut dec, &mut buf, NOW).unwrap();
     assert!(buf.is_empty());
     let shape: Vec<(usize, bool, bool)> = frames
         .iter()
@@ -521,24 +567,12 @@ fn whole_session_in_one_buffer_decodes_frame_by_frame() {
 
 #[test]
 fn session_split_into_two_reads_at_every_offset_decodes_the_same() {
-    let all = session_bytes();
-    let mut expected = Vec::new();
-    drain(
-        &mut Gt06Decoder::new(&options()),
-        &mut all.clone(),
-        &mut expected,
-    )
-    .unwrap();
-    for split in 0..=all.len() {
-        let mut dec = Gt06Decoder::new(&options());
-        let mut buf = all[..split].to_vec();
-        let mut frames = Vec::new();
-        drain(&mut dec, &mut buf, &mut frames).unwrap();
-        buf.extend_from_slice(&all[split..]);
-        drain(&mut dec, &mut buf, &mut frames).unwrap();
-        assert!(buf.is_empty(), "split {split}");
-        assert_eq!(frames, expected, "split {split}");
-    }
+    testkit::split_at_every_offset(
+        || Gt06Decoder::new(&options()),
+        &session_bytes(),
+        NOW,
+        |frames| frames,
+    );
 }
 
 #[test]
@@ -560,11 +594,11 @@ fn keep_raw_stores_the_whole_frame_as_lowercase_hex() {
     };
     let mut dec = Gt06Decoder::new(&opts);
     dec.decode(&bytes(LOGIN), NOW).unwrap().unwrap();
-    for hex_str in [ALARM, HEARTBEAT, TR_GT06N] {
-        let d = dec.decode(&bytes(hex_str), NOW).unwrap().unwrap();
+    for frame in [bytes(ALARM), bytes(HEARTBEAT), gt06n_location()] {
+        let d = dec.decode(&frame, NOW).unwrap().unwrap();
         assert_eq!(
             d.records[0].raw.as_deref(),
-            Some(hex_str.to_ascii_lowercase().as_str())
+            Some(hex::encode(&frame).as_str())
         );
     }
 }
@@ -623,9 +657,7 @@ fn status() -> Status {
 }
 
 fn decode_one(frame: &[u8]) -> Decoded {
-    let d = logged_in().decode(frame, NOW).unwrap().unwrap();
-    assert_eq!(d.consumed, frame.len());
-    d
+    decode_whole(&mut logged_in(), frame, NOW, "built frame")
 }
 
 #[test]
@@ -635,7 +667,7 @@ fn southern_and_western_fixes_are_negative() {
     let r = decode_one(&frame.unwrap()).records.remove(0);
     close(r.lat, -34.6037);
     close(r.lon, -58.3816);
-    assert_eq!(time(&r), "2024-02-29T23:59:58.000Z");
+    assert_eq!(time(&r).as_deref(), Some("2024-02-29T23:59:58.000Z"));
     assert_eq!((r.speed_kmh, r.course_deg), (Some(88.0), Some(359.0)));
     assert_eq!((r.valid, r.satellites), (Some(true), Some(7)));
     assert!(r.io.contains(&u("course_status", 0x1000 | 0x0800 | 359)));
@@ -782,7 +814,7 @@ fn alarm_bytes_become_events() {
         let content = alarm_content(&gps(1.0, 1.0), &lbs(), &s);
         let d = decode_one(&encode::frame(0x16, &content, 0x0102).unwrap());
         assert_eq!(d.records[0].event.as_deref(), event, "alarm {alarm:#04x}");
-        assert_eq!(d.reply, answer(&hex::encode(gt06::reply(0x16, 0x0102))));
+        assert_eq!(d.reply, answer(gt06::reply(0x16, 0x0102)));
     }
 }
 
@@ -871,7 +903,7 @@ fn heartbeats_of_any_length_are_answered() {
     ] {
         let frame = encode::frame(0x13, content, 0x00FF).unwrap();
         let d = decode_one(&frame);
-        assert_eq!(d.reply, answer(&hex::encode(gt06::reply(0x13, 0x00FF))));
+        assert_eq!(d.reply, answer(gt06::reply(0x13, 0x00FF)));
         let r = only(&d);
         assert_eq!(r.event.as_deref(), Some("heartbeat"));
         assert_eq!(r.io.last(), Some(&u("serial", 0xFF)));
@@ -945,10 +977,7 @@ fn long_frames_decode_like_short_ones() {
 #[test]
 fn encoder_reproduces_the_vendor_login_and_replies() {
     assert_eq!(encode::login(IMEI, 1).unwrap(), bytes(LOGIN));
-    assert_eq!(
-        encode::login("864717003283581", 9).unwrap(),
-        bytes(TR_LOGIN)
-    );
+    assert_eq!(encode::login("356307042441013", 9).unwrap(), login_other());
     assert_eq!(gt06::reply(0x01, 1), bytes("787805010001D9DC0D0A"));
     assert_eq!(gt06::reply(0x13, 15), bytes("78780513000F008F0D0A"));
     assert_eq!(gt06::reply(0x16, 0x36), bytes("78780516003695700D0A"));
@@ -991,14 +1020,6 @@ fn encoder_reproduces_the_vendor_login_and_replies() {
 
 // ---- errors -------------------------------------------------------------------------------
 
-fn assert_err(err: DecodeError, offset: usize, needle: &str) {
-    assert_eq!(err.offset, offset, "{err}");
-    assert!(
-        err.reason.contains(needle),
-        "{err:?} should mention {needle:?}"
-    );
-}
-
 fn session_err(input: &[u8]) -> DecodeError {
     logged_in()
         .decode(input, NOW)
@@ -1026,9 +1047,7 @@ fn bad_crc_with_sound_framing_is_a_problem_and_the_stream_goes_on() {
     // The next frame after a bad one decodes.
     let mut buf = bytes(LOCATION_AS_PRINTED);
     buf.extend(bytes(LOCATION));
-    let mut dec = logged_in();
-    let mut frames = Vec::new();
-    drain(&mut dec, &mut buf, &mut frames).unwrap();
+    let frames = testkit::drain(&mut logged_in(), &mut buf, NOW).unwrap();
     assert_eq!(frames.len(), 2);
     assert!(frames[0].problem.is_some() && frames[1].records.len() == 1);
 }
@@ -1073,17 +1092,21 @@ fn a_login_whose_id_is_not_bcd_is_a_problem() {
 
 #[test]
 fn data_before_the_login_closes_the_connection() {
-    for (hex_str, name) in [
-        (LOCATION, "GPS+LBS location packet (protocol 0x12)"),
-        (HEARTBEAT, "status/heartbeat packet (protocol 0x13)"),
-        (ALARM, "alarm packet (protocol 0x16)"),
-        (TR_GT06N, "GT06N location packet (protocol 0x22)"),
-        (TR_INFO_0X94, "information packet (protocol 0x94)"),
+    for (frame, name) in [
+        (bytes(LOCATION), "GPS+LBS location packet (protocol 0x12)"),
+        (bytes(HEARTBEAT), "status/heartbeat packet (protocol 0x13)"),
+        (bytes(ALARM), "alarm packet (protocol 0x16)"),
+        (gt06n_location(), "GT06N location packet (protocol 0x22)"),
+        (info_0x94(), "information packet (protocol 0x94)"),
     ] {
         let err = Gt06Decoder::new(&options())
-            .decode(&bytes(hex_str), NOW)
+            .decode(&frame, NOW)
             .unwrap_err();
-        let at = if hex_str.starts_with("7979") { 4 } else { 3 };
+        let at = if frame.starts_with(&[0x79, 0x79]) {
+            4
+        } else {
+            3
+        };
         assert_err(err, at, &format!("{name} before the login"));
     }
     // A bad CRC before the login is still just skipped.
@@ -1163,7 +1186,7 @@ fn a_length_that_does_not_match_the_frame_is_an_error_at_the_stop_bits() {
 
 #[test]
 fn truncated_frames_wait_for_more() {
-    let frame = bytes(TR_INFO_0X94);
+    let frame = info_0x94();
     let mut dec = logged_in();
     for end in 0..frame.len() {
         assert_eq!(dec.decode(&frame[..end], NOW), Ok(None), "at {end}");
@@ -1195,12 +1218,13 @@ fn no_complete_frame_within_the_limit_is_an_error() {
 
 #[test]
 fn unknown_protocol_numbers_are_problems_without_an_answer() {
-    let frame = bytes("78780c95130a071223200100013ad10d0a"); // Traccar capture, 0x95
+    // Sheet §1 framing around a protocol number the sheet does not list.
+    let frame = frame78(0x95, "00 11 22", 5);
     let p = session_problem(&frame);
     assert_err(
         p,
         3,
-        "protocol number 0x95 is not decoded; frame of 17 bytes skipped",
+        "protocol number 0x95 is not decoded; frame of 13 bytes skipped",
     );
     // 0x17 from a device (Wi-Fi on some clones, an address answer in the documents) is
     // not decoded either.

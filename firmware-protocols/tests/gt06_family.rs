@@ -11,6 +11,7 @@ use firmware_protocols::gt06::encode::{
 };
 use firmware_protocols::gt06::{self, Gt06Decoder};
 use firmware_protocols::record::format_rfc3339_ms;
+use firmware_protocols::testkit::{self, bytes, close, decode_whole, io, io_text, io_u64, only};
 use firmware_protocols::StreamDecoder;
 use firmware_protocols::{Decoded, DecoderOptions, IoKey, IoValue, Record, Reply};
 
@@ -26,46 +27,13 @@ fn logged_in() -> Gt06Decoder {
 }
 
 fn decode(frame: &[u8]) -> Decoded {
-    let d = logged_in().decode(frame, NOW).unwrap().unwrap();
-    assert_eq!(d.consumed, frame.len());
+    let d = decode_whole(&mut logged_in(), frame, NOW, "built frame");
     assert_eq!(d.problem, None);
     d
 }
 
-fn only(d: &Decoded) -> &Record {
-    assert_eq!(d.records.len(), 1, "{d:?}");
-    &d.records[0]
-}
-
 fn answer(hex_str: &str) -> Reply {
-    Reply {
-        accepted: Some(hex::decode(hex_str).unwrap()),
-        refused: None,
-    }
-}
-
-fn io<'a>(r: &'a Record, name: &str) -> Option<&'a IoValue> {
-    r.io.iter()
-        .find_map(|(k, v)| (*k == IoKey::Name(name.into())).then_some(v))
-}
-
-fn u(r: &Record, name: &str) -> Option<u64> {
-    match io(r, name) {
-        Some(IoValue::U64(v)) => Some(*v),
-        _ => None,
-    }
-}
-
-fn text<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
-    match io(r, name) {
-        Some(IoValue::Text(v)) => Some(v),
-        _ => None,
-    }
-}
-
-fn close(got: Option<f64>, want: f64) {
-    let got = got.expect("a value");
-    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    testkit::answer(bytes(hex_str))
 }
 
 /// 2025-06-01 10:20:30 UTC, 9 satellites, the given position, 42 km/h, course 123.
@@ -127,15 +95,19 @@ fn location_4g_0xa0_reads_the_wide_cell_and_the_gt06n_tail() {
         let r = only(&d);
         check_gps(r, 52.52, 13.405);
         assert_eq!(r.event, None);
-        assert_eq!(u(r, "mcc"), Some(262));
-        assert_eq!(u(r, "mnc"), Some(u64::from(mnc)));
-        assert_eq!(u(r, "lac"), Some(0x0001_2345));
-        assert_eq!(u(r, "cell_id"), Some(0x0000_0001_0A0B_0C0D));
+        assert_eq!(io_u64(r, "mcc"), Some(262));
+        assert_eq!(io_u64(r, "mnc"), Some(u64::from(mnc)));
+        assert_eq!(io_u64(r, "lac"), Some(0x0001_2345));
+        assert_eq!(io_u64(r, "cell_id"), Some(0x0000_0001_0A0B_0C0D));
         assert_eq!(
-            [u(r, "acc"), u(r, "upload_mode"), u(r, "reupload")],
+            [
+                io_u64(r, "acc"),
+                io_u64(r, "upload_mode"),
+                io_u64(r, "reupload")
+            ],
             [Some(1), Some(2), Some(0)]
         );
-        assert_eq!(u(r, "mileage"), Some(123_456));
+        assert_eq!(io_u64(r, "mileage"), Some(123_456));
         assert_eq!(
             r.io.last(),
             Some(&(IoKey::Name("serial".into()), IoValue::U64(0x0A0B)))
@@ -157,7 +129,10 @@ fn the_gt06n_layout_under_its_other_numbers() {
         let d = decode(&encode::frame(protocol, &content, 3).unwrap());
         let r = only(&d);
         check_gps(r, -33.9, 18.4);
-        assert_eq!((u(r, "cell_id"), u(r, "reupload")), (Some(0x1F71), Some(1)));
+        assert_eq!(
+            (io_u64(r, "cell_id"), io_u64(r, "reupload")),
+            (Some(0x1F71), Some(1))
+        );
     }
     // 0x1E: a GPS block and a firmware extension, kept as bytes.
     let mut content = Vec::new();
@@ -185,11 +160,14 @@ fn vl03_alarm_0x26_is_echoed_as_the_document_shows_and_keeps_its_mileage() {
     let r = only(&d);
     check_gps(r, 23.125, 114.4);
     assert_eq!(r.event.as_deref(), Some("tamper"));
-    assert_eq!(u(r, "lbs_length"), Some(9));
-    assert_eq!(u(r, "terminal_info"), Some(0x46));
-    assert_eq!((u(r, "acc"), u(r, "charging")), (Some(1), Some(1)));
-    assert_eq!(u(r, "voltage_level"), Some(5));
-    assert_eq!(u(r, "mileage"), Some(5_000));
+    assert_eq!(io_u64(r, "lbs_length"), Some(9));
+    assert_eq!(io_u64(r, "terminal_info"), Some(0x46));
+    assert_eq!(
+        (io_u64(r, "acc"), io_u64(r, "charging")),
+        (Some(1), Some(1))
+    );
+    assert_eq!(io_u64(r, "voltage_level"), Some(5));
+    assert_eq!(io_u64(r, "mileage"), Some(5_000));
 }
 
 #[test]
@@ -207,7 +185,7 @@ fn multi_fence_alarms_carry_the_fence_number() {
     let r = only(&d);
     check_gps(r, 40.7, -74.0);
     assert_eq!(r.event.as_deref(), Some("geofence_exit"));
-    assert_eq!((u(r, "mnc"), u(r, "fence")), (Some(260), Some(2)));
+    assert_eq!((io_u64(r, "mnc"), io_u64(r, "fence")), (Some(260), Some(2)));
 
     // 0xA4: the same with the 4G cell; the LBS length counts itself (1 + 15).
     let content = alarm_4g_content(&gps(40.7, -74.0), &lte(7), &status(0x04), Some(0));
@@ -216,9 +194,12 @@ fn multi_fence_alarms_carry_the_fence_number() {
     let r = only(&d);
     check_gps(r, 40.7, -74.0);
     assert_eq!(r.event.as_deref(), Some("geofence_enter"));
-    assert_eq!(u(r, "lbs_length"), Some(16));
-    assert_eq!(u(r, "cell_id"), Some(0x0000_0001_0A0B_0C0D));
-    assert_eq!((u(r, "language"), u(r, "fence")), (Some(2), Some(0)));
+    assert_eq!(io_u64(r, "lbs_length"), Some(16));
+    assert_eq!(io_u64(r, "cell_id"), Some(0x0000_0001_0A0B_0C0D));
+    assert_eq!(
+        (io_u64(r, "language"), io_u64(r, "fence")),
+        (Some(2), Some(0))
+    );
     assert_eq!(io(r, "extra"), None);
 
     // 0xA3: a 4G alarm without a fence number.
@@ -228,10 +209,10 @@ fn multi_fence_alarms_carry_the_fence_number() {
     let r = only(&d);
     assert_eq!(r.event.as_deref(), Some("sos"));
     assert_eq!(
-        (u(r, "mnc"), u(r, "lac")),
+        (io_u64(r, "mnc"), io_u64(r, "lac")),
         (Some(0x0123), Some(0x0001_2345))
     );
-    assert_eq!(u(r, "fence"), None);
+    assert_eq!(io_u64(r, "fence"), None);
 }
 
 #[test]
@@ -266,7 +247,7 @@ fn lbs_status_0x19_is_an_alarm_without_a_position() {
     let r = only(&d);
     assert_eq!((r.time_ms, r.valid, r.lat, r.lon), (None, None, None, None));
     assert_eq!(r.event.as_deref(), Some("vibration"));
-    assert_eq!(u(r, "lac"), Some(0x287D));
+    assert_eq!(io_u64(r, "lac"), Some(0x287D));
 }
 
 #[test]
@@ -275,7 +256,7 @@ fn gk310_heartbeat_0x23_is_answered_and_keeps_what_follows_its_terminal_info() {
     assert_eq!(d.reply, answer("7878052300070A690D0A"));
     let r = only(&d);
     assert_eq!(r.event.as_deref(), Some("heartbeat"));
-    assert_eq!((u(r, "armed"), u(r, "acc")), (Some(1), Some(1)));
+    assert_eq!((io_u64(r, "armed"), io_u64(r, "acc")), (Some(1), Some(1)));
     assert_eq!(
         io(r, "extra"),
         Some(&IoValue::Bytes(vec![0x01, 0x9A, 0x04]))
@@ -315,8 +296,8 @@ fn address_requests_are_answered_with_the_position_as_the_address() {
     let r = only(&d);
     check_gps(r, 22.5, -114.0);
     assert_eq!(r.event.as_deref(), Some("address_request"));
-    assert_eq!(text(r, "phone"), Some("13800138000"));
-    assert_eq!(u(r, "language"), Some(2));
+    assert_eq!(io_text(r, "phone"), Some("13800138000"));
+    assert_eq!(io_u64(r, "language"), Some(2));
 
     // Chinese (language 1), asked with the GT06N's 0x1A: 0x17, address in UTF-16BE.
     let d = decode(&encode::frame(0x1A, &request(0x0001), 0x43).unwrap());
@@ -385,19 +366,19 @@ fn check_cells(r: &Record, lte: bool, n: usize) {
         (r.valid, r.lat, r.lon, r.speed_kmh),
         (None, None, None, None)
     );
-    assert_eq!((u(r, "mcc"), u(r, "mnc")), (Some(460), Some(0)));
+    assert_eq!((io_u64(r, "mcc"), io_u64(r, "mnc")), (Some(460), Some(0)));
     let all = cells(n, lte);
-    assert_eq!(u(r, "lac"), Some(u64::from(all[0].lac)));
-    assert_eq!(u(r, "cell_id"), Some(all[0].cell_id));
-    assert_eq!(u(r, "rssi"), Some(60));
+    assert_eq!(io_u64(r, "lac"), Some(u64::from(all[0].lac)));
+    assert_eq!(io_u64(r, "cell_id"), Some(all[0].cell_id));
+    assert_eq!(io_u64(r, "rssi"), Some(60));
     for (i, cell) in all.iter().enumerate().skip(1) {
-        assert_eq!(u(r, &format!("lac_{i}")), Some(u64::from(cell.lac)));
-        assert_eq!(u(r, &format!("cell_id_{i}")), Some(cell.cell_id));
-        assert_eq!(u(r, &format!("rssi_{i}")), Some(u64::from(cell.rssi)));
+        assert_eq!(io_u64(r, &format!("lac_{i}")), Some(u64::from(cell.lac)));
+        assert_eq!(io_u64(r, &format!("cell_id_{i}")), Some(cell.cell_id));
+        assert_eq!(io_u64(r, &format!("rssi_{i}")), Some(u64::from(cell.rssi)));
     }
     // Empty slots are no cells.
-    assert_eq!(u(r, &format!("lac_{n}")), None);
-    assert_eq!(u(r, "ta"), Some(0xFF));
+    assert_eq!(io_u64(r, &format!("lac_{n}")), None);
+    assert_eq!(io_u64(r, "ta"), Some(0xFF));
 }
 
 #[test]
@@ -408,7 +389,7 @@ fn lbs_multi_cell_packets_are_records_without_a_position() {
         assert_eq!(d.reply, Reply::default());
         let r = only(&d);
         check_cells(r, false, 4);
-        assert_eq!(u(r, "language"), Some(2));
+        assert_eq!(io_u64(r, "language"), Some(2));
     }
     let content = multi(true, 2, None).content();
     let d = decode(&encode::frame(0xA1, &content, 5).unwrap());
@@ -423,11 +404,11 @@ fn lbs_wifi_packets_keep_the_access_points() {
         let d = decode(&encode::frame(protocol, &content, 6).unwrap());
         let r = only(&d);
         check_cells(r, lte, 3);
-        assert_eq!(u(r, "wifi_count"), Some(2));
-        assert_eq!(text(r, "wifi_1_mac"), Some("00:1a:2b:3c:4d:5e"));
-        assert_eq!(u(r, "wifi_1_rssi"), Some(70));
-        assert_eq!(text(r, "wifi_2_mac"), Some("ff:ff:ff:ff:ff:ff"));
-        assert_eq!(u(r, "wifi_2_rssi"), Some(45));
+        assert_eq!(io_u64(r, "wifi_count"), Some(2));
+        assert_eq!(io_text(r, "wifi_1_mac"), Some("00:1a:2b:3c:4d:5e"));
+        assert_eq!(io_u64(r, "wifi_1_rssi"), Some(70));
+        assert_eq!(io_text(r, "wifi_2_mac"), Some("ff:ff:ff:ff:ff:ff"));
+        assert_eq!(io_u64(r, "wifi_2_rssi"), Some(45));
         assert_eq!(io(r, "extra"), None);
     }
 }
@@ -444,24 +425,27 @@ fn command_answers_are_text_without_a_position() {
     let r = only(&d);
     assert_eq!((r.time_ms, r.lat, r.valid), (None, None, None));
     assert_eq!(r.event.as_deref(), Some("command_answer"));
-    assert_eq!(text(r, "command_answer"), Some("Relay:OFF"));
-    assert_eq!((u(r, "server_flag"), u(r, "language")), (Some(7), Some(2)));
+    assert_eq!(io_text(r, "command_answer"), Some("Relay:OFF"));
+    assert_eq!(
+        (io_u64(r, "server_flag"), io_u64(r, "language")),
+        (Some(7), Some(2))
+    );
 
     // 0x21 in a 79 79 frame: ASCII (1) and UTF-16BE (2).
     let d = decode(&encode::frame_long(0x21, b"\x00\x00\x00\x01\x01SOS OK", 9).unwrap());
-    assert_eq!(text(only(&d), "command_answer"), Some("SOS OK"));
+    assert_eq!(io_text(only(&d), "command_answer"), Some("SOS OK"));
     let mut content = vec![0, 0, 0, 1, 2];
     content.extend("已执行".encode_utf16().flat_map(u16::to_be_bytes));
     let d = decode(&encode::frame_long(0x21, &content, 10).unwrap());
     let r = only(&d);
-    assert_eq!(text(r, "command_answer"), Some("已执行"));
-    assert_eq!(u(r, "encoding"), Some(2));
+    assert_eq!(io_text(r, "command_answer"), Some("已执行"));
+    assert_eq!(io_u64(r, "encoding"), Some(2));
 
     // Length 0: an empty answer.
     let d = decode(&encode::frame(0x15, &[0, 0, 2], 12).unwrap());
     let r = only(&d);
     assert_eq!(
-        (text(r, "command_answer"), u(r, "language")),
+        (io_text(r, "command_answer"), io_u64(r, "language")),
         (None, Some(2))
     );
 
@@ -483,14 +467,21 @@ fn information_0x94_sub_types() {
     // External voltage: 0x049F = 1183 → 11.83 V, kept raw.
     let r = info(&[0x00, 0x04, 0x9F]);
     assert_eq!((r.time_ms, r.lat), (None, None));
-    assert_eq!(u(&r, "external_voltage"), Some(1183));
+    assert_eq!(io_u64(&r, "external_voltage"), Some(1183));
 
     let r = info(b"\x04ALM1=FF;STA1=C0;DYD=01;");
-    assert_eq!(text(&r, "terminal_status"), Some("ALM1=FF;STA1=C0;DYD=01;"));
+    assert_eq!(
+        io_text(&r, "terminal_status"),
+        Some("ALM1=FF;STA1=C0;DYD=01;")
+    );
 
     let r = info(&[0x05, 0b101]);
     assert_eq!(
-        [u(&r, "door"), u(&r, "door_trigger"), u(&r, "io_port")],
+        [
+            io_u64(&r, "door"),
+            io_u64(&r, "door_trigger"),
+            io_u64(&r, "io_port")
+        ],
         [Some(1), Some(0), Some(1)]
     );
 
@@ -499,20 +490,20 @@ fn information_0x94_sub_types() {
     content.extend(encode::terminal_id("460011234567890").unwrap());
     content.extend([0x89, 0x86, 0x01, 0x23, 0x45, 0x67, 0x89, 0x01, 0x23, 0x4F]);
     let r = info(&content);
-    assert_eq!(text(&r, "imei"), Some(IMEI));
-    assert_eq!(text(&r, "imsi"), Some("460011234567890"));
-    assert_eq!(text(&r, "iccid"), Some("8986012345678901234"));
+    assert_eq!(io_text(&r, "imei"), Some(IMEI));
+    assert_eq!(io_text(&r, "imsi"), Some("460011234567890"));
+    assert_eq!(io_text(&r, "iccid"), Some("8986012345678901234"));
 
     // The voltage alone in a 78 78 frame.
     let d = decode(&encode::frame(0x94, &[0x04, 0x9F], 13).unwrap());
     let r = only(&d);
     assert_eq!(
-        (u(r, "external_voltage"), u(r, "info_type")),
+        (io_u64(r, "external_voltage"), io_u64(r, "info_type")),
         (Some(1183), None)
     );
 
     let r = info(&[0x1B, 1, 2, 3]);
-    assert_eq!(u(&r, "info_type"), Some(0x1B));
+    assert_eq!(io_u64(&r, "info_type"), Some(0x1B));
     assert_eq!(io(&r, "info"), Some(&IoValue::Bytes(vec![1, 2, 3])));
 }
 
@@ -534,7 +525,7 @@ fn a_course_past_360_is_dropped_not_passed_on() {
     assert_eq!(r.course_deg, None);
     close(r.lat, 48.0);
     assert_eq!(r.valid, Some(true), "the position itself is sound");
-    assert_eq!(text(r, "range_error"), Some("course 636 is past 360°"));
+    assert_eq!(io_text(r, "range_error"), Some("course 636 is past 360°"));
 }
 
 #[test]
@@ -573,7 +564,7 @@ fn a_date_after_tomorrow_is_not_the_record_time() {
         Some(&IoValue::Bytes(vec![30, 3, 19, 0, 0, 0]))
     );
     assert_eq!(
-        text(&r, "range_error"),
+        io_text(&r, "range_error"),
         Some("date/time 2030-03-19T00:00:00.000Z is after tomorrow")
     );
 }

@@ -5,6 +5,7 @@ use firmware_protocols::gt06::encode::{
     self, alarm_content, heartbeat_content, location_content, Gps, Lbs, Status,
 };
 use firmware_protocols::gt06::{self, alarm_event, Gt06Decoder};
+use firmware_protocols::testkit::{self, io_u64, Contract};
 use firmware_protocols::{DecoderOptions, IoKey, IoValue, Record, StreamDecoder};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -18,80 +19,33 @@ fn session(max: usize) -> Gt06Decoder {
     Gt06Decoder::new(&DecoderOptions::new(max))
 }
 
-/// Feeds `input` as one buffer, consuming frames until an error or "need more", and checks
-/// the stream contract on the way.
+/// The kit's stream contract: a session protocol, every record held to GT06's ranges too.
+const CONTRACT: Contract = Contract {
+    record: gt06_ranges,
+    ..Contract::SESSION
+};
+
 fn check_stream(dec: &mut Gt06Decoder, input: &[u8]) -> Result<(), TestCaseError> {
-    let max = dec.max_frame_bytes();
-    let mut rest = input;
-    while !rest.is_empty() {
-        match dec.decode(rest, NOW) {
-            Ok(Some(d)) => {
-                prop_assert!(d.consumed > 0, "consumed 0");
-                prop_assert!(
-                    d.consumed <= rest.len(),
-                    "consumed {} of {}",
-                    d.consumed,
-                    rest.len()
-                );
-                prop_assert!(
-                    d.consumed <= max,
-                    "frame of {} over limit {max}",
-                    d.consumed
-                );
-                if let Some(p) = &d.problem {
-                    prop_assert!(
-                        p.offset < d.consumed,
-                        "problem offset {} past frame",
-                        p.offset
-                    );
-                    prop_assert!(d.records.is_empty() && d.reply.accepted.is_none());
-                }
-                for r in &d.records {
-                    check_ranges(r)?;
-                }
-                rest = &rest[d.consumed..];
-            }
-            Ok(None) => {
-                prop_assert!(
-                    rest.len() < max,
-                    "need-more with {} bytes buffered, limit {max}",
-                    rest.len()
-                );
-                break;
-            }
-            Err(e) => {
-                prop_assert!(
-                    e.offset < rest.len(),
-                    "offset {} past input {}",
-                    e.offset,
-                    rest.len()
-                );
-                break;
-            }
-        }
-    }
-    Ok(())
+    testkit::check_stream(dec, input, NOW, &CONTRACT).map(drop)
 }
 
-/// Whatever the bytes, a record's fields stay within what they can mean.
+/// Whatever the bytes, a record's fields stay within what they can mean (the kit's ranges and
+/// GT06's own, below).
 fn check_ranges(r: &Record) -> Result<(), TestCaseError> {
-    if let Some(lat) = r.lat {
-        prop_assert!((-90.0..=90.0).contains(&lat), "lat {lat}");
-    }
-    if let Some(lon) = r.lon {
-        prop_assert!((-180.0..=180.0).contains(&lon), "lon {lon}");
-    }
-    prop_assert_eq!(r.lat.is_some(), r.lon.is_some());
-    if let Some(course) = r.course_deg {
-        prop_assert!((0.0..=360.0).contains(&course));
-    }
+    testkit::check_ranges(r, NOW)?;
+    gt06_ranges(r, NOW)
+}
+
+/// GT06's own limits: four bits of satellites, a date from 2000 to the day after the receive
+/// time, and the serial number last.
+fn gt06_ranges(r: &Record, now: i64) -> Result<(), TestCaseError> {
     if let Some(sats) = r.satellites {
         prop_assert!(sats < 16);
     }
     if let Some(t) = r.time_ms {
         // 2000-01-01 .. the end of the day after the receive time.
         prop_assert!(
-            (946_684_800_000..(NOW / 86_400_000 + 2) * 86_400_000).contains(&t),
+            (946_684_800_000..(now / 86_400_000 + 2) * 86_400_000).contains(&t),
             "time {t}"
         );
     }
@@ -132,13 +86,6 @@ fn logged_in() -> Gt06Decoder {
         .unwrap()
         .unwrap();
     dec
-}
-
-fn io_u64(r: &Record, name: &str) -> Option<u64> {
-    r.io.iter().find_map(|(k, v)| match (k, v) {
-        (IoKey::Name(n), IoValue::U64(v)) if n == name => Some(*v),
-        _ => None,
-    })
 }
 
 /// What the decoder must make of a GPS block.

@@ -4,8 +4,11 @@
 
 use firmware_protocols::jsonl::{parse_rfc3339_ms, JsonlDecoder};
 use firmware_protocols::record::{days_from_civil, format_rfc3339_ms};
+use firmware_protocols::testkit::{
+    self, name, records_fed_byte_by_byte, records_split_at_every_offset, Contract,
+};
 use firmware_protocols::{
-    DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Record, Reply, StreamDecoder,
+    DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Record, StreamDecoder,
 };
 use proptest::prelude::*;
 
@@ -29,47 +32,17 @@ fn ms(text: &str) -> i64 {
     parse_rfc3339_ms(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
-fn name(n: &str) -> IoKey {
-    IoKey::Name(n.into())
-}
-
 fn text(v: &str) -> IoValue {
     IoValue::Text(v.into())
 }
 
 /// Decodes every complete frame at the front of `buf`, like a session loop does.
-fn drain(dec: &mut JsonlDecoder, buf: &mut Vec<u8>, out: &mut Vec<Decoded>) {
-    loop {
-        match dec.decode(buf, NOW) {
-            Ok(Some(d)) => {
-                assert!(d.consumed > 0 && d.consumed <= buf.len());
-                assert_eq!(d.reply, Reply::default(), "JSON lines are never answered");
-                assert!(d.login.is_none());
-                assert!(d.problem.is_none() || d.records.is_empty());
-                buf.drain(..d.consumed);
-                out.push(d);
-            }
-            Ok(None) => {
-                assert!(buf.len() < dec.max_frame_bytes());
-                return;
-            }
-            Err(e) => panic!("jsonl decode returned Err: {e}"),
-        }
-    }
+fn drain(dec: &mut JsonlDecoder, buf: &mut Vec<u8>) -> Vec<Decoded> {
+    testkit::drain_checked(dec, buf, NOW, &Contract::SILENT_LINES)
 }
 
 fn decode_all(dec: &mut JsonlDecoder, bytes: &[u8]) -> (Vec<Record>, Vec<DecodeError>) {
-    let mut buf = bytes.to_vec();
-    let mut frames = Vec::new();
-    drain(dec, &mut buf, &mut frames);
-    assert!(
-        buf.is_empty(),
-        "left over {:?}",
-        String::from_utf8_lossy(&buf)
-    );
-    let records = frames.iter().flat_map(|d| d.records.clone()).collect();
-    let problems = frames.into_iter().filter_map(|d| d.problem).collect();
-    (records, problems)
+    testkit::decode_all(dec, bytes, NOW, &Contract::SILENT_LINES)
 }
 
 /// The one record of one line.
@@ -213,30 +186,10 @@ fn every_case_decodes_the_same_byte_by_byte_split_anywhere_and_with_crlf() {
         (case.check)(r);
     }
 
-    let mut dec = decoder();
-    let mut buf = Vec::new();
-    let mut frames = Vec::new();
-    for &b in &bytes {
-        buf.push(b);
-        let before = frames.len();
-        drain(&mut dec, &mut buf, &mut frames);
-        if b != b'\n' {
-            assert_eq!(frames.len(), before, "frame before a line end");
-        }
-    }
-    let bytewise: Vec<Record> = frames.iter().flat_map(|d| d.records.clone()).collect();
+    let contract = Contract::SILENT_LINES;
+    let bytewise = records_fed_byte_by_byte(&mut decoder(), &bytes, NOW, &contract);
     assert_eq!(bytewise, whole);
-
-    for split in 0..=bytes.len() {
-        let mut dec = decoder();
-        let mut buf = bytes[..split].to_vec();
-        let mut frames = Vec::new();
-        drain(&mut dec, &mut buf, &mut frames);
-        buf.extend_from_slice(&bytes[split..]);
-        drain(&mut dec, &mut buf, &mut frames);
-        let got: Vec<Record> = frames.iter().flat_map(|d| d.records.clone()).collect();
-        assert_eq!(got, whole, "split at {split}");
-    }
+    records_split_at_every_offset(decoder, &bytes, NOW, &contract);
 }
 
 #[test]
@@ -487,8 +440,7 @@ fn an_endless_line_is_one_problem_then_dropped_through_the_next_newline() {
         ))
     );
     let mut rest = input[MAX..].to_vec();
-    let mut frames = Vec::new();
-    drain(&mut dec, &mut rest, &mut frames);
+    let frames = drain(&mut dec, &mut rest);
     assert!(frames.iter().all(|d| d.problem.is_none()));
     let records: Vec<&Record> = frames.iter().flat_map(|d| &d.records).collect();
     assert_eq!(records.len(), 1);
@@ -654,27 +606,7 @@ fn rfc3339_rejects_with_a_reason() {
 // Properties.
 
 fn check_stream(dec: &mut JsonlDecoder, input: &[u8]) -> Result<(), TestCaseError> {
-    let max = dec.max_frame_bytes();
-    let mut rest = input;
-    while !rest.is_empty() {
-        match dec.decode(rest, NOW) {
-            Ok(Some(d)) => {
-                prop_assert!(d.consumed > 0 && d.consumed <= rest.len());
-                prop_assert!(d.consumed <= max.max(1));
-                prop_assert!(d.problem.is_none() || d.records.is_empty());
-                if let Some(p) = &d.problem {
-                    prop_assert!(p.offset <= d.consumed, "{p}");
-                }
-                rest = &rest[d.consumed..];
-            }
-            Ok(None) => {
-                prop_assert!(rest.len() < max, "need-more with {} bytes", rest.len());
-                break;
-            }
-            Err(e) => prop_assert!(false, "Err: {e}"),
-        }
-    }
-    Ok(())
+    testkit::check_stream(dec, input, NOW, &Contract::SILENT_LINES).map(drop)
 }
 
 fn jsonish() -> impl Strategy<Value = Vec<u8>> {

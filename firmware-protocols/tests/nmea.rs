@@ -4,6 +4,9 @@
 
 use firmware_protocols::nmea::{NmeaDecoder, FALLBACK_DEVICE_ID};
 use firmware_protocols::record::format_rfc3339_ms;
+use firmware_protocols::testkit::{
+    self, close, records_fed_byte_by_byte, records_split_at_every_offset, time, Contract,
+};
 use firmware_protocols::{
     DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Record, Reply, StreamDecoder,
 };
@@ -47,63 +50,19 @@ fn stream(lines: &[&str]) -> Vec<u8> {
 }
 
 /// Decodes every complete frame at the front of `buf`, like the serial session loop does.
-fn drain(dec: &mut NmeaDecoder, buf: &mut Vec<u8>, now: i64, out: &mut Vec<Decoded>) {
-    loop {
-        match dec.decode(buf, now) {
-            Ok(Some(d)) => {
-                assert!(
-                    d.consumed > 0 && d.consumed <= buf.len(),
-                    "consumed {}",
-                    d.consumed
-                );
-                assert_eq!(d.reply, Reply::default(), "NMEA never answers");
-                assert!(d.login.is_none());
-                assert!(d.problem.is_none() || d.records.is_empty());
-                buf.drain(..d.consumed);
-                out.push(d);
-            }
-            Ok(None) => {
-                assert!(
-                    buf.len() < dec.max_frame_bytes(),
-                    "need-more at {}",
-                    buf.len()
-                );
-                return;
-            }
-            Err(e) => panic!("NMEA decode returned Err: {e}"),
-        }
-    }
+fn drain(dec: &mut NmeaDecoder, buf: &mut Vec<u8>, now: i64) -> Vec<Decoded> {
+    testkit::drain_checked(dec, buf, now, &Contract::SILENT_LINES)
 }
 
 /// All frames of `bytes` decoded in one buffer, then whatever `finish` releases.
 fn decode_all(dec: &mut NmeaDecoder, bytes: &[u8], now: i64) -> (Vec<Record>, Vec<DecodeError>) {
-    let mut buf = bytes.to_vec();
-    let mut frames = Vec::new();
-    drain(dec, &mut buf, now, &mut frames);
-    assert!(
-        buf.is_empty(),
-        "left over: {:?}",
-        String::from_utf8_lossy(&buf)
-    );
-    let mut records: Vec<Record> = frames.iter().flat_map(|d| d.records.clone()).collect();
-    records.extend(dec.finish(now));
-    let problems = frames.into_iter().filter_map(|d| d.problem).collect();
-    (records, problems)
+    testkit::decode_all(dec, bytes, now, &Contract::SILENT_LINES)
 }
 
 fn records_of(lines: &[&str], now: i64) -> Vec<Record> {
     let (records, problems) = decode_all(&mut decoder(), &stream(lines), now);
     assert!(problems.is_empty(), "{problems:?}");
     records
-}
-
-fn time(r: &Record) -> Option<String> {
-    r.time_ms.map(format_rfc3339_ms)
-}
-
-fn close(got: Option<f64>, want: f64) {
-    let got = got.unwrap_or_else(|| panic!("expected {want}, got None"));
-    assert!((got - want).abs() < 1e-6, "got {got}, want {want}");
 }
 
 fn text(v: &str) -> IoValue {
@@ -338,43 +297,13 @@ fn fact_sheet_gga_checksum_is_0x47() {
 #[test]
 fn every_case_decodes_the_same_fed_byte_by_byte_and_split_anywhere() {
     for case in CASES {
+        eprintln!("case: {}", case.source);
         let bytes = stream(case.lines);
         let whole = records_of(case.lines, case.now);
-
-        // One byte at a time: Ok(None) until a line end arrives.
-        let mut dec = decoder();
-        let mut buf = Vec::new();
-        let mut frames = Vec::new();
-        for &b in &bytes {
-            buf.push(b);
-            let before = frames.len();
-            drain(&mut dec, &mut buf, case.now, &mut frames);
-            if b != b'\n' {
-                assert_eq!(
-                    frames.len(),
-                    before,
-                    "{}: frame before a line end",
-                    case.source
-                );
-            }
-        }
-        let mut bytewise: Vec<Record> = frames.iter().flat_map(|d| d.records.clone()).collect();
-        bytewise.extend(dec.finish(case.now));
+        let contract = Contract::SILENT_LINES;
+        let bytewise = records_fed_byte_by_byte(&mut decoder(), &bytes, case.now, &contract);
         assert_eq!(bytewise, whole, "{}", case.source);
-
-        // Two reads split at every offset.
-        for split in 0..=bytes.len() {
-            let mut dec = decoder();
-            let mut buf = bytes[..split].to_vec();
-            let mut frames = Vec::new();
-            drain(&mut dec, &mut buf, case.now, &mut frames);
-            buf.extend_from_slice(&bytes[split..]);
-            drain(&mut dec, &mut buf, case.now, &mut frames);
-            assert!(buf.is_empty());
-            let mut got: Vec<Record> = frames.iter().flat_map(|d| d.records.clone()).collect();
-            got.extend(dec.finish(case.now));
-            assert_eq!(got, whole, "{} split at {split}", case.source);
-        }
+        records_split_at_every_offset(decoder, &bytes, case.now, &contract);
     }
 }
 
@@ -406,11 +335,10 @@ fn a_session_of_bursts_gives_one_record_per_epoch_and_ignores_other_sentences() 
         lines.extend(burst(t, date, &format!("3{i}.0000")));
     }
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let mut dec = decoder();
-    let mut buf = stream(&refs);
-    let mut frames = Vec::new();
-    drain(&mut dec, &mut buf, NOW, &mut frames);
-    assert!(buf.is_empty());
+    let seen = testkit::check_stream(&mut decoder(), &stream(&refs), NOW, &Contract::SILENT_LINES)
+        .unwrap();
+    assert_eq!(seen.left, 0);
+    let frames = seen.frames;
     assert_eq!(frames.len(), lines.len(), "one frame per sentence");
     assert!(frames.iter().all(|d| d.problem.is_none()));
     // The first epoch comes out with its GGA (RMC + GGA is all that is known of the burst);
@@ -441,7 +369,7 @@ fn a_session_of_bursts_gives_one_record_per_epoch_and_ignores_other_sentences() 
         assert_eq!(has_gsa, i > 0, "GSA joins every epoch after the first");
     }
     assert!(
-        dec.finish(NOW).is_empty(),
+        seen.finished.is_empty(),
         "nothing pending after complete epochs"
     );
 }
@@ -860,11 +788,10 @@ fn an_endless_line_is_one_problem_then_dropped_until_the_next_dollar() {
     // The rest of that line goes silently, however it arrives, up to the next `$`.
     let mut rest = input[MAX..].to_vec();
     rest.extend_from_slice(format!("{RMC_1}\r\n{GGA_1}\r\n").as_bytes());
-    let mut frames = Vec::new();
     let mut buf = rest[..10].to_vec();
-    drain(&mut dec, &mut buf, NOW_1994, &mut frames);
+    let mut frames = drain(&mut dec, &mut buf, NOW_1994);
     buf.extend_from_slice(&rest[10..]);
-    drain(&mut dec, &mut buf, NOW_1994, &mut frames);
+    frames.extend(drain(&mut dec, &mut buf, NOW_1994));
     assert!(frames.iter().all(|d| d.problem.is_none()));
     let records: Vec<&Record> = frames.iter().flat_map(|d| &d.records).collect();
     assert_eq!(records.len(), 1);
@@ -884,8 +811,7 @@ fn endless_noise_is_one_problem_per_run() {
     );
     let mut rest = noise[MAX..].to_vec();
     rest.extend_from_slice(b"\r\n");
-    let mut frames = Vec::new();
-    drain(&mut dec, &mut rest, NOW, &mut frames);
+    let frames = drain(&mut dec, &mut rest, NOW);
     assert!(rest.is_empty());
     assert!(frames.iter().all(|d| d.problem.is_none()));
 }
@@ -927,32 +853,7 @@ fn unknown_talkers_and_proprietary_sentences_are_silent() {
 // Properties.
 
 fn check_stream(dec: &mut NmeaDecoder, input: &[u8]) -> Result<(), TestCaseError> {
-    let max = dec.max_frame_bytes();
-    let mut rest = input;
-    while !rest.is_empty() {
-        match dec.decode(rest, NOW) {
-            Ok(Some(d)) => {
-                prop_assert!(d.consumed > 0 && d.consumed <= rest.len());
-                prop_assert!(
-                    d.consumed <= max.max(1),
-                    "frame of {} over {max}",
-                    d.consumed
-                );
-                prop_assert!(d.problem.is_none() || d.records.is_empty());
-                if let Some(p) = &d.problem {
-                    prop_assert!(p.offset <= d.consumed, "{p}");
-                }
-                rest = &rest[d.consumed..];
-            }
-            Ok(None) => {
-                prop_assert!(rest.len() < max, "need-more with {} bytes", rest.len());
-                break;
-            }
-            Err(e) => prop_assert!(false, "Err: {e}"),
-        }
-    }
-    let _ = dec.finish(NOW);
-    Ok(())
+    testkit::check_stream(dec, input, NOW, &Contract::SILENT_LINES).map(drop)
 }
 
 /// Bytes that look like NMEA often enough to reach the field parsers.

@@ -5,7 +5,8 @@
 
 use firmware_protocols::nmea::NmeaDecoder;
 use firmware_protocols::record::format_rfc3339_ms;
-use firmware_protocols::{DecodeError, DecoderOptions, IoKey, IoValue, Record, StreamDecoder};
+use firmware_protocols::testkit::{close, decode_whole, io};
+use firmware_protocols::{DecodeError, DecoderOptions, IoValue, Record, StreamDecoder};
 
 /// 2024-03-01T00:00:00Z.
 const NOW: i64 = 1_709_251_200_000;
@@ -26,8 +27,7 @@ fn decode(bodies: &[&str]) -> (Vec<Record>, Vec<DecodeError>) {
     let mut problems = Vec::new();
     for body in bodies {
         let line = sentence(body);
-        let d = dec.decode(line.as_bytes(), NOW).unwrap().unwrap();
-        assert_eq!(d.consumed, line.len(), "{body}");
+        let d = decode_whole(&mut dec, line.as_bytes(), NOW, body);
         records.extend(d.records);
         problems.extend(d.problem);
     }
@@ -44,19 +44,8 @@ fn one(bodies: &[&str]) -> Record {
     r.clone()
 }
 
-fn io<'a>(r: &'a Record, name: &str) -> Option<&'a IoValue> {
-    r.io.iter()
-        .find(|(k, _)| *k == IoKey::Name(name.into()))
-        .map(|(_, v)| v)
-}
-
 fn text(v: &str) -> IoValue {
     IoValue::Text(v.into())
-}
-
-fn close(got: Option<f64>, want: f64) {
-    let got = got.unwrap_or_else(|| panic!("expected {want}, got None"));
-    assert!((got - want).abs() < 1e-6, "got {got}, want {want}");
 }
 
 #[test]

@@ -2,8 +2,11 @@
 //! (shared/protocols/queclink.md §6, from Queclink's GL300 application note) and messages
 //! built from the sheet's layouts (§2–§4), stream splitting, and the malformed-input suite.
 
+use firmware_protocols::capture_battery;
 use firmware_protocols::queclink::QueclinkDecoder;
-use firmware_protocols::record::format_rfc3339_ms;
+use firmware_protocols::testkit::{
+    self, assert_err, decode_whole, time, Battery, Capture, Contract, Frame,
+};
 use firmware_protocols::{
     DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Record, Reply, StreamDecoder,
 };
@@ -66,35 +69,11 @@ fn io(pairs: &[(&str, IoValue)]) -> Vec<(IoKey, IoValue)> {
         .collect()
 }
 
-fn time(r: &Record) -> Option<String> {
-    r.time_ms.map(format_rfc3339_ms)
-}
-
 fn sack(count: &str) -> Reply {
     Reply {
         accepted: Some(format!("+SACK:{count}$").into_bytes()),
         refused: None,
     }
-}
-
-/// Decodes every complete frame at the front of `buf`, like a connection loop does.
-fn drain(
-    dec: &mut QueclinkDecoder,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<Decoded>,
-) -> Result<(), DecodeError> {
-    while let Some(d) = dec.decode(buf, NOW)? {
-        assert!(d.consumed > 0 && d.consumed <= buf.len());
-        buf.drain(..d.consumed);
-        out.push(d);
-    }
-    Ok(())
-}
-
-struct Case {
-    source: &'static str,
-    text: &'static str,
-    check: fn(&Decoded),
 }
 
 /// The fix of the §6 example: 4.3 km/h, 92°, 70.0 m, 121.354335 E 31.222073 N.
@@ -107,10 +86,12 @@ fn assert_sheet_fix(r: &Record) {
     assert_eq!(r.satellites, None, "the block has no satellite count");
 }
 
-const CASES: &[Case] = &[
-    Case {
+/// Every capture is decoded by a decoder in ACK mode.
+const CASES: &[Capture<()>] = &[
+    Capture {
         source: "§6 GL300 GTFRI, one fix",
-        text: FRI_ONE,
+        frame: Frame::Text(FRI_ONE),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("11F0"));
             assert_eq!(d.records.len(), 1);
@@ -140,9 +121,10 @@ const CASES: &[Case] = &[
             assert_eq!(r.raw, None);
         },
     },
-    Case {
+    Capture {
         source: "§6 GL300 GTFRI, two fixes, the second with GPS accuracy 0",
-        text: FRI_TWO,
+        frame: Frame::Text(FRI_TWO),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("11F0"));
             assert_eq!(d.records.len(), 2);
@@ -160,9 +142,10 @@ const CASES: &[Case] = &[
             assert_eq!(a.io, b.io, "both share the message's fields and cell");
         },
     },
-    Case {
+    Capture {
         source: "§6 heartbeat, §4 answer",
-        text: HBD,
+        frame: Frame::Text(HBD),
+        start: (),
         check: |d| {
             assert!(d.records.is_empty() && d.login.is_none());
             assert_eq!(
@@ -172,9 +155,10 @@ const CASES: &[Case] = &[
             assert_eq!(d.reply.refused, None);
         },
     },
-    Case {
+    Capture {
         source: "§1/§5 +BUFF: the §6 report sent later, battery 87 %",
-        text: BUFF_FRI,
+        frame: Frame::Text(BUFF_FRI),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("11F1"));
             let r = &d.records[0];
@@ -199,9 +183,10 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3 GTSOS in the GL300 layout, south/west, leap day",
-        text: SOS,
+        frame: Frame::Text(SOS),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("0A0B"));
             let r = &d.records[0];
@@ -233,9 +218,10 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3 GTGEO in the GL300 layout",
-        text: GEO,
+        frame: Frame::Text(GEO),
+        start: (),
         check: |d| {
             let r = &d.records[0];
             assert_eq!(r.event.as_deref(), Some("geo"));
@@ -243,9 +229,10 @@ const CASES: &[Case] = &[
             assert_eq!(r.io[2], (IoKey::Name("report_id".into()), u(3)));
         },
     },
-    Case {
+    Capture {
         source: "§3 GV200 GTFRI layout",
-        text: GV200_FRI,
+        frame: Frame::Text(GV200_FRI),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("00FF"));
             let r = &d.records[0];
@@ -280,9 +267,10 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3 GTERI: GV200 GTFRI plus ERI mask and extra fields",
-        text: GV200_ERI,
+        frame: Frame::Text(GV200_ERI),
+        start: (),
         check: |d| {
             let r = &d.records[0];
             assert_eq!(r.event, None, "GTERI is the extended periodic report");
@@ -318,9 +306,10 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3 GTIGN: duration field, then one block without a Number",
-        text: IGN,
+        frame: Frame::Text(IGN),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("11F2"));
             let r = &d.records[0];
@@ -345,9 +334,10 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3/§5 GTIGF with an empty fix block (no position ever)",
-        text: IGF,
+        frame: Frame::Text(IGF),
+        start: (),
         check: |d| {
             let r = &d.records[0];
             assert_eq!(r.event.as_deref(), Some("igf"));
@@ -366,9 +356,10 @@ const CASES: &[Case] = &[
             assert_eq!(r.io[3], (IoKey::Name("mcc".into()), u(460)));
         },
     },
-    Case {
+    Capture {
         source: "§1 GTINF: no fix block, fields kept by number",
-        text: INF,
+        frame: Frame::Text(INF),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("11F4"));
             let r = &d.records[0];
@@ -393,9 +384,10 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§1 +ACK of a command: one record, event \"ack\"",
-        text: ACK_FRI,
+        frame: Frame::Text(ACK_FRI),
+        start: (),
         check: |d| {
             assert_eq!(d.reply, sack("11F5"));
             let r = &d.records[0];
@@ -414,16 +406,31 @@ const CASES: &[Case] = &[
     },
 ];
 
+fn battery() -> Battery<(), QueclinkDecoder> {
+    Battery {
+        captures: CASES,
+        decoder: |_| decoder(true),
+        now: NOW,
+        next: Frame::Text(HBD),
+        // Bad messages are skipped, never an `Err`; no login; ranges are the registry's
+        // `checked` wrapper's job after this decoder.
+        contract: Contract {
+            may_fail: false,
+            logins: false,
+            ranges: false,
+            ..Contract::SESSION
+        },
+    }
+}
+
+capture_battery!(battery);
+
 #[test]
-fn vendor_frames_decode() {
+fn every_capture_names_its_device_and_logs_nobody_in() {
     for case in CASES {
         let mut dec = decoder(true);
-        let d = dec
-            .decode(case.text.as_bytes(), NOW)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.source))
-            .unwrap_or_else(|| panic!("{}: incomplete", case.source));
+        let d = decode_whole(&mut dec, &case.frame.bytes(), NOW, case.source);
         assert_eq!(d.problem, None, "{}", case.source);
-        assert_eq!(d.consumed, case.text.len(), "{}", case.source);
         assert_eq!(
             d.login, None,
             "{}: every message carries its id",
@@ -431,18 +438,15 @@ fn vendor_frames_decode() {
         );
         assert_eq!(dec.device_id(), Some(IMEI), "{}", case.source);
         assert!(d.records.iter().all(|r| r.device_id == IMEI));
-        (case.check)(&d);
     }
 }
 
 #[test]
 fn without_ack_mode_reports_get_no_answer_but_heartbeats_do() {
     for case in CASES {
-        let d = decoder(false)
-            .decode(case.text.as_bytes(), NOW)
-            .unwrap()
-            .unwrap();
-        if case.text == HBD {
+        let frame = case.frame.bytes();
+        let d = decoder(false).decode(&frame, NOW).unwrap().unwrap();
+        if frame == HBD.as_bytes() {
             assert_eq!(
                 d.reply.accepted.as_deref(),
                 Some(&b"+SACK:GTHBD,1A0102,11F0$"[..])
@@ -450,25 +454,6 @@ fn without_ack_mode_reports_get_no_answer_but_heartbeats_do() {
         } else {
             assert_eq!(d.reply, Reply::default(), "{}", case.source);
         }
-    }
-}
-
-#[test]
-fn vendor_frames_fed_one_byte_at_a_time_need_more_until_the_last() {
-    for case in CASES {
-        let frame = case.text.as_bytes();
-        let mut dec = decoder(true);
-        for end in 1..frame.len() {
-            assert_eq!(
-                dec.decode(&frame[..end], NOW),
-                Ok(None),
-                "{} at {end}",
-                case.source
-            );
-        }
-        let d = dec.decode(frame, NOW).unwrap().unwrap();
-        assert_eq!(d.consumed, frame.len(), "{}", case.source);
-        (case.check)(&d);
     }
 }
 
@@ -497,8 +482,7 @@ fn session_bytes() -> Vec<u8> {
 fn whole_session_in_one_buffer_decodes_frame_by_frame() {
     let mut buf = session_bytes();
     let mut dec = decoder(true);
-    let mut frames = Vec::new();
-    drain(&mut dec, &mut buf, &mut frames).unwrap();
+    let frames = testkit::drain(&mut dec, &mut buf, NOW).unwrap();
     assert!(buf.is_empty());
     let counts: Vec<usize> = frames.iter().map(|d| d.records.len()).collect();
     assert_eq!(counts, [0, 1, 2, 1, 1, 1, 1, 1, 1, 0]);
@@ -548,26 +532,17 @@ fn without_consumed(frames: &[Decoded]) -> Vec<Decoded> {
 
 #[test]
 fn session_split_into_two_reads_at_every_offset_decodes_the_same() {
-    let all = session_bytes();
-    let mut expected = Vec::new();
-    drain(&mut decoder(true), &mut all.clone(), &mut expected).unwrap();
-    for split in 0..=all.len() {
-        let mut dec = decoder(true);
-        let mut buf = all[..split].to_vec();
-        let mut frames = Vec::new();
-        drain(&mut dec, &mut buf, &mut frames).unwrap();
-        buf.extend_from_slice(&all[split..]);
-        drain(&mut dec, &mut buf, &mut frames).unwrap();
-        assert!(buf.is_empty(), "split {split}");
-        // A split right after a '$' leaves the separator as a frame of its own, with nothing
-        // in it; everything else is the same.
-        frames.retain(|d| !is_blank(d));
-        assert_eq!(
-            without_consumed(&frames),
-            without_consumed(&expected),
-            "split {split}"
-        );
-    }
+    // A split right after a '$' leaves the separator as a frame of its own, with nothing in
+    // it; everything else is the same.
+    testkit::split_at_every_offset(
+        || decoder(true),
+        &session_bytes(),
+        NOW,
+        |mut frames| {
+            frames.retain(|d| !is_blank(d));
+            without_consumed(&frames)
+        },
+    );
 }
 
 #[test]
@@ -683,14 +658,6 @@ fn problem_of(text: &str) -> DecodeError {
     d.problem.expect("problem")
 }
 
-fn assert_problem(err: DecodeError, offset: usize, needle: &str) {
-    assert_eq!(err.offset, offset, "{err}");
-    assert!(
-        err.reason.contains(needle),
-        "{err:?} should mention {needle:?}"
-    );
-}
-
 fn offset_of(text: &str, needle: &str) -> usize {
     text.find(needle).unwrap()
 }
@@ -728,32 +695,32 @@ fn mismatch_of(text: &str) -> String {
 #[test]
 fn malformed_fields_where_a_layout_fits_are_problems_naming_them() {
     let text = FRI_ONE.replace("31.222073", "31.2x2073");
-    assert_problem(
+    assert_err(
         problem_of(&text),
         offset_of(&text, "31.2x"),
         "fix 1: latitude \"31.2x2073\" (field 12) is not signed decimal degrees",
     );
     let text = FRI_TWO.replace(",0,4.3,92,70.0,121.354335", ",0,4.3,92,70.0,east");
-    assert_problem(
+    assert_err(
         problem_of(&text),
         offset_of(&text, "east"),
         "fix 2: longitude \"east\"",
     );
     let text = IGN.replace("31.222073", "1e5");
-    assert_problem(
+    assert_err(
         problem_of(&text),
         offset_of(&text, "1e5"),
         "latitude \"1e5\"",
     );
     let text = IGN.replace("GTIGN", "GTSTT").replace("31.222073", "north");
-    assert_problem(
+    assert_err(
         problem_of(&text),
         offset_of(&text, "north"),
         "latitude \"north\"",
     );
     // A Number that is not one, where the layout has it.
     let text = FRI_ONE.replace(",0,0,1,1,", ",0,0,x,1,");
-    assert_problem(
+    assert_err(
         problem_of(&text),
         offset_of(&text, ",x,") + 1,
         "Number \"x\" (field 6) is not 0 to 15",
@@ -801,7 +768,7 @@ fn field_counts_no_layout_has_keep_the_record_without_a_position() {
     let text = "+RESP:GTIGN,1A0102,135790246811220,,200,1,4.3,20090214093254,11F0$";
     assert!(mismatch_of(text).starts_with("GTIGN: 3 fields"));
     // Too few fields for any message is still a problem: the common fields are wrong.
-    assert_problem(
+    assert_err(
         problem_of("+RESP:GTFRI,1A0102,135790246811220,11F0$"),
         6,
         "GTFRI has 3 fields after the report type; every message has at least 5",
@@ -867,7 +834,7 @@ fn bad_common_fields_are_problems() {
         (HBD.replace("GTHBD", "HBD"), "HBD", "report type \"HBD\""),
     ];
     for (text, at, needle) in cases {
-        assert_problem(problem_of(&text), offset_of(&text, at), needle);
+        assert_err(problem_of(&text), offset_of(&text, at), needle);
     }
 }
 
@@ -877,7 +844,7 @@ fn non_text_inside_a_message_is_a_problem() {
     bytes[15] = 0xFF;
     let d = decoder(false).decode(&bytes, NOW).unwrap().unwrap();
     assert_eq!(d.consumed, bytes.len());
-    assert_problem(d.problem.unwrap(), 15, "byte 0xff is not text");
+    assert_err(d.problem.unwrap(), 15, "byte 0xff is not text");
 }
 
 #[test]
@@ -892,13 +859,11 @@ fn garbage_before_a_message_is_skipped_up_to_the_next_plus() {
     ] {
         let mut input = junk.to_vec();
         input.extend_from_slice(FRI_ONE.as_bytes());
-        let mut dec = decoder(true);
-        let mut frames = Vec::new();
-        drain(&mut dec, &mut input, &mut frames).unwrap();
+        let frames = testkit::drain(&mut decoder(true), &mut input, NOW).unwrap();
         assert!(input.is_empty());
         assert_eq!(frames.len(), 2, "{junk:?}");
         assert_eq!(frames[0].consumed, junk.len());
-        assert_problem(
+        assert_err(
             frames[0].problem.clone().unwrap(),
             0,
             "not a message (expected +RESP:, +BUFF: or +ACK:)",
@@ -909,7 +874,7 @@ fn garbage_before_a_message_is_skipped_up_to_the_next_plus() {
     // Leading whitespace is not garbage; the offset points past it.
     let d = decoder(false).decode(b"\r\n  xx", NOW).unwrap().unwrap();
     assert_eq!(d.consumed, 6);
-    assert_problem(d.problem.unwrap(), 4, "2 bytes that are not a message");
+    assert_err(d.problem.unwrap(), 4, "2 bytes that are not a message");
 }
 
 #[test]
@@ -919,7 +884,7 @@ fn a_message_cut_off_by_the_next_one_is_skipped_up_to_it() {
     let mut dec = decoder(true);
     let first = dec.decode(input.as_bytes(), NOW).unwrap().unwrap();
     assert_eq!(first.consumed, cut.len());
-    assert_problem(
+    assert_err(
         first.problem.unwrap(),
         0,
         &format!(
@@ -947,7 +912,7 @@ fn an_endless_message_is_dropped_at_the_limit_and_the_stream_goes_on() {
     endless.push(b'7');
     let d = dec.decode(&endless, NOW).unwrap().unwrap();
     assert_eq!(d.consumed, max);
-    assert_problem(
+    assert_err(
         d.problem.unwrap(),
         0,
         "no '$' within the limit of 64 bytes: 64 bytes dropped",
@@ -955,11 +920,10 @@ fn an_endless_message_is_dropped_at_the_limit_and_the_stream_goes_on() {
     // The rest of it is garbage up to the next message, which decodes.
     let rest = format!("7777,20090214093254,11F0${HBD}");
     let mut buf = rest.clone().into_bytes();
-    let mut frames = Vec::new();
-    drain(
+    let frames = testkit::drain(
         &mut QueclinkDecoder::new(&DecoderOptions::new(max)),
         &mut buf,
-        &mut frames,
+        NOW,
     )
     .unwrap();
     assert_eq!(frames.len(), 2);
@@ -996,7 +960,7 @@ fn endless_garbage_never_waits_and_never_stalls() {
     );
     let d = dec.decode(long.as_bytes(), NOW).unwrap().unwrap();
     assert_eq!(d.consumed, long.len());
-    assert_problem(d.problem.unwrap(), 0, "exceeds the limit of 1024 bytes");
+    assert_err(d.problem.unwrap(), 0, "exceeds the limit of 1024 bytes");
 }
 
 #[test]

@@ -7,7 +7,8 @@
 
 use firmware_protocols::queclink::QueclinkDecoder;
 use firmware_protocols::record::format_rfc3339_ms;
-use firmware_protocols::{Decoded, DecoderOptions, IoKey, IoValue, Record, StreamDecoder};
+use firmware_protocols::testkit::{decode_whole, io};
+use firmware_protocols::{Decoded, DecoderOptions, IoKey, IoValue, Record};
 
 /// 2025-10-09, after the fix time below.
 const NOW: i64 = 1_760_000_000_000;
@@ -55,8 +56,7 @@ fn decode(text: &str) -> Decoded {
         ack_reports: true,
         ..DecoderOptions::new(4096)
     });
-    let d = dec.decode(text.as_bytes(), NOW).unwrap().unwrap();
-    assert_eq!(d.consumed, text.len(), "{text}");
+    let d = decode_whole(&mut dec, text.as_bytes(), NOW, text);
     assert_eq!(d.problem, None, "{text}");
     assert_eq!(
         d.reply.accepted.as_deref(),
@@ -64,12 +64,6 @@ fn decode(text: &str) -> Decoded {
         "{text}"
     );
     d
-}
-
-fn io_get<'a>(r: &'a Record, key: &str) -> Option<&'a IoValue> {
-    r.io.iter()
-        .find(|(k, _)| *k == IoKey::Name(key.to_owned()))
-        .map(|(_, v)| v)
 }
 
 fn t(s: &str) -> IoValue {
@@ -111,9 +105,9 @@ fn assert_the_fix(r: &Record, what: &str) {
         ("send_time", t(SEND)),
         ("count", u(0x0A1F)),
     ] {
-        assert_eq!(io_get(r, key), Some(&value), "{what}: {key}");
+        assert_eq!(io(r, key), Some(&value), "{what}: {key}");
     }
-    assert_eq!(io_get(r, "layout"), None, "{what}");
+    assert_eq!(io(r, "layout"), None, "{what}");
 }
 
 struct Case {
@@ -320,12 +314,12 @@ fn every_type_decodes_by_its_layout_live_and_buffered() {
                 (IoKey::Name("report".into()), t(&format!("GT{}", c.kind)))
             );
             assert_eq!(
-                io_get(r, "buffered"),
+                io(r, "buffered"),
                 (header == "+BUFF:").then_some(&u(1)),
                 "{text}"
             );
             for (key, value) in &c.io {
-                assert_eq!(io_get(r, key), Some(value), "{text}: {key}");
+                assert_eq!(io(r, key), Some(value), "{text}: {key}");
             }
         }
     }
@@ -362,8 +356,8 @@ fn reports_without_a_block_have_no_position() {
             (None, None, None, None, None),
             "{text}"
         );
-        assert_eq!(io_get(r, "layout"), None, "{text}");
-        assert_eq!(io_get(r, "send_time"), Some(&t(SEND)));
+        assert_eq!(io(r, "layout"), None, "{text}");
+        assert_eq!(io(r, "send_time"), Some(&t(SEND)));
     }
 }
 
@@ -421,9 +415,9 @@ fn gtcan_reads_its_fix_where_the_mask_puts_it() {
         ("can_fuel_level", t("P55.00")),
         ("can_engine_overspeed_hours", f(0.25)),
     ] {
-        assert_eq!(io_get(r, key), Some(&value), "{key}");
+        assert_eq!(io(r, key), Some(&value), "{key}");
     }
-    assert_eq!(io_get(r, "mask_fields"), None);
+    assert_eq!(io(r, "mask_fields"), None);
 
     // With the expansion mask (bit 29): Ad-Blue level and 1st axle weight, so 28 fields
     // before the block.
@@ -432,23 +426,20 @@ fn gtcan_reads_its_fix_where_the_mask_puts_it() {
     let text = can("E03FFFFF", &fields, &block());
     let r = &decode(&text).records[0];
     assert_the_fix(r, &text);
-    assert_eq!(io_get(r, "can_expansion_mask"), Some(&t("00000003")));
-    assert_eq!(io_get(r, "can_axle_weight_1_kg"), Some(&u(6100)));
+    assert_eq!(io(r, "can_expansion_mask"), Some(&t("00000003")));
+    assert_eq!(io(r, "can_axle_weight_1_kg"), Some(&u(6100)));
 
     // GNSS part only (bit 30): a position without a cell.
     let text = can("40000014", &["H1234567", "62"], &GNSS);
     let r = &decode(&text).records[0];
     assert_eq!((r.lat, r.lon), (Some(51.5), Some(-0.1)));
-    assert_eq!(
-        (io_get(r, "mcc"), io_get(r, "can_speed_kmh")),
-        (None, Some(&u(62)))
-    );
+    assert_eq!((io(r, "mcc"), io(r, "can_speed_kmh")), (None, Some(&u(62))));
 
     // Neither part: no position, whatever the fields look like.
     let text = can("00000018", &["15.42", "16.80"], &[]);
     let r = &decode(&text).records[0];
     assert_eq!((r.lat, r.lon, r.time_ms), (None, None, None));
-    assert_eq!(io_get(r, "can_total_fuel_used_l"), Some(&f(15.42)));
+    assert_eq!(io(r, "can_total_fuel_used_l"), Some(&f(15.42)));
 
     // One field more than the mask says: the appended fix is still where the mask puts it
     // (the last fields), the front is kept by number and flagged.
@@ -457,9 +448,9 @@ fn gtcan_reads_its_fix_where_the_mask_puts_it() {
     let text = can("C03FFFFF", &fields, &block());
     let r = &decode(&text).records[0];
     assert_the_fix(r, &text);
-    assert_eq!(io_get(r, "mask_fields"), Some(&t("mismatch")));
-    assert_eq!(io_get(r, "can_vin"), None);
-    assert_eq!(io_get(r, "field_7"), Some(&t("WDB0000000000001A")));
+    assert_eq!(io(r, "mask_fields"), Some(&t("mismatch")));
+    assert_eq!(io(r, "can_vin"), None);
+    assert_eq!(io(r, "field_7"), Some(&t("WDB0000000000001A")));
 
     // A field appended after the cell part (and an empty MCC) shifts every part read from
     // the end: the "fix" read there is out of range, and since the mask's fields did not
@@ -489,7 +480,7 @@ fn gtcan_reads_its_fix_where_the_mask_puts_it() {
         (None, None, None, None),
         "{text}"
     );
-    assert_eq!(io_get(r, "layout"), Some(&t("mismatch")), "{text}");
+    assert_eq!(io(r, "layout"), Some(&t("mismatch")), "{text}");
 }
 
 #[test]
@@ -538,14 +529,14 @@ fn gtobd_reads_its_fix_where_the_mask_puts_it() {
         ("obd_odometer_km", u(53557)),
         ("mileage_km", f(8123.4)),
     ] {
-        assert_eq!(io_get(r, key), Some(&value), "{key}");
+        assert_eq!(io(r, key), Some(&value), "{key}");
     }
     // Undocumented bits after the mileage could add fields anywhere at the end: no
     // position.
     let text = text.replace("0079FFFF", "0879FFFF");
     let r = &decode(&text).records[0];
     assert_eq!((r.lat, r.lon, r.time_ms), (None, None, None));
-    assert_eq!(io_get(r, "layout"), Some(&t("mismatch")));
+    assert_eq!(io(r, "layout"), Some(&t("mismatch")));
 }
 
 #[test]
@@ -555,10 +546,10 @@ fn gv500_reports_carry_the_vin_before_the_device_name() {
     let text = frame("+RESP:", "SOS", "1F0104", "1HGCM82633A004352", &middle);
     let r = &decode(&text).records[0];
     assert_the_fix(r, &text);
-    assert_eq!(io_get(r, "vin"), Some(&t("1HGCM82633A004352")));
-    assert_eq!(io_get(r, "device_name"), Some(&t("van 7")));
-    assert_eq!(io_get(r, "report_id_type"), Some(&t("10")));
-    assert_eq!(io_get(r, "mileage_km"), Some(&f(2000.5)));
+    assert_eq!(io(r, "vin"), Some(&t("1HGCM82633A004352")));
+    assert_eq!(io(r, "device_name"), Some(&t("van 7")));
+    assert_eq!(io(r, "report_id_type"), Some(&t("10")));
+    assert_eq!(io(r, "mileage_km"), Some(&f(2000.5)));
 }
 
 #[test]
@@ -573,9 +564,9 @@ fn an_unknown_type_keeps_no_position_even_with_a_block_inside() {
     let r = &decode(&text).records[0];
     assert_eq!((r.lat, r.lon, r.time_ms, r.valid), (None, None, None, None));
     assert_eq!(r.event.as_deref(), Some("xyz"));
-    assert_eq!(io_get(r, "layout"), Some(&t("unknown")));
-    assert_eq!(io_get(r, "report"), Some(&t("GTXYZ")));
-    assert_eq!(io_get(r, "field_12"), Some(&t("51.500000")));
+    assert_eq!(io(r, "layout"), Some(&t("unknown")));
+    assert_eq!(io(r, "report"), Some(&t("GTXYZ")));
+    assert_eq!(io(r, "field_12"), Some(&t("51.500000")));
 }
 
 #[test]
@@ -586,7 +577,7 @@ fn a_gtfri_with_one_more_field_is_never_refused() {
     let text = frame("+RESP:", "FRI", "420102", "", &middle);
     let r = &decode(&text).records[0];
     assert_the_fix(r, &text);
-    assert_eq!(io_get(r, "field_20"), Some(&t("3")));
+    assert_eq!(io(r, "field_20"), Some(&t("3")));
     // A field inserted before the Number: the layout no longer fits; the record is kept,
     // without a position, with every field.
     let middle = around(&["", "7", "10", "1"], &["2000.5"]);
@@ -594,8 +585,8 @@ fn a_gtfri_with_one_more_field_is_never_refused() {
     let d = decode(&text);
     let r = &d.records[0];
     assert_eq!((r.lat, r.lon, r.time_ms), (None, None, None));
-    assert_eq!(io_get(r, "layout"), Some(&t("mismatch")));
-    assert_eq!(io_get(r, "field_13"), Some(&t("51.500000")));
+    assert_eq!(io(r, "layout"), Some(&t("mismatch")));
+    assert_eq!(io(r, "field_13"), Some(&t("51.500000")));
 }
 
 #[test]
@@ -611,7 +602,7 @@ fn values_outside_their_ranges_are_never_passed_as_good() {
             &[&["0", "0", "1"][..], &b, &["80"]].concat(),
         )
     };
-    let out_of_range = |r: &Record| match io_get(r, "range_error") {
+    let out_of_range = |r: &Record| match io(r, "range_error") {
         Some(IoValue::Text(why)) => why.clone(),
         other => panic!("no out_of_range: {other:?}"),
     };
@@ -640,7 +631,7 @@ fn values_outside_their_ranges_are_never_passed_as_good() {
     // A fix time more than a day after the gateway's clock: no time, the text kept.
     let r = &decode(&with(6, "20991231000000")).records[0];
     assert_eq!((r.time_ms, r.valid), (None, Some(false)));
-    assert_eq!(io_get(r, "gps_utc_time"), Some(&t("20991231000000")));
+    assert_eq!(io(r, "gps_utc_time"), Some(&t("20991231000000")));
     assert!(out_of_range(r).contains("20991231000000"));
 
     // Within a day ahead (a gateway clock a little behind) is accepted.

@@ -4,6 +4,7 @@
 
 use firmware_protocols::queclink::QueclinkDecoder;
 use firmware_protocols::record::days_from_civil;
+use firmware_protocols::testkit::{self, Contract};
 use firmware_protocols::{DecoderOptions, IoKey, IoValue, StreamDecoder};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -20,48 +21,20 @@ fn decoder(max: usize) -> QueclinkDecoder {
     })
 }
 
-/// Drives the decoder as the gateway does: never more than `max` bytes buffered, frames
-/// consumed until "need more". Returns how many frames carried records.
+/// The kit's stream contract as the gateway drives a Queclink stream: never more than the
+/// limit buffered, never an `Err` (bad messages are skipped), no login.
+const CONTRACT: Contract = Contract {
+    may_fail: false,
+    logins: false,
+    windowed: true,
+    ranges: false,
+    ..Contract::SESSION
+};
+
+/// Returns how many frames carried records.
 fn check_stream(dec: &mut QueclinkDecoder, input: &[u8]) -> Result<usize, TestCaseError> {
-    let max = dec.max_frame_bytes();
-    let mut rest = input;
-    let mut with_records = 0;
-    while !rest.is_empty() {
-        let window = &rest[..rest.len().min(max)];
-        match dec.decode(window, NOW) {
-            Ok(Some(d)) => {
-                prop_assert!(d.consumed > 0, "consumed 0");
-                prop_assert!(
-                    d.consumed <= window.len(),
-                    "consumed {} of {}",
-                    d.consumed,
-                    window.len()
-                );
-                prop_assert!(d.problem.is_none() || d.records.is_empty());
-                prop_assert!(d.problem.is_none() || d.reply.accepted.is_none());
-                prop_assert_eq!(d.login, None);
-                if let Some(p) = &d.problem {
-                    prop_assert!(p.offset < d.consumed, "{} past {}", p.offset, d.consumed);
-                }
-                with_records += usize::from(!d.records.is_empty());
-                rest = &rest[d.consumed..];
-            }
-            Ok(None) => {
-                prop_assert!(
-                    window.len() < max,
-                    "need-more with {} bytes buffered, limit {max}",
-                    window.len()
-                );
-                // The gateway would read more; nothing more comes.
-                if window.len() == rest.len() {
-                    break;
-                }
-                return Err(TestCaseError::fail("need-more below the limit mid-input"));
-            }
-            Err(e) => return Err(TestCaseError::fail(format!("Err from decode: {e}"))),
-        }
-    }
-    Ok(with_records)
+    let seen = testkit::check_stream(dec, input, NOW, &CONTRACT)?;
+    Ok(seen.frames.iter().filter(|d| !d.records.is_empty()).count())
 }
 
 /// Pieces that reach the framer's and the parser's deeper paths more often than bytes do.

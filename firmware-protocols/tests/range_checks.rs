@@ -4,7 +4,8 @@
 
 use firmware_protocols::registry::{self, Transport};
 use firmware_protocols::teltonika::encode::{encode_codec8, encode_imei, AvlRecord};
-use firmware_protocols::{DecoderOptions, IoKey, IoValue, StreamDecoder};
+use firmware_protocols::testkit::io;
+use firmware_protocols::{DecoderOptions, IoValue, StreamDecoder};
 
 /// 2024-03-01T00:00:00Z.
 const NOW: i64 = 1_709_251_200_000;
@@ -32,9 +33,7 @@ fn record(lat: i32, angle: u16) -> AvlRecord {
 }
 
 fn range_error(r: &firmware_protocols::Record) -> Option<&IoValue> {
-    r.io.iter()
-        .find(|(k, _)| *k == IoKey::Name("range_error".into()))
-        .map(|(_, v)| v)
+    io(r, "range_error")
 }
 
 #[test]

@@ -1,28 +1,27 @@
 //! Teltonika TCP decoder against the vendor's example frames (shared/protocols/teltonika.md
 //! section 7, taken from the Teltonika wiki), stream splitting, and error reporting.
 
+use firmware_protocols::capture_battery;
 use firmware_protocols::record::format_rfc3339_ms;
 use firmware_protocols::teltonika::encode::{
     encode_avl_packet, encode_codec12_command, encode_codec12_response, encode_codec16,
     encode_codec8, encode_codec8_extended, encode_imei, AvlRecord, Codec, EncodeError, IoData,
 };
 use firmware_protocols::teltonika::TcpDecoder;
-use firmware_protocols::{DecodeError, Decoded, IoKey, IoValue, Reply, StreamDecoder};
+use firmware_protocols::testkit::teltonika::{
+    io_list, CODEC16_EX, CODEC8E_EX, CODEC8_EX1, CODEC8_EX3,
+};
+use firmware_protocols::testkit::{
+    self, assert_err, bytes, times, Battery, Capture, Contract, Frame,
+};
+use firmware_protocols::{DecodeError, IoKey, IoValue, Reply, StreamDecoder};
 
 const NOW: i64 = 1_700_000_000_000;
 const MAX: usize = 1280;
 const IMEI: &str = "356307042441013";
 
 const IMEI_PACKET: &str = "000F333536333037303432343431303133";
-const CODEC8_EX1: &str = "000000000000003608010000016B40D8EA30010000000000000000000000000000000105021503010101425E0F01F10000601A014E0000000000000000010000C7CF";
-const CODEC8_EX3: &str = "000000000000004308020000016B40D57B480100000000000000000000000000000001010101000000000000016B40D5C198010000000000000000000000000000000101010101000000020000252C";
-const CODEC8E_EX: &str = "000000000000004A8E010000016B412CEE000100000000000000000000000000000000010005000100010100010011001D00010010015E2C880002000B000000003544C87A000E000000001DD7E06A00000100002994";
-const CODEC16_EX: &str = "000000000000005F10020000016BDBC7833000000000000000000000000000000000000B05040200010000030002000B00270042563A00000000016BDBC7871800000000000000000000000000000000000B05040200010000030002000B00260042563A00000200005FB3";
 const CODEC12_GETINFO: &str = "000000000000000F0C010500000007676574696E666F0100004312";
-
-fn bytes(hex_str: &str) -> Vec<u8> {
-    hex::decode(hex_str).expect("test hex")
-}
 
 /// A session decoder that has already accepted the fact sheet's IMEI.
 fn logged_in() -> TcpDecoder {
@@ -30,22 +29,6 @@ fn logged_in() -> TcpDecoder {
     let login = dec.decode(&bytes(IMEI_PACKET), NOW).unwrap().unwrap();
     assert_eq!(login.login.as_deref(), Some(IMEI));
     dec
-}
-
-/// The io list a record carries: named fields first, then `(id, value)` in frame order.
-fn io(named: &[(&str, u64)], ids: &[(u32, u64)]) -> Vec<(IoKey, IoValue)> {
-    named
-        .iter()
-        .map(|&(n, v)| (IoKey::Name(n.to_owned()), IoValue::U64(v)))
-        .chain(ids.iter().map(|&(id, v)| (IoKey::Id(id), IoValue::U64(v))))
-        .collect()
-}
-
-fn times(d: &Decoded) -> Vec<String> {
-    d.records
-        .iter()
-        .map(|r| format_rfc3339_ms(r.time_ms.unwrap()))
-        .collect()
 }
 
 fn data_reply(count: u32) -> Reply {
@@ -65,33 +48,12 @@ fn refresh(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
-/// Decodes every complete frame at the front of `buf`, like a connection loop does.
-fn drain(
-    dec: &mut TcpDecoder,
-    buf: &mut Vec<u8>,
-    out: &mut Vec<Decoded>,
-) -> Result<(), DecodeError> {
-    while let Some(d) = dec.decode(buf, NOW)? {
-        assert!(d.consumed > 0 && d.consumed <= buf.len());
-        buf.drain(..d.consumed);
-        out.push(d);
-    }
-    Ok(())
-}
-
-struct Case {
-    source: &'static str,
-    hex: &'static str,
-    /// Decode in a logged-in session (`true`) or on a fresh capture decoder.
-    session: bool,
-    check: fn(&Decoded),
-}
-
-const CASES: &[Case] = &[
-    Case {
+/// Captures are decoded in a logged-in session (`true`) or on a fresh capture decoder.
+const CASES: &[Capture<bool>] = &[
+    Capture {
         source: "fact sheet §7 IMEI packet",
-        hex: IMEI_PACKET,
-        session: false,
+        frame: Frame::Hex(IMEI_PACKET),
+        start: false,
         check: |d| {
             assert_eq!(d.login.as_deref(), Some(IMEI));
             assert!(d.records.is_empty());
@@ -99,10 +61,10 @@ const CASES: &[Case] = &[
             assert_eq!(d.reply.refused.as_deref(), Some(&[0x00][..]));
         },
     },
-    Case {
+    Capture {
         source: "fact sheet §7 Codec 8 example 1",
-        hex: CODEC8_EX1,
-        session: true,
+        frame: Frame::Hex(CODEC8_EX1),
+        start: true,
         check: |d| {
             assert_eq!(d.reply, data_reply(1));
             assert_eq!(hex::encode(d.reply.accepted.as_ref().unwrap()), "00000001");
@@ -121,29 +83,29 @@ const CASES: &[Case] = &[
                 (Some(0), Some(false), None)
             );
             let ids = [(21, 3), (1, 1), (66, 24079), (241, 24602), (78, 0)];
-            assert_eq!(r.io, io(&[("priority", 1)], &ids));
+            assert_eq!(r.io, io_list(&[("priority", 1)], &ids));
             assert_eq!(r.raw, None);
         },
     },
-    Case {
+    Capture {
         source: "fact sheet §7 Codec 8 example 3",
-        hex: CODEC8_EX3,
-        session: true,
+        frame: Frame::Hex(CODEC8_EX3),
+        start: true,
         check: |d| {
             assert_eq!(d.reply, data_reply(2));
             assert_eq!(
                 times(d),
                 ["2019-06-10T10:01:01.000Z", "2019-06-10T10:01:19.000Z"]
             );
-            assert_eq!(d.records[0].io, io(&[("priority", 1)], &[(1, 0)]));
-            assert_eq!(d.records[1].io, io(&[("priority", 1)], &[(1, 1)]));
+            assert_eq!(d.records[0].io, io_list(&[("priority", 1)], &[(1, 0)]));
+            assert_eq!(d.records[1].io, io_list(&[("priority", 1)], &[(1, 1)]));
             assert!(d.records.iter().all(|r| r.event.as_deref() == Some("io:1")));
         },
     },
-    Case {
+    Capture {
         source: "fact sheet §7 Codec 8 Extended",
-        hex: CODEC8E_EX,
-        session: true,
+        frame: Frame::Hex(CODEC8E_EX),
+        start: true,
         check: |d| {
             assert_eq!(d.reply, data_reply(1));
             assert_eq!(times(d), ["2019-06-10T11:36:32.000Z"]);
@@ -157,13 +119,13 @@ const CASES: &[Case] = &[
                 (11, 0x3544_C87A),
                 (14, 0x1DD7_E06A),
             ];
-            assert_eq!(r.io, io(&[("priority", 1)], &ids));
+            assert_eq!(r.io, io_list(&[("priority", 1)], &ids));
         },
     },
-    Case {
+    Capture {
         source: "fact sheet §7 Codec 16",
-        hex: CODEC16_EX,
-        session: true,
+        frame: Frame::Hex(CODEC16_EX),
+        start: true,
         check: |d| {
             assert_eq!(d.reply, data_reply(2));
             assert_eq!(
@@ -173,18 +135,18 @@ const CASES: &[Case] = &[
             let named = [("priority", 0), ("generation_type", 5)];
             let first = [(1, 0), (3, 0), (11, 0x27), (66, 0x563A)];
             let second = [(1, 0), (3, 0), (11, 0x26), (66, 0x563A)];
-            assert_eq!(d.records[0].io, io(&named, &first));
-            assert_eq!(d.records[1].io, io(&named, &second));
+            assert_eq!(d.records[0].io, io_list(&named, &first));
+            assert_eq!(d.records[1].io, io_list(&named, &second));
             assert!(d
                 .records
                 .iter()
                 .all(|r| r.event.as_deref() == Some("io:11")));
         },
     },
-    Case {
+    Capture {
         source: "fact sheet §7 Codec 12 \"getinfo\" command (capture holds both directions)",
-        hex: CODEC12_GETINFO,
-        session: false,
+        frame: Frame::Hex(CODEC12_GETINFO),
+        start: false,
         check: |d| {
             assert!(d.records.is_empty() && d.login.is_none());
             assert_eq!(d.reply, Reply::default());
@@ -192,45 +154,29 @@ const CASES: &[Case] = &[
     },
 ];
 
-fn decoder_for(case: &Case) -> TcpDecoder {
-    if case.session {
+fn decoder_for(session: &bool) -> TcpDecoder {
+    if *session {
         logged_in()
     } else {
         TcpDecoder::for_capture(MAX)
     }
 }
 
-#[test]
-fn vendor_frames_decode() {
-    for case in CASES {
-        let frame = bytes(case.hex);
-        let d = decoder_for(case)
-            .decode(&frame, NOW)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.source))
-            .unwrap_or_else(|| panic!("{}: incomplete", case.source));
-        assert_eq!(d.consumed, frame.len(), "{}", case.source);
-        (case.check)(&d);
+fn battery() -> Battery<bool, TcpDecoder> {
+    Battery {
+        captures: CASES,
+        decoder: decoder_for,
+        now: NOW,
+        next: Frame::Hex(CODEC8_EX1),
+        // Ranges are the registry's `checked` wrapper's job after this decoder.
+        contract: Contract {
+            ranges: false,
+            ..Contract::SESSION
+        },
     }
 }
 
-#[test]
-fn vendor_frames_fed_one_byte_at_a_time_need_more_until_the_last() {
-    for case in CASES {
-        let frame = bytes(case.hex);
-        let mut dec = decoder_for(case);
-        for end in 1..frame.len() {
-            assert_eq!(
-                dec.decode(&frame[..end], NOW),
-                Ok(None),
-                "{} at {end}",
-                case.source
-            );
-        }
-        let d = dec.decode(&frame, NOW).unwrap().unwrap();
-        assert_eq!(d.consumed, frame.len(), "{}", case.source);
-        (case.check)(&d);
-    }
-}
+capture_battery!(battery);
 
 /// The IMEI and every data packet of the table, as one device would send them.
 fn session_bytes() -> Vec<u8> {
@@ -243,26 +189,11 @@ fn session_bytes() -> Vec<u8> {
     all
 }
 
-fn summary(frames: &[Decoded]) -> Vec<(usize, Option<String>, usize, Reply)> {
-    frames
-        .iter()
-        .map(|d| {
-            (
-                d.consumed,
-                d.login.clone(),
-                d.records.len(),
-                d.reply.clone(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn whole_session_in_one_buffer_decodes_frame_by_frame() {
     let mut buf = session_bytes();
     let mut dec = TcpDecoder::new(MAX);
-    let mut frames = Vec::new();
-    drain(&mut dec, &mut buf, &mut frames).unwrap();
+    let frames = testkit::drain(&mut dec, &mut buf, NOW).unwrap();
     assert!(buf.is_empty());
     let counts: Vec<usize> = frames.iter().map(|d| d.records.len()).collect();
     assert_eq!(counts, [0, 1, 0, 2, 1, 2, 0, 1]);
@@ -283,20 +214,7 @@ fn whole_session_in_one_buffer_decodes_frame_by_frame() {
 
 #[test]
 fn session_split_into_two_reads_at_every_offset_decodes_the_same() {
-    let all = session_bytes();
-    let mut expected = Vec::new();
-    drain(&mut TcpDecoder::new(MAX), &mut all.clone(), &mut expected).unwrap();
-    for split in 0..=all.len() {
-        let mut dec = TcpDecoder::new(MAX);
-        let mut buf = all[..split].to_vec();
-        let mut frames = Vec::new();
-        drain(&mut dec, &mut buf, &mut frames).unwrap();
-        buf.extend_from_slice(&all[split..]);
-        drain(&mut dec, &mut buf, &mut frames).unwrap();
-        assert!(buf.is_empty(), "split {split}");
-        assert_eq!(summary(&frames), summary(&expected), "split {split}");
-        assert_eq!(frames, expected, "split {split}");
-    }
+    testkit::split_at_every_offset(|| TcpDecoder::new(MAX), &session_bytes(), NOW, |f| f);
 }
 
 #[test]
@@ -424,7 +342,7 @@ fn encoded_records_round_trip_in_every_codec() {
         assert_eq!((r.satellites, r.valid), (Some(11), Some(true)));
         assert_eq!(r.hdop, Some(1.2), "IO 182 is HDOP x10");
         assert_eq!(r.event.as_deref(), Some("io:240"));
-        assert_eq!(r.io, io(&named, &in_frame_order), "codec {codec}");
+        assert_eq!(r.io, io_list(&named, &in_frame_order), "codec {codec}");
     }
 }
 
@@ -491,14 +409,6 @@ fn session_err(frame: &[u8]) -> DecodeError {
     logged_in()
         .decode(frame, NOW)
         .expect_err("frame must be rejected")
-}
-
-fn assert_err(err: DecodeError, offset: usize, needle: &str) {
-    assert_eq!(err.offset, offset, "{err}");
-    assert!(
-        err.reason.contains(needle),
-        "{err:?} should mention {needle:?}"
-    );
 }
 
 #[test]

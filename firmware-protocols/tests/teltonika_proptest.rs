@@ -5,95 +5,23 @@ use firmware_protocols::teltonika::encode::{
     encode_codec16, encode_codec8, encode_codec8_extended, encode_imei, AvlRecord, IoData,
 };
 use firmware_protocols::teltonika::TcpDecoder;
+use firmware_protocols::testkit::teltonika::avl_record;
+use firmware_protocols::testkit::{self, Contract};
 use firmware_protocols::{IoKey, IoValue, StreamDecoder};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 const NOW: i64 = 1_700_000_000_000;
 
-/// Feeds `input` as one buffer, consuming frames until an error or "need more", and checks
-/// the stream contract on the way.
+/// The kit's stream contract. Ranges are not checked: arbitrary bytes make any coordinate,
+/// and the registry's `checked` wrapper clears what is out of range after this decoder.
+const CONTRACT: Contract = Contract {
+    ranges: false,
+    ..Contract::SESSION
+};
+
 fn check_stream(dec: &mut TcpDecoder, input: &[u8]) -> Result<(), TestCaseError> {
-    let max = dec.max_frame_bytes();
-    let mut rest = input;
-    while !rest.is_empty() {
-        match dec.decode(rest, NOW) {
-            Ok(Some(d)) => {
-                prop_assert!(d.consumed > 0, "consumed 0");
-                prop_assert!(
-                    d.consumed <= rest.len(),
-                    "consumed {} of {}",
-                    d.consumed,
-                    rest.len()
-                );
-                prop_assert!(
-                    d.consumed <= max,
-                    "frame of {} over limit {max}",
-                    d.consumed
-                );
-                rest = &rest[d.consumed..];
-            }
-            Ok(None) => {
-                prop_assert!(
-                    rest.len() < max,
-                    "need-more with {} bytes buffered, limit {max}",
-                    rest.len()
-                );
-                break;
-            }
-            Err(e) => {
-                prop_assert!(
-                    e.offset < rest.len(),
-                    "offset {} past input {}",
-                    e.offset,
-                    rest.len()
-                );
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn io_data(wide_ids: bool, with_bytes: bool) -> impl Strategy<Value = (u16, IoData)> {
-    let id = if wide_ids {
-        any::<u16>().boxed()
-    } else {
-        (0u16..=255).boxed()
-    };
-    let fixed = prop_oneof![
-        any::<u8>().prop_map(IoData::U8),
-        any::<u16>().prop_map(IoData::U16),
-        any::<u32>().prop_map(IoData::U32),
-        any::<u64>().prop_map(IoData::U64),
-    ];
-    let value = if with_bytes {
-        prop_oneof![4 => fixed, 1 => vec(any::<u8>(), 0..40).prop_map(IoData::Bytes)].boxed()
-    } else {
-        fixed.boxed()
-    };
-    (id, value)
-}
-
-prop_compose! {
-    fn avl_record(wide_ids: bool, with_bytes: bool)(
-        timestamp_ms in 0u64..=i64::MAX as u64,
-        priority in 0u8..=2,
-        lon in any::<i32>(),
-        lat in any::<i32>(),
-        altitude in any::<i16>(),
-        angle in 0u16..=360,
-        satellites in any::<u8>(),
-        speed in any::<u16>(),
-        event_id in if wide_ids { any::<u16>().boxed() } else { (0u16..=255).boxed() },
-        generation_type in 0u8..=7,
-        io in vec(io_data(wide_ids, with_bytes), 0..12),
-    ) -> AvlRecord {
-        AvlRecord {
-            timestamp_ms, priority, lon, lat, altitude, angle, satellites, speed,
-            event_id, generation_type, io,
-        }
-    }
+    testkit::check_stream(dec, input, NOW, &CONTRACT).map(drop)
 }
 
 /// The io list a decoder must return for `r`: named fields, then elements grouped by width.
@@ -200,7 +128,7 @@ proptest! {
     /// Random bytes rarely get past the preamble; start from a real packet and corrupt it.
     #[test]
     fn corrupted_valid_packets_never_panic(
-        records in vec(avl_record(true, true), 1..4),
+        records in vec(avl_record(true, true, 12), 1..4),
         flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
         cut in any::<prop::sample::Index>(),
     ) {
@@ -216,19 +144,19 @@ proptest! {
     }
 
     #[test]
-    fn codec8_packets_round_trip(records in vec(avl_record(false, false), 0..8)) {
+    fn codec8_packets_round_trip(records in vec(avl_record(false, false, 12), 0..8)) {
         let frame = encode_codec8(&records).unwrap();
         check_round_trip(&frame, &records, false)?;
     }
 
     #[test]
-    fn codec8_extended_packets_round_trip(records in vec(avl_record(true, true), 0..8)) {
+    fn codec8_extended_packets_round_trip(records in vec(avl_record(true, true, 12), 0..8)) {
         let frame = encode_codec8_extended(&records).unwrap();
         check_round_trip(&frame, &records, false)?;
     }
 
     #[test]
-    fn codec16_packets_round_trip(records in vec(avl_record(true, false), 0..8)) {
+    fn codec16_packets_round_trip(records in vec(avl_record(true, false, 12), 0..8)) {
         let frame = encode_codec16(&records).unwrap();
         check_round_trip(&frame, &records, true)?;
     }
@@ -236,7 +164,7 @@ proptest! {
     /// A stream of valid packets cut into arbitrary reads decodes like the whole buffer.
     #[test]
     fn arbitrary_read_boundaries_do_not_change_the_result(
-        packets in vec(vec(avl_record(false, false), 1..4), 1..4),
+        packets in vec(vec(avl_record(false, false, 12), 1..4), 1..4),
         cuts in vec(any::<prop::sample::Index>(), 0..6),
     ) {
         let mut all = encode_imei("356307042441013");

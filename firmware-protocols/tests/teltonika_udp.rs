@@ -8,11 +8,14 @@
 //! in one buffer) do not apply. Their datagram counterpart is here instead: every truncation of
 //! a valid datagram is an error, never a partial decode.
 
-use firmware_protocols::record::format_rfc3339_ms;
 use firmware_protocols::teltonika::encode::{
     encode_codec16, encode_codec8, encode_codec8_extended, AvlRecord, IoData,
 };
 use firmware_protocols::teltonika_udp::UdpDecoder;
+use firmware_protocols::testkit::teltonika::{
+    avl_record, io_list, CODEC16_EX, CODEC8E_EX, CODEC8_EX1, CODEC8_EX3,
+};
+use firmware_protocols::testkit::{assert_err, bytes, times};
 use firmware_protocols::{
     DatagramDecoder, DecodeError, Decoded, DecoderOptions, IoKey, IoValue, Protocol, Reply,
 };
@@ -25,16 +28,8 @@ const MAX: usize = 1280;
 /// Fact sheet §7 "Codec 8 over UDP".
 const UDP_EXAMPLE: &str = "003DCAFE0105000F33353230393330383634303336353508010000016B4F815B30010000000000000000000000000000000103021503010101425DBC000001";
 const UDP_IMEI: &str = "352093086403655";
-/// Fact sheet §7 TCP examples; their data fields (codec id .. Number of Data 2) are the AVL
-/// data a UDP datagram carries.
-const CODEC8_EX1: &str = "000000000000003608010000016B40D8EA30010000000000000000000000000000000105021503010101425E0F01F10000601A014E0000000000000000010000C7CF";
-const CODEC8_EX3: &str = "000000000000004308020000016B40D57B480100000000000000000000000000000001010101000000000000016B40D5C198010000000000000000000000000000000101010101000000020000252C";
-const CODEC8E_EX: &str = "000000000000004A8E010000016B412CEE000100000000000000000000000000000000010005000100010100010011001D00010010015E2C880002000B000000003544C87A000E000000001DD7E06A00000100002994";
-const CODEC16_EX: &str = "000000000000005F10020000016BDBC7833000000000000000000000000000000000000B05040200010000030002000B00270042563A00000000016BDBC7871800000000000000000000000000000000000B05040200010000030002000B00260042563A00000200005FB3";
-
-fn bytes(hex_str: &str) -> Vec<u8> {
-    hex::decode(hex_str).expect("test hex")
-}
+// The fact sheet's §7 TCP examples (`testkit::teltonika`): their data fields (codec id ..
+// Number of Data 2) are the AVL data a UDP datagram carries.
 
 fn decoder() -> UdpDecoder {
     UdpDecoder::new(&DecoderOptions::new(MAX))
@@ -82,22 +77,6 @@ fn reply(packet_id: u16, avl_packet_id: u8, count: u8) -> Reply {
         accepted: Some(ack(packet_id, avl_packet_id, count)),
         refused: Some(ack(packet_id, avl_packet_id, 0)),
     }
-}
-
-/// The io list a record carries: named fields first, then `(id, value)` in frame order.
-fn io(named: &[(&str, u64)], ids: &[(u32, u64)]) -> Vec<(IoKey, IoValue)> {
-    named
-        .iter()
-        .map(|&(n, v)| (IoKey::Name(n.to_owned()), IoValue::U64(v)))
-        .chain(ids.iter().map(|&(id, v)| (IoKey::Id(id), IoValue::U64(v))))
-        .collect()
-}
-
-fn times(d: &Decoded) -> Vec<String> {
-    d.records
-        .iter()
-        .map(|r| format_rfc3339_ms(r.time_ms.unwrap()))
-        .collect()
 }
 
 /// What every successfully decoded datagram has in common.
@@ -186,7 +165,7 @@ const CASES: &[Case] = &[
             );
             assert_eq!(
                 r.io,
-                io(&[("priority", 1)], &[(21, 3), (1, 1), (66, 0x5DBC)])
+                io_list(&[("priority", 1)], &[(21, 3), (1, 1), (66, 0x5DBC)])
             );
         },
     },
@@ -199,7 +178,7 @@ const CASES: &[Case] = &[
             assert_eq!(times(d), ["2019-06-10T10:04:46.000Z"]);
             assert_eq!(
                 d.records[0].io,
-                io(
+                io_list(
                     &[("priority", 1)],
                     &[(21, 3), (1, 1), (66, 24079), (241, 24602), (78, 0)]
                 )
@@ -223,8 +202,8 @@ const CASES: &[Case] = &[
                 times(d),
                 ["2019-06-10T10:01:01.000Z", "2019-06-10T10:01:19.000Z"]
             );
-            assert_eq!(d.records[0].io, io(&[("priority", 1)], &[(1, 0)]));
-            assert_eq!(d.records[1].io, io(&[("priority", 1)], &[(1, 1)]));
+            assert_eq!(d.records[0].io, io_list(&[("priority", 1)], &[(1, 0)]));
+            assert_eq!(d.records[1].io, io_list(&[("priority", 1)], &[(1, 1)]));
         },
     },
     Case {
@@ -237,7 +216,7 @@ const CASES: &[Case] = &[
             assert_eq!(d.records[0].event.as_deref(), Some("io:1"));
             assert_eq!(
                 d.records[0].io,
-                io(
+                io_list(
                     &[("priority", 1)],
                     &[
                         (1, 1),
@@ -263,7 +242,7 @@ const CASES: &[Case] = &[
             assert_eq!(d.records[0].event.as_deref(), Some("io:11"));
             assert_eq!(
                 d.records[1].io,
-                io(
+                io_list(
                     &[("priority", 0), ("generation_type", 5)],
                     &[(1, 0), (3, 0), (11, 0x26), (66, 0x563A)]
                 )
@@ -293,7 +272,7 @@ const CASES: &[Case] = &[
                 (Some(9), Some(true), Some(1.3))
             );
             assert_eq!(r.event.as_deref(), Some("io:385"));
-            let mut want = io(
+            let mut want = io_list(
                 &[("priority", 2)],
                 &[
                     (239, 1),
@@ -309,7 +288,7 @@ const CASES: &[Case] = &[
             assert_eq!(r.io, want);
             let r = &d.records[1];
             assert_eq!((r.valid, r.event.as_deref()), (Some(false), None));
-            assert_eq!(r.io, io(&[("priority", 0)], &[(66, 12_850)]));
+            assert_eq!(r.io, io_list(&[("priority", 0)], &[(66, 12_850)]));
         },
     },
     Case {
@@ -417,11 +396,6 @@ fn err(d: &[u8]) -> DecodeError {
         d.len()
     );
     e
-}
-
-fn assert_err(e: DecodeError, offset: usize, needle: &str) {
-    assert!(e.reason.contains(needle), "{needle:?} not in {e}");
-    assert_eq!(e.offset, offset, "{e}");
 }
 
 fn example() -> Vec<u8> {
@@ -649,47 +623,6 @@ fn check_contract(dec: &UdpDecoder, d: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn io_data(wide_ids: bool, with_bytes: bool) -> impl Strategy<Value = (u16, IoData)> {
-    let id = if wide_ids {
-        any::<u16>().boxed()
-    } else {
-        (0u16..=255).boxed()
-    };
-    let fixed = prop_oneof![
-        any::<u8>().prop_map(IoData::U8),
-        any::<u16>().prop_map(IoData::U16),
-        any::<u32>().prop_map(IoData::U32),
-        any::<u64>().prop_map(IoData::U64),
-    ];
-    let value = if with_bytes {
-        prop_oneof![4 => fixed, 1 => vec(any::<u8>(), 0..40).prop_map(IoData::Bytes)].boxed()
-    } else {
-        fixed.boxed()
-    };
-    (id, value)
-}
-
-prop_compose! {
-    fn avl_record(wide_ids: bool, with_bytes: bool)(
-        timestamp_ms in 0u64..=i64::MAX as u64,
-        priority in 0u8..=2,
-        lon in any::<i32>(),
-        lat in any::<i32>(),
-        altitude in any::<i16>(),
-        angle in 0u16..=360,
-        satellites in any::<u8>(),
-        speed in any::<u16>(),
-        event_id in if wide_ids { any::<u16>().boxed() } else { (0u16..=255).boxed() },
-        generation_type in 0u8..=7,
-        io in vec(io_data(wide_ids, with_bytes), 0..8),
-    ) -> AvlRecord {
-        AvlRecord {
-            timestamp_ms, priority, lon, lat, altitude, angle, satellites, speed,
-            event_id, generation_type, io,
-        }
-    }
-}
-
 fn imei() -> impl Strategy<Value = String> {
     "[0-9]{1,20}"
 }
@@ -697,9 +630,9 @@ fn imei() -> impl Strategy<Value = String> {
 /// A valid datagram in one of the three codecs, with its records and header fields.
 fn valid_datagram() -> impl Strategy<Value = (Vec<u8>, Vec<AvlRecord>, u16, u8, String)> {
     let packet = prop_oneof![
-        vec(avl_record(false, false), 0..5).prop_map(|r| (encode_codec8(&r).unwrap(), r)),
-        vec(avl_record(true, true), 0..5).prop_map(|r| (encode_codec8_extended(&r).unwrap(), r)),
-        vec(avl_record(true, false), 0..5).prop_map(|r| (encode_codec16(&r).unwrap(), r)),
+        vec(avl_record(false, false, 8), 0..5).prop_map(|r| (encode_codec8(&r).unwrap(), r)),
+        vec(avl_record(true, true, 8), 0..5).prop_map(|r| (encode_codec8_extended(&r).unwrap(), r)),
+        vec(avl_record(true, false, 8), 0..5).prop_map(|r| (encode_codec16(&r).unwrap(), r)),
     ];
     (packet, any::<u16>(), any::<u8>(), imei()).prop_map(|((packet, records), pid, aid, imei)| {
         (

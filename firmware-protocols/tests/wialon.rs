@@ -5,7 +5,9 @@
 //! v2.0 CRC values written as literals below were computed for this test with an independent
 //! bitwise CRC-16/ARC (check value 0xBB3D); the login one is the sheet's own worked value.
 
+use firmware_protocols::capture_battery;
 use firmware_protocols::record::format_rfc3339_ms;
+use firmware_protocols::testkit::{self, decode_whole, Battery, Capture, Contract, Frame};
 use firmware_protocols::wialon::encode::{self, Extended, Message, Param};
 use firmware_protocols::wialon::{ProtocolVersion, WialonDecoder};
 use firmware_protocols::{
@@ -54,17 +56,7 @@ fn v2() -> WialonDecoder {
 
 /// Decodes `frame`, which must be exactly one packet.
 fn whole(dec: &mut WialonDecoder, frame: &[u8]) -> Decoded {
-    let d = dec
-        .decode(frame, NOW)
-        .unwrap_or_else(|e| panic!("{e} in {}", String::from_utf8_lossy(frame)))
-        .expect("a complete frame");
-    assert_eq!(
-        d.consumed,
-        frame.len(),
-        "{}",
-        String::from_utf8_lossy(frame)
-    );
-    d
+    decode_whole(dec, frame, NOW, &String::from_utf8_lossy(frame))
 }
 
 fn reply(yes: &str, no: &str) -> Reply {
@@ -122,37 +114,30 @@ enum Start {
     V2,
 }
 
-struct Case {
-    source: &'static str,
-    start: Start,
-    frame: &'static str,
-    check: fn(&Decoded),
-}
-
-const CASES: &[Case] = &[
-    Case {
+const CASES: &[Capture<Start>] = &[
+    Capture {
         source: "§2 login v1.1 (imei;password, password NA)",
         start: Start::Fresh,
-        frame: LOGIN_V1,
+        frame: Frame::Text(LOGIN_V1),
         check: |d| {
             assert_eq!(d.login.as_deref(), Some(IMEI));
             assert!(d.records.is_empty() && d.problem.is_none());
             assert_eq!(d.reply, reply("#AL#1\r\n", "#AL#0\r\n"));
         },
     },
-    Case {
+    Capture {
         source: "§5 worked login v2.0 with CRC 15CD",
         start: Start::Fresh,
-        frame: LOGIN_V2_SHEET,
+        frame: Frame::Text(LOGIN_V2_SHEET),
         check: |d| {
             assert_eq!(d.login.as_deref(), Some("123456789012345"));
             assert_eq!(d.reply, reply("#AL#1\r\n", "#AL#0\r\n"));
         },
     },
-    Case {
+    Capture {
         source: "§8 documentation-style short data",
         start: Start::V1,
-        frame: SD_DOC,
+        frame: Frame::Text(SD_DOC),
         check: |d| {
             assert_eq!(d.reply, reply("#ASD#1\r\n", "#ASD#0\r\n"));
             assert_eq!(d.records.len(), 1);
@@ -163,10 +148,10 @@ const CASES: &[Case] = &[
             assert_eq!(r.raw, None);
         },
     },
-    Case {
+    Capture {
         source: "§8 extended data with the doc's params example",
         start: Start::V1,
-        frame: D_DOC,
+        frame: Frame::Text(D_DOC),
         check: |d| {
             assert_eq!(d.reply, reply("#AD#1\r\n", "#AD#0\r\n"));
             let r = &d.records[0];
@@ -175,20 +160,20 @@ const CASES: &[Case] = &[
             assert_eq!(r.io, doc_params_io());
         },
     },
-    Case {
+    Capture {
         source: "§8 ping",
         start: Start::V1,
-        frame: "#P#\r\n",
+        frame: Frame::Text("#P#\r\n"),
         check: |d| {
             assert!(d.records.is_empty() && d.problem.is_none() && d.login.is_none());
             assert_eq!(d.reply.accepted.as_deref(), Some(&b"#AP#\r\n"[..]));
             assert_eq!(d.reply.refused, None);
         },
     },
-    Case {
+    Capture {
         source: "§4/§8 black box with 3 messages (SD, SD, D) -> #AB#3",
         start: Start::V1,
-        frame: "#B#270413;205601;5544.6025;N;03739.6834;E;1;2;3;4|270413;205701;5544.6100;N;03739.7000;E;5;90;3;6|270413;205801;5544.6200;N;03739.7100;E;7;91;3;8;1.2;1;0;12.5;NA;fuel:2:40\r\n",
+        frame: Frame::Text("#B#270413;205601;5544.6025;N;03739.6834;E;1;2;3;4|270413;205701;5544.6100;N;03739.7000;E;5;90;3;6|270413;205801;5544.6200;N;03739.7100;E;7;91;3;8;1.2;1;0;12.5;NA;fuel:2:40\r\n"),
         check: |d| {
             assert_eq!(d.reply, reply("#AB#3\r\n", "#AB#0\r\n"));
             assert_eq!(d.records.len(), 3);
@@ -208,57 +193,57 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3 + §5 the §8 short data in v2.0 (CRC 1985)",
         start: Start::V2,
-        frame: SD_DOC_V2,
+        frame: Frame::Text(SD_DOC_V2),
         check: |d| {
             assert_eq!(d.reply, reply("#ASD#1\r\n", "#ASD#0\r\n"));
             assert_doc_position(&d.records[0]);
         },
     },
-    Case {
+    Capture {
         source: "§3 + §5 the §8 extended data in v2.0 (CRC E499)",
         start: Start::V2,
-        frame: D_DOC_V2,
+        frame: Frame::Text(D_DOC_V2),
         check: |d| {
             assert_eq!(d.reply, reply("#AD#1\r\n", "#AD#0\r\n"));
             assert_doc_position(&d.records[0]);
             assert_eq!(d.records[0].io, doc_params_io());
         },
     },
-    Case {
+    Capture {
         source: "§4 + §5 black box v2.0, CRC after the final '|'",
         start: Start::V2,
-        frame: B_V2,
+        frame: Frame::Text(B_V2),
         check: |d| {
             assert_eq!(d.reply, reply("#AB#2\r\n", "#AB#0\r\n"));
             assert_eq!(d.records.len(), 2);
             assert_doc_position(&d.records[0]);
         },
     },
-    Case {
+    Capture {
         source: "§5 CRC in lower case without leading zeros (CC5 as cc5)",
         start: Start::V2,
-        frame: "#SD#270413;205601;5544.6025;N;03739.6834;E;2;2;3;4;cc5\r\n",
+        frame: Frame::Text("#SD#270413;205601;5544.6025;N;03739.6834;E;2;2;3;4;cc5\r\n"),
         check: |d| {
             assert_eq!(d.reply.accepted.as_deref(), Some(&b"#ASD#1\r\n"[..]));
             assert_eq!(d.records[0].speed_kmh, Some(2.0));
         },
     },
-    Case {
+    Capture {
         source: "§5 CRC with a 0x prefix (002F as 0x2f)",
         start: Start::V2,
-        frame: "#SD#270413;205601;5544.6025;N;03739.6834;E;229;2;3;4;0x2f\r\n",
+        frame: Frame::Text("#SD#270413;205601;5544.6025;N;03739.6834;E;229;2;3;4;0x2f\r\n"),
         check: |d| {
             assert_eq!(d.reply.accepted.as_deref(), Some(&b"#ASD#1\r\n"[..]));
             assert_eq!(d.records[0].speed_kmh, Some(229.0));
         },
     },
-    Case {
+    Capture {
         source: "§6 message to driver v2.0",
         start: Start::V2,
-        frame: M_V2,
+        frame: Frame::Text(M_V2),
         check: |d| {
             assert_eq!(d.reply, reply("#AM#1\r\n", "#AM#0\r\n"));
             let r = &d.records[0];
@@ -267,10 +252,10 @@ const CASES: &[Case] = &[
             assert_eq!((r.time_ms, r.lat, r.valid), (None, None, None));
         },
     },
-    Case {
+    Capture {
         source: "§3 NA in every field of a D packet",
         start: Start::V1,
-        frame: "#D#NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA\r\n",
+        frame: Frame::Text("#D#NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA\r\n"),
         check: |d| {
             assert_eq!(d.reply.accepted.as_deref(), Some(&b"#AD#1\r\n"[..]));
             let r = &d.records[0];
@@ -281,10 +266,10 @@ const CASES: &[Case] = &[
             assert!(r.io.is_empty());
         },
     },
-    Case {
+    Capture {
         source: "§7 unpadded coordinates, S/W, negative altitude, decimal speed/course",
         start: Start::V1,
-        frame: "#SD#010124;000000;3644.670410;S;544.6025;W;12.5;359.9;-28;7\r\n",
+        frame: Frame::Text("#SD#010124;000000;3644.670410;S;544.6025;W;12.5;359.9;-28;7\r\n"),
         check: |d| {
             let r = &d.records[0];
             assert_eq!(r.time_ms, Some(1_704_067_200_000));
@@ -297,20 +282,20 @@ const CASES: &[Case] = &[
             assert_eq!(r.valid, Some(true));
         },
     },
-    Case {
+    Capture {
         source: "§7 zero coordinates are the no-fix marker",
         start: Start::V1,
-        frame: "#SD#270413;205601;0000.0000;N;00000.0000;E;0;0;0;0\r\n",
+        frame: Frame::Text("#SD#270413;205601;0000.0000;N;00000.0000;E;0;0;0;0\r\n"),
         check: |d| {
             let r = &d.records[0];
             assert_eq!((r.lat, r.lon, r.valid), (None, None, Some(false)));
             assert_eq!((r.speed_kmh, r.satellites), (Some(0.0), Some(0)));
         },
     },
-    Case {
+    Capture {
         source: "§7 empty (not NA) adc, ibutton and params; few satellites",
         start: Start::V1,
-        frame: "#D#270413;205601;5544.6025;N;03739.6834;E;0;0;150;2;4.5;5;1;;;\r\n",
+        frame: Frame::Text("#D#270413;205601;5544.6025;N;03739.6834;E;0;0;150;2;4.5;5;1;;;\r\n"),
         check: |d| {
             let r = &d.records[0];
             assert_eq!(r.valid, Some(false), "2 satellites are no fix");
@@ -324,10 +309,10 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3 params: UTF-8 names, strings with spaces and colons, NA values, ibutton, adc gaps",
         start: Start::V1,
-        frame: "#D#270413;205601;5544.6025;N;03739.6834;E;1;2;3;NA;NA;NA;NA;1.5,NA,-0.3;00000A3F1B2C;температура:2:-3.5,driver:3:Ivan Petrov,at:3:12:30,gsm:1:-70,odo:1:NA,\r\n",
+        frame: Frame::Text("#D#270413;205601;5544.6025;N;03739.6834;E;1;2;3;NA;NA;NA;NA;1.5,NA,-0.3;00000A3F1B2C;температура:2:-3.5,driver:3:Ivan Petrov,at:3:12:30,gsm:1:-70,odo:1:NA,\r\n"),
         check: |d| {
             let r = &d.records[0];
             assert_eq!(r.valid, None, "position without a satellite count");
@@ -345,17 +330,17 @@ const CASES: &[Case] = &[
             );
         },
     },
-    Case {
+    Capture {
         source: "§3 v2.1 fractional seconds (HHMMSS.nnnnnnnnn)",
         start: Start::V1,
-        frame: "#SD#270413;205601.250000000;NA;NA;NA;NA;NA;NA;NA;NA\r\n",
+        frame: Frame::Text("#SD#270413;205601.250000000;NA;NA;NA;NA;NA;NA;NA;NA\r\n"),
         check: |d| {
             assert_eq!(d.records[0].time_ms, Some(DOC_TIME + 250));
         },
     },
 ];
 
-fn decoder_for(start: Start) -> WialonDecoder {
+fn decoder_for(start: &Start) -> WialonDecoder {
     match start {
         Start::Fresh => fresh(),
         Start::V1 => v1(),
@@ -363,13 +348,26 @@ fn decoder_for(start: Start) -> WialonDecoder {
     }
 }
 
+fn battery() -> Battery<Start, WialonDecoder> {
+    Battery {
+        captures: CASES,
+        decoder: decoder_for,
+        now: NOW,
+        next: Frame::Text("#P#\r\n"),
+        contract: Contract {
+            records_of_the_stream_device: true,
+            ..Contract::SESSION
+        },
+    }
+}
+
+capture_battery!(battery);
+
 #[test]
-fn vendor_frames_decode_to_the_documented_values() {
+fn no_capture_is_a_problem() {
     for case in CASES {
-        let mut dec = decoder_for(case.start);
-        let d = whole(&mut dec, case.frame.as_bytes());
+        let d = whole(&mut decoder_for(&case.start), &case.frame.bytes());
         assert!(d.problem.is_none(), "{}: {:?}", case.source, d.problem);
-        (case.check)(&d);
     }
 }
 
@@ -385,50 +383,6 @@ fn login_sets_the_device_and_version() {
     assert_eq!(fresh().version(), None);
 }
 
-#[test]
-fn every_frame_decodes_fed_one_byte_at_a_time() {
-    for case in CASES {
-        let mut dec = decoder_for(case.start);
-        let frame = case.frame.as_bytes();
-        for end in 1..frame.len() {
-            let got = dec.decode(&frame[..end], NOW);
-            assert!(
-                matches!(got, Ok(None)),
-                "{}: prefix of {end} bytes gave {got:?}",
-                case.source
-            );
-        }
-        let d = whole(&mut dec, frame);
-        (case.check)(&d);
-    }
-}
-
-#[test]
-fn every_frame_decodes_split_into_two_reads_at_every_offset() {
-    for case in CASES {
-        let frame = case.frame.as_bytes();
-        let mut reference = decoder_for(case.start);
-        let expected = whole(&mut reference, frame);
-        for cut in 1..frame.len() {
-            let mut dec = decoder_for(case.start);
-            assert_eq!(dec.decode(&frame[..cut], NOW), Ok(None), "{}", case.source);
-            let d = whole(&mut dec, frame);
-            assert_eq!(d, expected, "{}: split at {cut}", case.source);
-        }
-    }
-}
-
-/// Decodes every complete frame at the front of `buf`, like a connection loop does.
-fn drain(dec: &mut WialonDecoder, buf: &mut Vec<u8>) -> Result<Vec<Decoded>, DecodeError> {
-    let mut out = Vec::new();
-    while let Some(d) = dec.decode(buf, NOW)? {
-        assert!(d.consumed > 0 && d.consumed <= buf.len());
-        buf.drain(..d.consumed);
-        out.push(d);
-    }
-    Ok(out)
-}
-
 fn accepted(d: &Decoded) -> String {
     String::from_utf8(d.reply.accepted.clone().unwrap_or_default()).unwrap()
 }
@@ -441,7 +395,7 @@ fn a_whole_v2_session_in_one_buffer_decodes_frame_by_frame() {
     }
     buf.extend_from_slice(b"#SD#2704"); // the start of the next packet stays buffered
     let mut dec = fresh();
-    let frames = drain(&mut dec, &mut buf).unwrap();
+    let frames = testkit::drain(&mut dec, &mut buf, NOW).unwrap();
     assert_eq!(buf, b"#SD#2704");
     let answers: Vec<String> = frames.iter().map(accepted).collect();
     assert_eq!(
@@ -479,7 +433,7 @@ fn a_whole_v1_session_with_a_bad_packet_in_the_middle_stays_in_sync() {
         buf.extend_from_slice(frame.as_bytes());
     }
     let mut dec = fresh();
-    let frames = drain(&mut dec, &mut buf).unwrap();
+    let frames = testkit::drain(&mut dec, &mut buf, NOW).unwrap();
     assert!(buf.is_empty());
     assert_eq!(frames.len(), 5);
     assert!(frames[2].problem.is_some());
@@ -895,7 +849,7 @@ const PROBLEMS: &[Bad] = &[
 #[test]
 fn malformed_packets_are_problems_answered_with_the_documented_code() {
     for bad in PROBLEMS {
-        let mut dec = decoder_for(bad.start);
+        let mut dec = decoder_for(&bad.start);
         let device_before = dec.device_id().map(str::to_owned);
         let d = whole(&mut dec, bad.frame.as_bytes());
         let problem = d
@@ -1053,7 +1007,7 @@ fn garbage_where_a_packet_starts_is_an_error_at_once() {
     let mut dec = v1();
     let mut buf = SD_DOC.as_bytes().to_vec();
     buf.extend_from_slice(&[0x00, 0x01, 0x02]);
-    let e = drain(&mut dec, &mut buf).unwrap_err();
+    let e = testkit::drain(&mut dec, &mut buf, NOW).unwrap_err();
     assert_eq!(e.offset, 0);
     assert_eq!(buf, [0x00, 0x01, 0x02]);
 }

@@ -2,6 +2,7 @@
 //! protocol-shaped tokens), honest `consumed`, never asking to buffer past the limit, decoded
 //! values within their ranges, and encoder/decoder round trips in both protocol versions.
 
+use firmware_protocols::testkit::{self, Contract};
 use firmware_protocols::wialon::encode::{self, Extended, Message, Param};
 use firmware_protocols::wialon::{ProtocolVersion, WialonDecoder};
 use firmware_protocols::{DecoderOptions, IoKey, IoValue, Record, StreamDecoder};
@@ -22,87 +23,17 @@ fn decoder(max: usize, login: Option<ProtocolVersion>) -> WialonDecoder {
 }
 
 fn check_ranges(r: &Record) -> Result<(), TestCaseError> {
-    if let Some(lat) = r.lat {
-        prop_assert!((-90.0..=90.0).contains(&lat), "lat {lat}");
-    }
-    if let Some(lon) = r.lon {
-        prop_assert!((-180.0..=180.0).contains(&lon), "lon {lon}");
-    }
-    prop_assert_eq!(r.lat.is_some(), r.lon.is_some());
-    if let Some(course) = r.course_deg {
-        prop_assert!((0.0..=360.0).contains(&course), "course {course}");
-    }
-    if let Some(speed) = r.speed_kmh {
-        prop_assert!(speed >= 0.0 && speed.is_finite(), "speed {speed}");
-    }
-    for v in [r.altitude_m, r.hdop].into_iter().flatten() {
-        prop_assert!(v.is_finite());
-    }
-    for (_, value) in &r.io {
-        if let IoValue::F64(v) = value {
-            prop_assert!(v.is_finite());
-        }
-    }
-    prop_assert_eq!(r.received_at_ms, NOW);
-    Ok(())
+    testkit::check_ranges(r, NOW)
 }
 
-/// Feeds `input` as one buffer, consuming frames until an error or "need more", and checks
-/// the stream contract on the way.
+/// The kit's stream contract; every record carries the device of the login before it.
+const CONTRACT: Contract = Contract {
+    records_of_the_stream_device: true,
+    ..Contract::SESSION
+};
+
 fn check_stream(dec: &mut WialonDecoder, input: &[u8]) -> Result<(), TestCaseError> {
-    let max = dec.max_frame_bytes();
-    let mut rest = input;
-    while !rest.is_empty() {
-        match dec.decode(rest, NOW) {
-            Ok(Some(d)) => {
-                prop_assert!(d.consumed > 0, "consumed 0");
-                prop_assert!(
-                    d.consumed <= rest.len(),
-                    "consumed {} of {}",
-                    d.consumed,
-                    rest.len()
-                );
-                prop_assert!(
-                    d.consumed <= max,
-                    "frame of {} over limit {max}",
-                    d.consumed
-                );
-                if let Some(p) = &d.problem {
-                    prop_assert!(d.records.is_empty(), "records with a problem");
-                    prop_assert!(d.reply.accepted.is_none());
-                    prop_assert!(
-                        p.offset < d.consumed,
-                        "offset {} past frame {}",
-                        p.offset,
-                        d.consumed
-                    );
-                }
-                for r in &d.records {
-                    check_ranges(r)?;
-                    prop_assert_eq!(Some(r.device_id.as_str()), dec.device_id());
-                }
-                rest = &rest[d.consumed..];
-            }
-            Ok(None) => {
-                prop_assert!(
-                    rest.len() < max,
-                    "need-more with {} bytes buffered, limit {max}",
-                    rest.len()
-                );
-                break;
-            }
-            Err(e) => {
-                prop_assert!(
-                    e.offset < rest.len(),
-                    "offset {} past input {}",
-                    e.offset,
-                    rest.len()
-                );
-                break;
-            }
-        }
-    }
-    Ok(())
+    testkit::check_stream(dec, input, NOW, &CONTRACT).map(drop)
 }
 
 fn version() -> impl Strategy<Value = ProtocolVersion> {

@@ -2,8 +2,8 @@
 //! open round of the [`Queue`]; this thread takes a whole round at a time (bounded), assigns
 //! seqs, writes all chunks plus the next-seq counter in ONE `sled::Batch`, calls ONE `flush()`
 //! (fsync), and then settles the round's one [`Outcome`], which wakes all its appenders at
-//! once. Per append it only moves the encoded value into the batch: no per-record work
-//! happens here.
+//! once. Per append it only moves the encoded value into the batch (small ones are copied
+//! into a shared grouped entry, `store::pack_round`): no per-record work happens here.
 //!
 //! What an append costs on top of its share of the round: one short lock to join the open
 //! round (and a condvar signal only if this thread was asleep: at most once per round), no
@@ -24,10 +24,11 @@ use std::thread::JoinHandle;
 
 use tokio::sync::Notify;
 
+use super::alarms::{alarm_key, PENDING as ALARM_PENDING};
 use super::limits::Amount;
 use super::reclaim::Reclaimer;
 use super::recovery;
-use super::store::{seq_key, NEXT_SEQ_KEY};
+use super::store::{pack_round, seq_key, NEXT_SEQ_KEY};
 use super::{BufferError, Shared};
 
 /// Most appends taken into one round.
@@ -119,9 +120,14 @@ pub(super) struct Ticket {
 struct Round {
     /// Each append's chunk value (`[version][count]...`) and record count, in seq order.
     chunks: Vec<(Vec<u8>, u64)>,
+    /// Offsets (from the round's first seq) of the records that carry an alarm: each gets
+    /// its marker in the round's batch (`alarms.rs`).
+    alarms: Vec<u64>,
     records: u64,
     bytes: usize,
     outcome: Arc<Outcome>,
+    /// The duplicate window's log value for the round's records (`dedup.rs`).
+    dedup: Vec<u8>,
 }
 
 impl Round {
@@ -189,7 +195,15 @@ impl Queue {
 
     /// Adds one append's chunk to the open round. `None` when the committer has stopped (or
     /// the buffer is closing); the caller still holds the chunk's reservation then.
-    pub fn push(&self, value: Vec<u8>, records: u64) -> Option<Ticket> {
+    /// `dedup`: the duplicate window's log value for the chunk's records (`dedup.rs`).
+    /// `alarms`: the offsets of the chunk's alarm records.
+    pub fn push(
+        &self,
+        value: Vec<u8>,
+        records: u64,
+        dedup: Vec<u8>,
+        alarms: Vec<u64>,
+    ) -> Option<Ticket> {
         let mut state = self.lock();
         if state.stopped || state.closing {
             return None;
@@ -202,9 +216,14 @@ impl Queue {
             outcome: Arc::clone(&round.outcome),
             offset: round.records,
         };
+        let base = round.records;
+        round
+            .alarms
+            .extend(alarms.into_iter().map(|offset| base + offset));
         round.records += records;
         round.bytes += value.len();
         round.chunks.push((value, records));
+        round.dedup.extend_from_slice(&dedup);
         let wake = std::mem::take(&mut state.idle);
         drop(state);
         if wake {
@@ -408,13 +427,23 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, mut round: Round) {
         }
     };
 
+    // Small appends of the round share entries (`store::pack_round`); the reservation
+    // covered their separate values, and the grouped ones are shorter.
+    let entries = pack_round(std::mem::take(&mut round.chunks));
+    let stored_bytes: usize = entries.iter().map(|e| e.value.len()).sum();
+    let keys: Vec<u64> = entries.iter().map(|e| first_seq + e.offset).collect();
     let mut batch = sled::Batch::default();
-    let mut seq = first_seq;
-    for (value, records) in &mut round.chunks {
-        batch.insert(&seq_key(seq), std::mem::take(value));
-        seq += *records;
+    for (entry, seq) in entries.into_iter().zip(&keys) {
+        batch.insert(&seq_key(*seq), entry.value);
+    }
+    for offset in &round.alarms {
+        batch.insert(&alarm_key(first_seq + offset), &[ALARM_PENDING]);
     }
     batch.insert(NEXT_SEQ_KEY, &end.to_be_bytes());
+    // The duplicate window's part of the round, in the same batch (`dedup.rs`).
+    if let Some(window) = &shared.dedup {
+        lock_window(window).log(first_seq, &round.dedup, &mut batch);
+    }
     // The durable mark's lease covers these seqs before any of them can reach a device.
     shared.mark.ensure_lease(shared, end);
     // Whatever happens below, these seqs are spent: a seq is never handed out twice.
@@ -436,6 +465,10 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, mut round: Round) {
         return;
     }
     shared.space.commit_reserved(amount);
+    shared.space.release_stored(Amount {
+        records: 0,
+        bytes: amount.bytes.saturating_sub(stored_bytes as u64),
+    });
 
     // The durable mark is written beside sled's flush, not after it (`durable_mark.rs`).
     match shared
@@ -447,6 +480,9 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, mut round: Round) {
             // Everything below `end` is durable; readers and removers may look at it now.
             shared.durable_end.store(end, Ordering::Release);
             shared.durable_tx.send_replace(end - 1);
+            if let Some(window) = &shared.dedup {
+                lock_window(window).remember(&round.dedup);
+            }
             round.outcome.settle(Ok(first_seq));
         }
         Err(source) => {
@@ -458,13 +494,15 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, mut round: Round) {
             // Not durable, so not acknowledged: take the chunks out again so they are never
             // published under seqs the devices were not told about. Their seqs stay spent.
             let mut removal = sled::Batch::default();
-            let mut seq = first_seq;
-            for (_, records) in &round.chunks {
-                removal.remove(&seq_key(seq));
-                seq += *records;
+            for seq in &keys {
+                removal.remove(&seq_key(*seq));
             }
+            removal.remove(&super::dedup::round_key(first_seq));
             match store.queue.apply_batch(removal) {
-                Ok(()) => shared.space.release_stored(amount),
+                Ok(()) => shared.space.release_stored(Amount {
+                    records: amount.records,
+                    bytes: stored_bytes as u64,
+                }),
                 Err(e) => tracing::error!(
                     path = %store.path.display(),
                     first_seq, error = %e,
@@ -472,17 +510,15 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, mut round: Round) {
                      after the failure removes them (`recovery.rs`)"
                 ),
             }
-            let mut applied = Vec::with_capacity(round.chunks.len());
-            let mut seq = first_seq;
-            for (_, records) in &round.chunks {
-                applied.push(seq);
-                seq += *records;
-            }
-            recovery::round_failed(shared, first_seq, end, applied, source.to_string());
+            recovery::round_failed(shared, first_seq, end, keys, source.to_string());
             round.outcome.settle(Err(RoundFailure::Sled {
                 op: "flushing a commit batch",
                 source,
             }));
         }
     }
+}
+
+fn lock_window(window: &Mutex<super::dedup::Window>) -> MutexGuard<'_, super::dedup::Window> {
+    window.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -30,7 +30,7 @@ async fn store(buffer: &Buffer, n: u64) -> (u64, u64) {
             first_seq,
             last_seq,
         } => (first_seq, last_seq),
-        Appended::Rejected => panic!("rejected"),
+        Appended::Rejected | Appended::Duplicate => panic!("not stored"),
     }
 }
 
@@ -107,6 +107,34 @@ async fn records_missing_at_open_are_reported_kept_aside_and_the_rest_requeued()
     assert_eq!(buffer.stats().lost_records, 0);
     assert_eq!(buffer.stats().records, 5);
     assert_eq!(kept_aside(dir.path()).len(), 1);
+}
+
+/// A buffer left by a release that wrote the mark as text (format 1) opens with that mark:
+/// records missing since are still counted, and the first write moves it to format 2.
+#[tokio::test]
+async fn a_mark_of_format_1_from_an_older_release_still_counts_missing_records() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    let buffer = Buffer::open(o.clone()).unwrap();
+    assert_eq!(store(&buffer, 2).await, (1, 2));
+    assert_eq!(store(&buffer, 2).await, (3, 4));
+    drop(buffer);
+    let mark_path = durable_mark::mark_path(&o.path);
+    let mark = durable_mark::read(&mark_path).expect("a mark");
+    std::fs::write(&mark_path, mark.encode()).expect("writing format 1");
+    damage(&o.path, &[3], Some(5));
+
+    let buffer = Buffer::open(o.clone()).unwrap();
+    assert_eq!(buffer.stats().lost_records, 2);
+    assert_eq!(buffer.lost_seq_ranges(), [(3, 4)]);
+    assert_eq!(store(&buffer, 1).await, (5, 5));
+    drop(buffer);
+    let bytes = std::fs::read(&mark_path).expect("mark");
+    assert!(
+        !bytes.starts_with(b"fleetedge buffer durable mark v1"),
+        "still format 1"
+    );
+    assert_eq!(durable_mark::read(&mark_path).map(|m| m.next_seq), Some(6));
 }
 
 #[tokio::test]

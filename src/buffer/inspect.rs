@@ -97,6 +97,7 @@ impl Buffer {
                         first_seq,
                         records,
                         encoded_len: value.len(),
+                        published_ahead: Vec::new(),
                     }),
                     Err(reason) => PeekedChunk::Unreadable {
                         key_hex: key_hex(&key),

@@ -1,7 +1,8 @@
 //! Disk reclaim: sled's files never shrink, so after a large backlog has drained the buffer
 //! would keep its peak size on disk forever. Once the queue is empty and sled's files are
 //! larger than `reclaim_above_bytes`, the commit thread replaces the database with a fresh one
-//! that holds only the next-seq counter (and the quarantine tree), then deletes the old files.
+//! that holds only the next-seq counter, the duplicate window's log (`dedup.rs`) and the
+//! quarantine and commands trees, then deletes the old files.
 //!
 //! # When
 //!
@@ -47,7 +48,7 @@
 //!
 //! # Crash safety
 //!
-//! [`recover`] runs at every open, before sled touches `P`:
+//! [`recover`] runs at every open ([`open`]), before sled touches `P`:
 //!
 //! - `P` missing and `O` present: a crash between 5 and 6. `O` is the old database, closed
 //!   after a flush, holding no chunk and the counter. It is renamed back to `P`.
@@ -73,8 +74,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::store::{self, Store, NEXT_SEQ_KEY};
-use super::{BufferOptions, Shared};
+use super::store::{self, OpenScan, Store, NEXT_SEQ_KEY};
+use super::{BufferError, BufferOptions, Shared};
 
 /// Suffix of the database being built by a reclaim.
 pub(super) const NEW_SUFFIX: &str = ".reclaim-new";
@@ -91,9 +92,21 @@ pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Opens the database at `opts.path` ([`Store::open`]) after settling a reclaim that was
+/// interrupted (a crash, a power cut, a failed step) with [`recover`]: every open goes
+/// through here, so the store itself needs to know nothing of reclaims.
+pub(super) fn open(opts: &BufferOptions) -> Result<(Store, OpenScan), BufferError> {
+    recover(&opts.path).map_err(|source| BufferError::Reclaim {
+        path: opts.path.clone(),
+        step: "settling an interrupted reclaim",
+        source,
+    })?;
+    Store::open(opts)
+}
+
 /// Settles an interrupted reclaim before the database at `path` is opened; see the module
 /// doc. An error means the old database could not be put back at `path`.
-pub(super) fn recover(path: &Path) -> std::io::Result<()> {
+fn recover(path: &Path) -> std::io::Result<()> {
     let (new, old) = (sibling(path, NEW_SUFFIX), sibling(path, OLD_SUFFIX));
     if !exists(path)? && exists(&old)? {
         std::fs::rename(&old, path)?;
@@ -387,7 +400,12 @@ impl Reclaimer {
         }
 
         // 3. The counter and the quarantine into the new database, everything flushed.
-        fill(&fresh, old, next_seq).map_err(|e| recovered("filling the new database", &e))?;
+        let dedup_log = shared.dedup.as_ref().map(|w| {
+            let window = w.lock().unwrap_or_else(|p| p.into_inner());
+            window.log_entries()
+        });
+        fill(&fresh, old, next_seq, dedup_log.unwrap_or_default())
+            .map_err(|e| recovered("filling the new database", &e))?;
         old.db
             .flush()
             .map_err(|e| recovered("flushing the old database", &e))?;
@@ -534,12 +552,28 @@ impl Reclaimer {
     }
 }
 
-/// Step 3's writes: the counter and a copy of the quarantine tree, then a flush.
-fn fill(fresh: &Store, old: &Store, next_seq: u64) -> Result<(), sled::Error> {
+/// Step 3's writes: the counter, the duplicate window's log, and copies of the quarantine
+/// and commands trees (queued downlink commands are not records and outlive a drained
+/// queue), then a flush.
+fn fill(
+    fresh: &Store,
+    old: &Store,
+    next_seq: u64,
+    dedup_log: Vec<([u8; 21], Vec<u8>)>,
+) -> Result<(), sled::Error> {
     fresh.queue.insert(NEXT_SEQ_KEY, &next_seq.to_be_bytes())?;
+    // The duplicate window's log outlives the records it describes (`dedup.rs`); the
+    // commit thread (running this) holds it in memory as it is on disk.
+    for (key, value) in dedup_log {
+        fresh.queue.insert(key, value)?;
+    }
     for item in old.quarantine.iter() {
         let (key, value) = item?;
         fresh.quarantine.insert(key, value)?;
+    }
+    for item in old.commands.iter() {
+        let (key, value) = item?;
+        fresh.commands.insert(key, value)?;
     }
     fresh.db.flush()?;
     Ok(())

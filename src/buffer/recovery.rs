@@ -207,9 +207,11 @@ fn reopen(shared: &Shared, opts: &BufferOptions, next_seq: &mut u64) -> Result<(
     if !super::reclaim::wait_until_released(&opts.path) {
         return Err("sled still holds the closed database".into());
     }
-    let (store, scan) = Store::open(opts).map_err(|e| e.to_string())?;
+    let (store, scan) = super::reclaim::open(opts).map_err(|e| e.to_string())?;
     let (store, scan, found) =
         super::durable_mark::settle(opts, store, scan).map_err(|e| e.to_string())?;
+    // The comparison may have replaced the mark file whole.
+    shared.mark.file_replaced();
     let failed: Vec<u64> = std::mem::take(
         &mut *shared
             .fault
@@ -225,6 +227,8 @@ fn reopen(shared: &Shared, opts: &BufferOptions, next_seq: &mut u64) -> Result<(
                 removed.records += chunk_header(&old).map(u64::from).unwrap_or(0);
                 removed.bytes += old.len() as u64;
             }
+            // A failed round's duplicate-window entry (keyed by its first chunk's seq).
+            store.queue.remove(super::dedup::round_key(*first))?;
         }
         store.queue.insert(NEXT_SEQ_KEY, &next.to_be_bytes())?;
         store.db.flush()?;

@@ -18,8 +18,21 @@ use super::{BufferError, BufferOptions};
 pub(super) const QUEUE_TREE: &str = "queue";
 /// Entries that could not be read are moved here (same key, same value) for forensics.
 pub(super) const QUARANTINE_TREE: &str = "quarantine";
-/// The first byte of every chunk value this build writes: `[2][count][codec][payload]`.
+/// The downlink commands' tree (its layout: `src/commands/store.rs`); the buffer only keeps
+/// it alive across reopens and reclaims.
+pub(super) const COMMANDS_TREE: &str = "commands";
+/// The first byte of every single-append chunk value this build writes:
+/// `[2][count][codec][payload]`.
 pub(super) const FORMAT_VERSION: u8 = 2;
+/// The first byte of a grouped value: several small appends of one commit round stored as
+/// one entry, `[3][total count: u32 BE]` then per append `[len: u16 BE][bincode(records)]`.
+pub(super) const FORMAT_GROUPED: u8 = 3;
+/// Most bytes of one grouped value: far below any uplink batch, so grouping never makes a
+/// batch much larger than its appends would have.
+pub(super) const GROUP_MAX_BYTES: usize = 32 << 10;
+/// Most records in one grouped value (an uplink batch takes whole entries, so this bounds
+/// how far past `batch_max_records` a batch can go because of grouping).
+pub(super) const GROUP_MAX_RECORDS: u64 = 256;
 /// The format of earlier releases, still read: `[1][count][zstd(bincode)]`.
 pub(super) const FORMAT_V1: u8 = 1;
 /// Version byte + u32 big-endian record count (both formats).
@@ -127,6 +140,90 @@ pub(super) fn encode_chunk(records: &[Record]) -> Result<Vec<u8>, bincode::error
     Ok(out)
 }
 
+/// One sled entry of a commit round: `records` records starting `offset` records after the
+/// round's first seq.
+pub(super) struct Entry {
+    pub offset: u64,
+    pub records: u64,
+    pub value: Vec<u8>,
+}
+
+/// Lays out a round's chunks (each append's value and record count, in seq order) as sled
+/// entries: runs of consecutive small plain chunks become one grouped value (format 3, at
+/// most [`GROUP_MAX_BYTES`] and [`GROUP_MAX_RECORDS`]), every other chunk is stored as its
+/// append encoded it. A grouped value is never longer than the chunks it holds (it drops
+/// each one's 6-byte header for a 2-byte length and adds one 5-byte header), so the bytes
+/// reserved for the appends always cover it.
+///
+/// Why: on one-record-per-frame traffic every append was its own sled insert, removal, page
+/// rewrite and log write; grouped, a round of a few hundred devices is a handful of entries.
+pub(super) fn pack_round(chunks: Vec<(Vec<u8>, u64)>) -> Vec<Entry> {
+    let mut entries = Vec::with_capacity(1 + chunks.len() / 8);
+    let mut group: Vec<Entry> = Vec::new();
+    let (mut group_bytes, mut group_records) = (HEADER_LEN, 0u64);
+    let mut offset = 0u64;
+    for (value, records) in chunks {
+        let small = plain_payload(&value).is_some_and(|p| u16::try_from(p.len()).is_ok());
+        let part_bytes = value.len().saturating_sub(4);
+        if !small
+            || group_bytes + part_bytes > GROUP_MAX_BYTES
+            || group_records + records > GROUP_MAX_RECORDS
+        {
+            entries.extend(close_group(&mut group));
+            (group_bytes, group_records) = (HEADER_LEN, 0);
+        }
+        let entry = Entry {
+            offset,
+            records,
+            value,
+        };
+        offset += records;
+        if small {
+            group_bytes += part_bytes;
+            group_records += records;
+            group.push(entry);
+        } else {
+            entries.push(entry);
+        }
+    }
+    entries.extend(close_group(&mut group));
+    entries
+}
+
+/// The payload of a format-2 plain chunk value.
+fn plain_payload(value: &[u8]) -> Option<&[u8]> {
+    match value {
+        [FORMAT_VERSION, _, _, _, _, CODEC_PLAIN, payload @ ..] => Some(payload),
+        _ => None,
+    }
+}
+
+/// One entry for the chunks gathered in `group` (emptied): the chunk itself when it is
+/// alone, a grouped value otherwise.
+fn close_group(group: &mut Vec<Entry>) -> Option<Entry> {
+    if group.len() <= 1 {
+        return group.pop();
+    }
+    let parts = std::mem::take(group);
+    let records: u64 = parts.iter().map(|p| p.records).sum();
+    let bytes: usize = parts.iter().map(|p| p.value.len() - 4).sum();
+    let mut value = Vec::with_capacity(HEADER_LEN + bytes);
+    value.push(FORMAT_GROUPED);
+    // At most GROUP_MAX_RECORDS, so it fits.
+    value.extend_from_slice(&u32::try_from(records).unwrap_or(u32::MAX).to_be_bytes());
+    for part in &parts {
+        let payload = plain_payload(&part.value).unwrap_or_default();
+        let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+        value.extend_from_slice(&len.to_be_bytes());
+        value.extend_from_slice(payload);
+    }
+    Some(Entry {
+        offset: parts[0].offset,
+        records,
+        value,
+    })
+}
+
 /// The record count from a chunk value's header, checking the version byte.
 pub(super) fn chunk_header(value: &[u8]) -> Result<u32, String> {
     split_chunk(value).map(|(count, _)| count)
@@ -136,6 +233,8 @@ pub(super) fn chunk_header(value: &[u8]) -> Result<u32, String> {
 enum Payload<'a> {
     Plain(&'a [u8]),
     Zstd(&'a [u8]),
+    /// `[len: u16 BE][bincode(records)]` repeated (format 3).
+    Grouped(&'a [u8]),
 }
 
 /// Checks a chunk value's header (either format) and splits it into the count and payload.
@@ -143,10 +242,10 @@ fn split_chunk(value: &[u8]) -> Result<(u32, Payload<'_>), String> {
     let Some((&version, rest)) = value.split_first() else {
         return Err("the value is empty".to_string());
     };
-    if version != FORMAT_VERSION && version != FORMAT_V1 {
+    if ![FORMAT_V1, FORMAT_VERSION, FORMAT_GROUPED].contains(&version) {
         return Err(format!(
-            "unknown format version {version} (this build reads {FORMAT_V1} and \
-             {FORMAT_VERSION})"
+            "unknown format version {version} (this build reads {FORMAT_V1}, \
+             {FORMAT_VERSION} and {FORMAT_GROUPED})"
         ));
     }
     let short = || {
@@ -164,6 +263,7 @@ fn split_chunk(value: &[u8]) -> Result<(u32, Payload<'_>), String> {
     }
     let payload = match version {
         FORMAT_V1 => Payload::Zstd(rest),
+        FORMAT_GROUPED => Payload::Grouped(rest),
         _ => match rest.split_first() {
             None => return Err(short()),
             Some((&CODEC_PLAIN, payload)) => Payload::Plain(payload),
@@ -182,6 +282,24 @@ pub(super) fn decode_chunk(value: &[u8]) -> Result<Vec<Record>, String> {
         Payload::Zstd(compressed) => {
             let plain = decompress(compressed)?;
             decode_records(&plain, count)
+        }
+        Payload::Grouped(mut parts) => {
+            let mut records = Vec::with_capacity(count as usize);
+            while let Some((len, rest)) = parts.split_first_chunk::<2>() {
+                let len = usize::from(u16::from_be_bytes(*len));
+                let Some((part, rest)) = rest.split_at_checked(len) else {
+                    return Err(format!(
+                        "a part claims {len} bytes, {} are left",
+                        rest.len()
+                    ));
+                };
+                records.extend(decode_part(part)?);
+                parts = rest;
+            }
+            if !parts.is_empty() {
+                return Err(format!("{} trailing bytes after the parts", parts.len()));
+            }
+            counted(records, count)
         }
     }
 }
@@ -215,6 +333,22 @@ fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Decodes `count` records from a bincode payload that must hold exactly them.
 fn decode_records(payload: &[u8], count: u32) -> Result<Vec<Record>, String> {
+    counted(decode_part(payload)?, count)
+}
+
+/// `records`, if they are as many as the header's `count` says.
+fn counted(records: Vec<Record>, count: u32) -> Result<Vec<Record>, String> {
+    if records.len() != count as usize {
+        return Err(format!(
+            "the header says {count} records, the payload holds {}",
+            records.len()
+        ));
+    }
+    Ok(records)
+}
+
+/// Decodes a bincode payload that must hold exactly a `Vec<Record>`.
+fn decode_part(payload: &[u8]) -> Result<Vec<Record>, String> {
     let config = bincode::config::standard().with_limit::<MAX_CHUNK_BYTES>();
     let (records, used): (Vec<Record>, usize) = bincode::serde::decode_from_slice(payload, config)
         .map_err(|e| format!("bincode decode failed: {e}"))?;
@@ -222,12 +356,6 @@ fn decode_records(payload: &[u8], count: u32) -> Result<Vec<Record>, String> {
         return Err(format!(
             "{} trailing bytes after the records",
             payload.len() - used
-        ));
-    }
-    if records.len() != count as usize {
-        return Err(format!(
-            "the header says {count} records, the payload holds {}",
-            records.len()
         ));
     }
     Ok(records)
@@ -249,6 +377,8 @@ pub(super) struct Store {
     pub db: sled::Db,
     pub queue: sled::Tree,
     pub quarantine: sled::Tree,
+    /// Downlink commands (see [`super::Buffer::with_commands`]).
+    pub commands: sled::Tree,
     /// See [`BufferOptions::seq_floor`].
     pub seq_floor: Option<u64>,
 }
@@ -339,15 +469,11 @@ impl StoreCell {
 impl Store {
     /// Opens the database at `opts.path`. A database that sled reports as corrupt (or that
     /// makes sled panic) is renamed to `<path>.corrupt-<unix-secs>` with an error log, and a
-    /// fresh one is created in its place; this is the only case where seqs restart. A disk
-    /// reclaim that was interrupted (a crash, a power cut) is settled first.
+    /// fresh one is created in its place; this is the only case where seqs restart. Callers
+    /// go through [`reclaim::open`](super::reclaim::open), which first settles a disk reclaim
+    /// that was interrupted (the store knows nothing of reclaims).
     pub fn open(opts: &BufferOptions) -> Result<(Store, OpenScan), BufferError> {
         let path = opts.path.clone();
-        super::reclaim::recover(&path).map_err(|source| BufferError::Reclaim {
-            path: path.clone(),
-            step: "settling an interrupted reclaim",
-            source,
-        })?;
         let store = match open_waiting_for_lock(&path, opts) {
             Ok(store) => store,
             Err(OpenFailure::Other(source)) => return Err(BufferError::Open { path, source }),
@@ -570,14 +696,16 @@ pub(super) fn try_open(path: &Path, opts: &BufferOptions) -> Result<Store, OpenF
         let db = config.open()?;
         let queue = db.open_tree(QUEUE_TREE)?;
         let quarantine = db.open_tree(QUARANTINE_TREE)?;
-        Ok::<_, sled::Error>((db, queue, quarantine))
+        let commands = db.open_tree(COMMANDS_TREE)?;
+        Ok::<_, sled::Error>((db, queue, quarantine, commands))
     }));
     match opened {
-        Ok(Ok((db, queue, quarantine))) => Ok(Store {
+        Ok(Ok((db, queue, quarantine, commands))) => Ok(Store {
             path: path.to_path_buf(),
             db,
             queue,
             quarantine,
+            commands,
             seq_floor: opts.seq_floor,
         }),
         Ok(Err(e)) => Err(classify(e)),

@@ -39,7 +39,7 @@ async fn stored(buffer: &Buffer, records: Vec<Record>) -> (u64, u64) {
             first_seq,
             last_seq,
         } => (first_seq, last_seq),
-        Appended::Rejected => panic!("append was rejected"),
+        Appended::Rejected | Appended::Duplicate => panic!("append was not stored"),
     }
 }
 
@@ -98,7 +98,14 @@ async fn seqs_start_at_one_and_continue_across_reopen_and_full_drain() {
 async fn commit_busy_for_grows_while_a_round_is_held_and_clears_after_it() {
     let dir = TempDir::new().unwrap();
     let buffer = open(&opts(dir.path()));
-    assert_eq!(buffer.commit_busy_for(), None, "idle is not busy");
+    // Open asks the committer for a reclaim check, so it may be busy a moment after open
+    // (under qemu, long enough to be seen); once that is done, idleness is not busy.
+    wait_until(
+        Duration::from_secs(10),
+        || buffer.commit_busy_for().is_none(),
+        || format!("busy {:?} with nothing to do", buffer.commit_busy_for()),
+    )
+    .await;
     buffer.shared().commit_gate.set_closed(true);
     let append = {
         let b = buffer.clone();
@@ -192,7 +199,7 @@ async fn group_commit_puts_a_burst_of_appends_in_one_flush() {
                 first_seq,
                 last_seq,
             } => ranges.push((first_seq, last_seq, i)),
-            Appended::Rejected => panic!("rejected"),
+            Appended::Rejected | Appended::Duplicate => panic!("not stored"),
         }
     }
     assert_eq!(
@@ -620,15 +627,7 @@ async fn a_buffer_of_format_1_chunks_opens_reads_and_drains() {
             .collect::<Vec<_>>()[..2],
         [(1, value_a.len()), (4, value_b.len())]
     );
-    let got: Vec<(u64, Record)> = all(&buffer);
-    assert_eq!(
-        got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 6]
-    );
-    assert_eq!(
-        got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
-        recs(0, 6)
-    );
+    reads_back_seqs_1_to(&buffer, 6);
 
     assert_eq!(
         buffer.ack_through(2).unwrap(),
@@ -646,6 +645,32 @@ async fn a_buffer_of_format_1_chunks_opens_reads_and_drains() {
     assert_eq!(stats.quarantined_chunks, 0);
 }
 
+/// The buffer holds `recs(0, n)` with seqs `1..=n`, in order.
+fn reads_back_seqs_1_to(buffer: &Buffer, n: u64) {
+    let got = all(buffer);
+    assert_eq!(
+        got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=n).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        got.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
+        recs(0, n)
+    );
+}
+
+/// The queue's entries (first seq, value) whose keys are in `seqs`.
+fn stored_values(buffer: &Buffer, seqs: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
+    let store = buffer.shared().store.get().unwrap();
+    store
+        .queue
+        .range(seq_key(seqs.start)..seq_key(seqs.end))
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (store::key_seq(&k).unwrap(), v.to_vec())
+        })
+        .collect()
+}
+
 /// Format 2 stores small chunks as plain bincode and large ones zstd-compressed; both read
 /// back exactly, and an unknown codec byte is quarantined at open like any bad header.
 #[tokio::test]
@@ -656,17 +681,7 @@ async fn format_2_chunks_are_plain_when_small_compressed_when_large_and_checked(
     stored(&buffer, recs(0, 1)).await; // 1
     stored(&buffer, recs(1, 200)).await; // 2..=201
     stored(&buffer, recs(201, 1)).await; // 202
-    let values: Vec<(u64, Vec<u8>)> = {
-        let store = buffer.shared().store.get().unwrap();
-        store
-            .queue
-            .range(seq_key(1)..seq_key(203))
-            .map(|e| {
-                let (k, v) = e.unwrap();
-                (store::key_seq(&k).unwrap(), v.to_vec())
-            })
-            .collect()
-    };
+    let values = stored_values(&buffer, 1..203);
     let header: Vec<(u64, u8, u8)> = values.iter().map(|(s, v)| (*s, v[0], v[5])).collect();
     assert_eq!(
         header,
@@ -705,6 +720,102 @@ async fn format_2_chunks_are_plain_when_small_compressed_when_large_and_checked(
         "the reason names the codec"
     );
     assert_eq!(buffer.stats().records, 201);
+}
+
+/// Format 3: the small appends of one commit round share one entry (a run of them, broken
+/// by a large append, which keeps its own), read back record for record with their seqs; an
+/// entry only partly acknowledged stays; the byte gauge follows the entries as stored, also
+/// after a reopen; and a damaged grouped value is refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rounds_small_appends_share_one_entry_and_leave_only_whole() {
+    let dir = TempDir::new().unwrap();
+    let o = opts(dir.path());
+    let buffer = open(&o);
+    buffer.shared().commit_gate.set_closed(true);
+    // One at a time into the held round, so the round's order is known.
+    let shapes = [(0, 1), (1, 1), (2, 1), (3, 200), (203, 1), (204, 1)];
+    let mut tasks = Vec::new();
+    for (queued, (tag, n)) in shapes.into_iter().enumerate() {
+        let b = buffer.clone();
+        tasks.push(tokio::spawn(async move { b.append(recs(tag, n)).await }));
+        appends_queued(&buffer, queued as u64 + 1).await;
+    }
+    buffer.shared().commit_gate.set_closed(false);
+    let mut ranges = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Appended::Stored {
+                first_seq,
+                last_seq,
+            } => ranges.push((first_seq, last_seq)),
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+    assert_eq!(
+        ranges,
+        [(1, 1), (2, 2), (3, 3), (4, 203), (204, 204), (205, 205)]
+    );
+
+    let values = stored_values(&buffer, 1..206);
+    let layout: Vec<(u64, u8, u32)> = values
+        .iter()
+        .map(|(seq, v)| (*seq, v[0], store::chunk_header(v).unwrap()))
+        .collect();
+    assert_eq!(
+        layout,
+        [
+            (1, store::FORMAT_GROUPED, 3),
+            (4, store::FORMAT_VERSION, 200),
+            (204, store::FORMAT_GROUPED, 2)
+        ]
+    );
+    let entry_bytes: u64 = values.iter().map(|(_, v)| v.len() as u64).sum();
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.bytes, stats.in_flight_bytes),
+        (205, entry_bytes, 0)
+    );
+    let chunks = buffer.read_after(None, 1000, usize::MAX).unwrap();
+    assert_eq!(
+        chunks
+            .iter()
+            .map(|c| (c.first_seq, c.records.len()))
+            .collect::<Vec<_>>(),
+        [(1, 3), (4, 200), (204, 2)]
+    );
+    reads_back_seqs_1_to(&buffer, 205);
+
+    assert_eq!(
+        buffer.ack_through(2).unwrap(),
+        0,
+        "1..=3 is only partly acked"
+    );
+    assert_eq!(buffer.ack_through(3).unwrap(), 3);
+    drop(buffer);
+
+    let buffer = open(&o);
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.bytes, stats.oldest_seq),
+        (202, (values[1].1.len() + values[2].1.len()) as u64, Some(4))
+    );
+    assert_eq!(buffer.ack_through(204).unwrap(), 200, "204..=205 straddles");
+    assert_eq!(buffer.ack_through(205).unwrap(), 2);
+    let stats = buffer.stats();
+    assert_eq!(
+        (stats.records, stats.bytes, stats.quarantined_chunks),
+        (0, 0, 0)
+    );
+
+    let grouped = &values[0].1;
+    let mut short = grouped.clone();
+    short.truncate(grouped.len() - 1);
+    assert!(store::decode_chunk(&short).unwrap_err().contains("claims"));
+    let mut miscounted = grouped.clone();
+    miscounted[4] = 4;
+    assert!(store::decode_chunk(&miscounted)
+        .unwrap_err()
+        .contains("header says 4"));
 }
 
 #[tokio::test]
@@ -1097,6 +1208,38 @@ async fn a_reclaim_keeps_the_quarantine_tree() {
     assert_eq!(kept[0].1.as_ref(), &[9, 0, 0, 0, 1, 0]);
 }
 
+#[tokio::test]
+async fn a_reclaim_keeps_the_commands_tree_and_lends_it_after() {
+    let dir = TempDir::new().unwrap();
+    let o = reclaiming(dir.path(), 1);
+    let buffer = open(&o);
+    buffer
+        .with_commands(|tree| tree.insert(b"q-kept", b"a queued command".as_slice()))
+        .unwrap();
+    let last = stored(&buffer, recs(0, 2)).await.1;
+    buffer.ack_through(last).unwrap();
+    reclaims_finished(&buffer, 1).await;
+    assert_eq!(buffer.stats().disk_reclaims, 1);
+    // The tree lent after the swap is the new database's, holding the copy.
+    let kept = buffer
+        .with_commands(|tree| tree.get(b"q-kept"))
+        .unwrap()
+        .map(|v| v.to_vec());
+    assert_eq!(kept.as_deref(), Some(b"a queued command".as_slice()));
+    buffer
+        .with_commands(|tree| tree.insert(b"q-after", b"x".as_slice()))
+        .unwrap();
+    buffer.flush_commands().await.unwrap();
+    drop(buffer);
+    let db = raw_sled(&o.path);
+    let commands = db.open_tree(super::store::COMMANDS_TREE).unwrap();
+    assert_eq!(
+        commands.len(),
+        2,
+        "both entries durable in the database that stayed"
+    );
+}
+
 /// Once a reclaim (held by a `Pause` fault) has taken the store, starts `n` appends of `per`
 /// records tagged from `tag`, and returns once all of them wait in the committer's queue.
 async fn appends_behind_a_held_reclaim(
@@ -1150,7 +1293,13 @@ async fn appends_queued_when_the_commit_thread_stops_fail_closed() {
             "{result:?}"
         );
     }
-    assert!(!buffer.committer_alive());
+    // The thread fails the queued appends before it has finished closing the databases.
+    wait_until(
+        Duration::from_secs(10),
+        || !buffer.committer_alive(),
+        || "the commit thread still runs 10 s after failing the appends".into(),
+    )
+    .await;
     assert_eq!(buffer.stats().in_flight_records, 0);
     clear_faults(dir.path());
 }
@@ -1191,7 +1340,7 @@ async fn appends_during_a_reclaim_wait_and_lose_nothing() {
                 first_seq,
                 last_seq,
             } => ranges.push((first_seq, last_seq)),
-            Appended::Rejected => panic!("rejected"),
+            Appended::Rejected | Appended::Duplicate => panic!("not stored"),
         }
     }
     ranges.sort();

@@ -153,14 +153,13 @@ mod tests {
 
     fn frame(login: Option<&str>, devices: &[&str]) -> Decoded {
         Decoded {
-            consumed: 1,
             login: login.map(str::to_string),
             records: devices
                 .iter()
                 .map(|d| Record::new(d.to_string(), Protocol::Queclink, 0))
                 .collect(),
             reply: reply(),
-            problem: None,
+            ..Decoded::control(1)
         }
     }
 

@@ -9,6 +9,10 @@
 //! - [`answer`]: the answer rule every transport shares (frame + allow-list + what the
 //!   buffer did → bytes to send, or close).
 //!
+//! With `[commands]` on, every transport takes downlink commands through
+//! [`crate::commands::Commands`]: stream sessions once their device logged in, UDP right
+//! after a device's datagram is answered.
+//!
 //! Protocols come from `firmware_protocols::registry`; a listener or port names its protocol
 //! in the config.
 
@@ -20,6 +24,7 @@ pub mod tcp;
 pub mod udp;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use firmware_protocols::registry::{self, Transport};
 use firmware_protocols::DecoderOptions;
@@ -51,7 +56,11 @@ pub struct Sources {
 }
 
 /// Binds every listener up front, so a bad `bind` fails the start with its key.
-pub async fn bind(settings: &Settings) -> anyhow::Result<Sources> {
+/// With `commands`, logged-in devices of stream sessions join the command directory.
+pub async fn bind(
+    settings: &Settings,
+    commands: Option<&crate::commands::Commands>,
+) -> anyhow::Result<Sources> {
     let mut sources = Sources {
         tcp: Vec::new(),
         udp: Vec::new(),
@@ -67,17 +76,17 @@ pub async fn bind(settings: &Settings) -> anyhow::Result<Sources> {
         match spec.transport {
             Transport::Stream(make) => sources
                 .tcp
-                .push(tcp::BoundTcp::bind(index, l, make, settings).await?),
+                .push(tcp::BoundTcp::bind(index, l, make, settings, commands).await?),
             Transport::Datagram(make) => sources
                 .udp
-                .push(udp::BoundUdp::bind(index, l, make, settings).await?),
+                .push(udp::BoundUdp::bind(index, l, make, settings, commands).await?),
         }
     }
     for (index, s) in settings.serial.iter().enumerate() {
         match registry::lookup(&s.protocol).map(|spec| spec.transport) {
             Some(Transport::Stream(make)) => sources
                 .serial
-                .push(serial::SerialPort::new(index, s, make, settings)),
+                .push(serial::SerialPort::new(index, s, make, settings, commands)),
             _ => anyhow::bail!(
                 "serial[{index}].protocol: {:?} is not a stream protocol",
                 s.protocol
@@ -97,9 +106,10 @@ pub async fn serve(
 ) {
     // Separate limits: long-lived TCP connections must not starve UDP devices, and a UDP
     // flood must not take the slots of TCP devices.
-    let connections = Arc::new(Semaphore::new(settings.ingest.max_connections));
-    let datagrams = Arc::new(Semaphore::new(settings.ingest.max_datagrams_in_flight));
-    let per_ip = per_ip::PerIp::new(settings.ingest.max_connections_per_ip);
+    let options = settings.ingest.options();
+    let connections = Arc::new(Semaphore::new(options.max_connections));
+    let datagrams = Arc::new(Semaphore::new(options.max_datagrams_in_flight));
+    let per_ip = per_ip::PerIp::new(options.max_connections_per_ip);
     // Listeners, serial ports, and every session and datagram task they start.
     let tasks = TaskTracker::new();
     for l in sources.tcp {
@@ -135,12 +145,27 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// How ingest runs: the limits and timeouts of `[ingest]`, in the units the code uses
+/// ([`IngestSettings::options`](crate::config::IngestSettings::options)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestOptions {
+    /// Device connections open at once, over all TCP listeners.
+    pub max_connections: usize,
+    /// Device connections one address may hold at once; 0 = no limit.
+    pub max_connections_per_ip: usize,
+    /// UDP datagrams decoded and waiting for their append at once.
+    pub max_datagrams_in_flight: usize,
+    /// A device connection silent this long is closed.
+    pub idle_timeout: Duration,
+    /// A new TCP connection must identify its device within this long of its accept.
+    pub first_frame_timeout: Duration,
+    /// What every source's decoder is built from (frame bound, raw bytes kept).
+    pub decoder: DecoderOptions,
+}
+
 /// Decoder options shared by every source, from `[ingest]`.
 pub fn decoder_options(settings: &Settings) -> DecoderOptions {
-    DecoderOptions {
-        keep_raw: settings.ingest.keep_raw,
-        ..DecoderOptions::new(settings.ingest.max_frame_bytes)
-    }
+    settings.ingest.options().decoder
 }
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,7 @@ impl SerialPort {
         s: &SerialSettings,
         make_decoder: fn(&DecoderOptions) -> Box<dyn StreamDecoder>,
         settings: &Settings,
+        commands: Option<&crate::commands::Commands>,
     ) -> SerialPort {
         let session = Arc::new(SessionConfig {
             protocol: s.protocol.clone(),
@@ -45,6 +46,11 @@ impl SerialPort {
             first_frame_timeout: None,
             allowed_devices: super::AllowList::default(),
             close_on_junk: false,
+            commands: commands.map(|c| crate::commands::Port {
+                commands: c.clone(),
+                source: crate::commands::config::Source::Serial(index),
+            }),
+            filter: crate::clean::Filter::new(s.filter.clone()),
         });
         SerialPort {
             index,

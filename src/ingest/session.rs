@@ -23,6 +23,15 @@
 //! stored and answered: the stream cannot be trusted past it, and the device resends
 //! everything it was not told was accepted.
 //!
+//! Downlink commands (`[commands]`): once its device has identified itself and the read
+//! that did it is stored and answered, the session joins the command directory
+//! ([`crate::commands::Commands::register`]) and waits for the device's bytes and its next
+//! command at once. A command is written only when the connection is idle — no partial
+//! frame buffered and every reply of the last read written — so never between a data
+//! packet and its answer; it is marked `sent` durably first. Answers found by the decoder
+//! (`Decoded::command_answer`) are handed over after their read is settled, and a session
+//! that ends fails the command it sent and was not answered.
+//!
 //! Memory: an idle connection holds no read buffer. The session waits until the stream is
 //! readable ([`DeviceStream::wait_readable`]) before it allocates one, and frees it as soon as
 //! every byte in it has been decoded; only a partial frame keeps it between reads.
@@ -32,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
+use firmware_protocols::command::CommandAnswer;
 use firmware_protocols::{DecoderOptions, Record, Reply, StreamDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -58,6 +68,13 @@ pub struct SessionConfig {
     /// Not for serial ports: the sender is the one device wired there, and a noisy line
     /// is no reason to reopen the port.
     pub close_on_junk: bool,
+    /// Downlink commands (`[commands] enabled`): the logged-in device is reachable through
+    /// the command directory. `None`: no commands.
+    pub commands: Option<crate::commands::Port>,
+    /// The listener's (or port's) filter: which decoded records are stored
+    /// (`crate::clean::filter`); shared by its sessions, so a device's state outlives one
+    /// connection.
+    pub filter: crate::clean::Filter,
 }
 
 /// A device's byte stream: a TCP connection, a serial port, a test pipe.
@@ -109,6 +126,15 @@ pub struct Session {
     identified: bool,
     /// Frames in a row that were bad, or keep-alives before the device identified itself.
     junk: u32,
+    /// The device's place in the command directory, once it logged in (with commands on).
+    commands: Option<(String, crate::commands::Registration)>,
+}
+
+/// What woke an idle session.
+enum Woke {
+    Read(Result<std::io::Result<usize>, ()>),
+    Command(Option<crate::commands::Delivery>),
+    Shutdown,
 }
 
 /// Why a session ended; logged once, at the end.
@@ -138,6 +164,8 @@ struct ReadFrames {
     records: Vec<Record>,
     /// Why the stream cannot go on after these frames (a frame that broke it).
     broken: Option<End>,
+    /// Answers to downlink commands found in these frames, in frame order.
+    answers: Vec<CommandAnswer>,
 }
 
 impl ReadFrames {
@@ -174,6 +202,7 @@ impl Session {
             protocol_id,
             identified: false,
             junk: 0,
+            commands: None,
         }
     }
 
@@ -182,6 +211,13 @@ impl Session {
         tracing::debug!(peer = %self.peer, protocol = %self.cfg.protocol, "device connected");
         let end = self.serve(&mut stream, shutdown).await;
         let _ = stream.shutdown().await;
+        // A command written and not answered on this connection has failed.
+        if let (Some(port), Some((device, registration))) =
+            (&self.cfg.commands, self.commands.take())
+        {
+            port.commands
+                .unregister(&device, registration.id, super::now_ms());
+        }
         // Records held back are only stored when the stream ended normally: not for a
         // refused device, and not after the buffer already failed or was given up on.
         if !matches!(
@@ -241,7 +277,10 @@ impl Session {
         }
         let n = records.len() as u64;
         match self.buffer.append(records).await {
-            Ok(Appended::Stored { .. }) => metrics::records_received(self.protocol_id, n),
+            Ok(stored @ Appended::Stored { .. }) => {
+                metrics::records_received(self.protocol_id, stored_count(stored))
+            }
+            Ok(Appended::Duplicate) => {}
             Ok(Appended::Rejected) => metrics::add(&METRICS.records_refused, n),
             Err(e) => tracing::error!(peer = %self.peer, error = %e, "buffer failed at stream end"),
         }
@@ -288,10 +327,12 @@ impl Session {
                 // Nothing partial to keep: an idle connection holds no buffer.
                 input = BytesMut::new();
             }
+            let answers = std::mem::take(&mut read.answers);
             let broken = match self.settle(read, stream, &mut shutdown).await {
                 Ok(broken) => broken,
                 Err(end) => return end,
             };
+            self.commands_after_settle(answers);
             if let Some(end) = broken.or(ended) {
                 return end;
             }
@@ -305,14 +346,30 @@ impl Session {
                 Some(by) => Some(by.saturating_duration_since(tokio::time::Instant::now())),
                 None => self.cfg.idle_timeout,
             };
+            // A command is written only on an idle connection: no partial frame buffered and
+            // every reply written (settle above), so never between a data packet and its
+            // answer.
+            let idle = input.is_empty();
             let read = async {
                 stream.wait_readable().await?;
                 input.reserve(max - input.len());
                 read_some(stream, &mut input, max).await
             };
-            let read = tokio::select! {
-                r = read_within(limit, read) => r,
-                _ = shutdown.changed() => return End::Shutdown,
+            let deliveries = self.commands.as_mut().map(|(_, r)| &mut r.rx);
+            let woke = tokio::select! {
+                r = read_within(limit, read) => Woke::Read(r),
+                d = next_delivery(deliveries), if idle => Woke::Command(d),
+                _ = shutdown.changed() => Woke::Shutdown,
+            };
+            let read = match woke {
+                Woke::Read(read) => read,
+                Woke::Shutdown => return End::Shutdown,
+                Woke::Command(delivery) => {
+                    if let Err(end) = self.write_command(stream, delivery).await {
+                        return end;
+                    }
+                    continue;
+                }
             };
             match read {
                 Err(_) if first_frame_by.is_some() => return End::NoFirstFrame,
@@ -322,6 +379,58 @@ impl Session {
                 Ok(Err(e)) => return End::Io(e),
             }
         }
+    }
+
+    /// After a read's frames are stored and answered: a device that has logged in joins the
+    /// command directory, and the answers to commands are handed over.
+    fn commands_after_settle(&mut self, answers: Vec<CommandAnswer>) {
+        let Some(port) = &self.cfg.commands else {
+            return;
+        };
+        let now = super::now_ms();
+        if self.commands.is_none() && self.identified {
+            let protocol =
+                firmware_protocols::registry::lookup(&self.cfg.protocol).map(|s| s.protocol);
+            if let (Some(device), Some(protocol)) = (self.decoder.device_id(), protocol) {
+                let seen = crate::commands::Seen {
+                    protocol,
+                    source: port.source,
+                };
+                let registration = port.commands.register(device, seen, now);
+                self.commands = Some((device.to_string(), registration));
+            }
+        }
+        for answer in answers {
+            match &self.commands {
+                Some((device, _)) => port.commands.answered(device, &answer, now),
+                None => {
+                    tracing::debug!(peer = %self.peer, "a command answer before the device logged in; ignored")
+                }
+            }
+        }
+    }
+
+    /// Writes one command: marked sent (durably) first, so a crash after the write never
+    /// sends it twice.
+    async fn write_command<S: DeviceStream>(
+        &mut self,
+        stream: &mut S,
+        delivery: Option<crate::commands::Delivery>,
+    ) -> Result<(), End> {
+        let (Some(port), Some((device, _)), Some(delivery)) =
+            (&self.cfg.commands, &self.commands, delivery)
+        else {
+            return Ok(());
+        };
+        if !port
+            .commands
+            .mark_sent(device, delivery.seq, super::now_ms())
+            .await
+        {
+            return Ok(());
+        }
+        tracing::debug!(peer = %self.peer, %device, id = %delivery.id, "command sent");
+        write(stream, &delivery.bytes).await
     }
 
     /// Takes every complete frame off the front of `input` into `read`, judging each by the
@@ -349,6 +458,7 @@ impl Session {
                 break;
             }
             used += decoded.consumed.min(rest.len());
+            read.answers.extend(decoded.command_answer.take());
             let device = self.decoder.device_id();
             let verdict = answer::admit(&decoded, device, &self.cfg.allowed_devices);
             // Junk: bad frames, and keep-alives from a device that has not said who it is.
@@ -364,6 +474,11 @@ impl Session {
                 self.junk = self.junk.saturating_add(1);
             }
             match &verdict {
+                // The first frame's records are moved, not copied: one-frame reads (the
+                // common case for one-record devices) allocate no second vector.
+                Verdict::Store if read.records.is_empty() => {
+                    read.records = std::mem::take(&mut decoded.records)
+                }
                 Verdict::Store => read.records.append(&mut decoded.records),
                 Verdict::Problem => {
                     // The protocol skips or answers a bad frame and the stream stays in sync.
@@ -409,10 +524,15 @@ impl Session {
             frames,
             records,
             broken,
+            answers: _,
         } = read;
+        // Filtered records are answered as stored; the filter's state moves on once the
+        // kept ones are durable.
+        let (records, pending) = self.cfg.filter.apply_counted(records);
         let n = records.len() as u64;
         let mut failure = None;
         let outcome = if records.is_empty() {
+            self.cfg.filter.commit(pending);
             Outcome::Stored
         } else {
             let appended = tokio::select! {
@@ -420,8 +540,13 @@ impl Session {
                 _ = shutdown_then(SHUTDOWN_GRACE, shutdown) => return Err(End::ShutdownWhileStoring),
             };
             match appended {
-                Ok(Appended::Stored { .. }) => {
-                    metrics::records_received(self.protocol_id, n);
+                Ok(stored @ Appended::Stored { .. }) => {
+                    metrics::records_received(self.protocol_id, stored_count(stored));
+                    self.cfg.filter.commit(pending);
+                    Outcome::Stored
+                }
+                Ok(Appended::Duplicate) => {
+                    self.cfg.filter.commit(pending);
                     Outcome::Stored
                 }
                 Ok(Appended::Rejected) => {
@@ -460,6 +585,27 @@ impl Session {
             )),
             Some(Close::BufferFailed) => Err(End::Buffer(failure.unwrap_or_default())),
         }
+    }
+}
+
+/// The next command for this session's device; never, without commands.
+async fn next_delivery(
+    rx: Option<&mut tokio::sync::mpsc::Receiver<crate::commands::Delivery>>,
+) -> Option<crate::commands::Delivery> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Records an append stored (fewer than given when some were duplicates).
+pub(super) fn stored_count(appended: Appended) -> u64 {
+    match appended {
+        Appended::Stored {
+            first_seq,
+            last_seq,
+        } => last_seq - first_seq + 1,
+        Appended::Rejected | Appended::Duplicate => 0,
     }
 }
 

@@ -33,6 +33,7 @@ impl BoundTcp {
         l: &ListenerSettings,
         make_decoder: fn(&DecoderOptions) -> Box<dyn StreamDecoder>,
         settings: &Settings,
+        commands: Option<&crate::commands::Commands>,
     ) -> anyhow::Result<BoundTcp> {
         let listener = TcpListener::bind(&l.bind).await.map_err(|e| {
             anyhow::anyhow!(
@@ -41,17 +42,23 @@ impl BoundTcp {
             )
         })?;
         let local_addr = listener.local_addr()?;
+        let ingest = settings.ingest.options();
         let session = Arc::new(SessionConfig {
             protocol: l.protocol.clone(),
             make_decoder,
             decoder: DecoderOptions {
                 ack_reports: l.ack_reports,
-                ..super::decoder_options(settings)
+                ..ingest.decoder
             },
-            idle_timeout: Some(Duration::from_secs(settings.ingest.idle_timeout_s)),
-            first_frame_timeout: Some(Duration::from_secs(settings.ingest.first_frame_timeout_s)),
+            idle_timeout: Some(ingest.idle_timeout),
+            first_frame_timeout: Some(ingest.first_frame_timeout),
             allowed_devices: super::AllowList::new(&l.allowed_devices),
             close_on_junk: true,
+            commands: commands.map(|c| crate::commands::Port {
+                commands: c.clone(),
+                source: crate::commands::config::Source::Listener(index),
+            }),
+            filter: crate::clean::Filter::new(l.filter.clone()),
         });
         Ok(BoundTcp {
             index,

@@ -50,6 +50,8 @@ fn rig_timed(protocol: &str, allowed: &[&str], ack_reports: bool, first_frame: D
         first_frame_timeout: Some(first_frame),
         allowed_devices: AllowList::new(&allowed.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
         close_on_junk: true,
+        commands: None,
+        filter: crate::clean::Filter::new(Default::default()),
     });
     let (device, gateway) = tokio::io::duplex(64 * 1024);
     let (shutdown_tx, shutdown) = watch::channel(false);

@@ -40,6 +40,11 @@ pub struct BoundUdp {
     socket: Arc<UdpSocket>,
     decoder: Arc<dyn DatagramDecoder>,
     allowed_devices: super::AllowList,
+    /// Downlink commands, sent to a device's address right after its datagram is answered
+    /// (where a datagram device listens).
+    commands: Option<crate::commands::Port>,
+    /// The listener's filter (`crate::clean::filter`).
+    filter: Arc<crate::clean::Filter>,
 }
 
 impl BoundUdp {
@@ -48,6 +53,7 @@ impl BoundUdp {
         l: &ListenerSettings,
         make_decoder: fn(&DecoderOptions) -> Box<dyn DatagramDecoder>,
         settings: &Settings,
+        commands: Option<&crate::commands::Commands>,
     ) -> anyhow::Result<BoundUdp> {
         let socket = UdpSocket::bind(&l.bind).await.map_err(|e| {
             anyhow::anyhow!(
@@ -68,6 +74,11 @@ impl BoundUdp {
             socket: Arc::new(socket),
             decoder: Arc::from(make_decoder(&options)),
             allowed_devices: super::AllowList::new(&l.allowed_devices),
+            commands: commands.map(|c| crate::commands::Port {
+                commands: c.clone(),
+                source: crate::commands::config::Source::Listener(index),
+            }),
+            filter: Arc::new(crate::clean::Filter::new(l.filter.clone())),
         })
     }
 
@@ -127,9 +138,20 @@ impl BoundUdp {
             let (earlier, answered) = order.next(peer);
             let (socket, buffer) = (self.socket.clone(), buffer.clone());
             let (protocol, protocol_id) = (self.protocol.clone(), self.protocol_id);
+            // A known device's datagram: its answer to a command, and the moment to send it
+            // the next one.
+            let downlink = match (&self.commands, &verdict) {
+                (Some(port), Verdict::Store | Verdict::Control(Some(_))) => decoded
+                    .login
+                    .clone()
+                    .or_else(|| decoded.records.first().map(|r| r.device_id.clone()))
+                    .map(|device| (port.clone(), device, decoded.command_answer.clone())),
+                _ => None,
+            };
+            let filter = self.filter.clone();
             tasks.spawn(async move {
                 let bytes = if verdict == Verdict::Store {
-                    store(decoded, peer, &buffer, &protocol, protocol_id).await
+                    store(decoded, peer, &buffer, &filter, &protocol, protocol_id).await
                 } else {
                     // Nothing to store: the same rule as a TCP frame.
                     answer::answer(&verdict, decoded.reply, Outcome::Stored).send
@@ -141,6 +163,9 @@ impl BoundUdp {
                 }
                 if let Some(bytes) = bytes {
                     send(&socket, &bytes, peer, &protocol).await;
+                }
+                if let Some((port, device, answer)) = downlink {
+                    command_after_answer(&port, &device, answer, &protocol, &socket, peer).await;
                 }
                 let _ = answered.send(());
                 drop(permit);
@@ -178,13 +203,25 @@ async fn store(
     decoded: firmware_protocols::Decoded,
     peer: SocketAddr,
     buffer: &Buffer,
+    filter: &crate::clean::Filter,
     protocol: &str,
     protocol_id: Option<metrics::ProtocolId>,
 ) -> Option<Vec<u8>> {
-    let n = decoded.records.len() as u64;
-    let outcome = match buffer.append(decoded.records).await {
-        Ok(Appended::Stored { .. }) => {
-            metrics::records_received(protocol_id, n);
+    // Filtered records are answered as stored (as in `session.rs`).
+    let (records, pending) = filter.apply_counted(decoded.records);
+    let n = records.len() as u64;
+    let appended = match records.is_empty() {
+        true => Ok(Appended::Duplicate),
+        false => buffer.append(records).await,
+    };
+    let outcome = match appended {
+        Ok(stored @ Appended::Stored { .. }) => {
+            metrics::records_received(protocol_id, super::session::stored_count(stored));
+            filter.commit(pending);
+            Outcome::Stored
+        }
+        Ok(Appended::Duplicate) => {
+            filter.commit(pending);
             Outcome::Stored
         }
         Ok(Appended::Rejected) => {
@@ -198,6 +235,32 @@ async fn store(
     };
     // A datagram has no connection to close: `close` only means "no more for this one".
     answer::answer(&Verdict::Store, decoded.reply, outcome).send
+}
+
+/// After a datagram of `device` was answered: hands over its answer to a command, and
+/// sends its next command to the address it listens on now.
+async fn command_after_answer(
+    port: &crate::commands::Port,
+    device: &str,
+    answer: Option<firmware_protocols::command::CommandAnswer>,
+    protocol: &str,
+    socket: &UdpSocket,
+    peer: SocketAddr,
+) {
+    let Some(spec) = firmware_protocols::registry::lookup(protocol) else {
+        return;
+    };
+    let now = super::now_ms();
+    if let Some(answer) = answer {
+        port.commands.answered(device, &answer, now);
+    }
+    let seen = crate::commands::Seen {
+        protocol: spec.protocol,
+        source: port.source,
+    };
+    if let Some(delivery) = port.commands.next_for_datagram(device, seen, now).await {
+        send(socket, &delivery.bytes, peer, protocol).await;
+    }
 }
 
 async fn send(socket: &UdpSocket, bytes: &[u8], peer: SocketAddr, protocol: &str) {

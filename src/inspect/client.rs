@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header;
 use hyper_util::rt::TokioIo;
@@ -53,6 +53,26 @@ pub async fn get(
     path: &str,
     token: Option<&Secret>,
 ) -> io::Result<Option<Response>> {
+    send(addr, hyper::Method::GET, path, token, Bytes::new()).await
+}
+
+/// Sends `POST path` with a JSON `body`; otherwise as [`get`].
+pub async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&Secret>,
+    body: Bytes,
+) -> io::Result<Option<Response>> {
+    send(addr, hyper::Method::POST, path, token, body).await
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: hyper::Method,
+    path: &str,
+    token: Option<&Secret>,
+    body: Bytes,
+) -> io::Result<Option<Response>> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Err(_) => return Err(timed_out("connecting")),
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(None),
@@ -68,14 +88,20 @@ pub async fn get(
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let mut request = hyper::Request::get(path)
+    let json = method == hyper::Method::POST;
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, addr.to_string())
         .header(header::CONNECTION, "close");
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
+    if json {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
     let request = request
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(body))
         .map_err(|e| bad(format!("cannot make the request for {path:?}: {e}")))?;
     let response = bounded(sender.send_request(request), "waiting for the answer").await?;
     Ok(Some(Response {

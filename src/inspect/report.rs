@@ -56,6 +56,12 @@ pub struct BufferReport {
     /// Why new records are refused, when it is low disk space or a failing database.
     #[serde(default)]
     pub refusing: Option<String>,
+    /// Downlink commands queued for devices (or sent and not yet answered), and results
+    /// waiting to be published (`[commands]`).
+    #[serde(default)]
+    pub commands_queued: u64,
+    #[serde(default)]
+    pub command_results_unpublished: u64,
 }
 
 /// Reads the report. Blocking: it lists sled's files and decodes the oldest chunk.
@@ -64,6 +70,7 @@ pub fn collect(buffer: &Buffer) -> Result<BufferReport, BufferError> {
     let limits = buffer.limits();
     let oldest = buffer.peek_oldest()?;
     let quarantined_chunks = buffer.quarantine_len()?;
+    let (commands_queued, command_results_unpublished) = crate::commands::store::counts(buffer)?;
     let (first, oldest_unreadable) = match &oldest {
         Some(PeekedChunk::Chunk(chunk)) => (chunk.records.first(), None),
         Some(PeekedChunk::Unreadable {
@@ -98,6 +105,8 @@ pub fn collect(buffer: &Buffer) -> Result<BufferReport, BufferError> {
         lost_records: stats.lost_records,
         lost_seq_ranges: crate::buffer::seq_ranges_text(&buffer.lost_seq_ranges()),
         refusing: buffer.refusing(),
+        commands_queued,
+        command_results_unpublished,
     })
 }
 
@@ -229,6 +238,15 @@ impl BufferReport {
             "quarantined",
             format!("{} unreadable chunk(s) set aside", self.quarantined_chunks),
         );
+        if self.commands_queued > 0 || self.command_results_unpublished > 0 {
+            line(
+                "commands",
+                format!(
+                    "{} queued for devices, {} result(s) not yet published",
+                    self.commands_queued, self.command_results_unpublished
+                ),
+            );
+        }
         if self.lost_records > 0 {
             line(
                 "LOST",

@@ -6,7 +6,8 @@
 //!   gateway's network that rebinds its own DNS name to 127.0.0.1 still sends its own name,
 //!   so it cannot read `/metrics` or the buffer. No `Host` at all is 400.
 //! - **Token**: with `http.token` set, `/buffer/*` (which serves every buffered position)
-//!   requires `Authorization: Bearer <token>`, compared in constant time; 401 otherwise.
+//!   and `/commands*` (which sends commands to devices) require
+//!   `Authorization: Bearer <token>`, compared in constant time; 401 otherwise.
 //!   `/metrics`, `/health` and `/ready` stay open for scrapers and supervisors.
 
 use std::net::{IpAddr, SocketAddr};
@@ -55,7 +56,14 @@ impl Access {
         let Some(token) = &self.token else {
             return Ok(());
         };
-        if !(path == "/buffer" || path.starts_with("/buffer/")) {
+        let guarded = |prefix: &str| {
+            path == prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        // /commands sends commands to devices: the same token as the buffer's positions.
+        if !(guarded("/buffer") || guarded("/commands")) {
             return Ok(());
         }
         let given = headers
@@ -70,7 +78,7 @@ impl Access {
         } else {
             refuse(
                 StatusCode::UNAUTHORIZED,
-                "/buffer/* requires Authorization: Bearer <http.token>".into(),
+                "/buffer/* and /commands require Authorization: Bearer <http.token>".into(),
             )
         }
     }

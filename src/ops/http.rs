@@ -7,6 +7,8 @@
 //! | `GET /ready` | 200 `ready` when the buffer's commit thread runs and MQTT is connected; else 503 with the reasons |
 //! | `GET /buffer/stats` | 200, the buffer's [`BufferReport`] as JSON (`fleetedge buffer stats`); 401 without the bearer token when `http.token` is set (as for export) |
 //! | `GET /buffer/export[?limit=N]` | 200, the backlog as JSON lines, streamed, ending in `{"end":{"records":N,…}}` (`fleetedge buffer export`); 503 while [`MAX_EXPORTS`] run |
+//! | `POST /commands` | a command (the MQTT command JSON; `id` optional) queued as if from the cloud; 200 with its first result JSON (`fleetedge command`); 503 with commands off; token as `/buffer/*` |
+//! | `GET /commands/{id}` | 200 with the command's latest result JSON, 404 when unknown; token as `/buffer/*` |
 //! | anything else | 404 (405 for another method on a known path) |
 //!
 //! `/buffer/export` reads the buffer read-only (nothing is acknowledged) on a blocking thread,
@@ -26,7 +28,6 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,13 +44,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::access::Access;
+use super::prometheus;
 use super::serve::{self, Limits};
-use super::{prometheus, Snapshot};
 use crate::buffer::Buffer;
+use crate::commands::Commands;
 use crate::config::HttpSettings;
 use crate::inspect::export;
 use crate::inspect::report::{self, BufferReport};
-use crate::metrics::METRICS;
 
 /// A request's head must arrive within this of the connection (or of the previous answer).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,7 +121,7 @@ impl HttpEndpoint {
 
     /// Serves until the returned handle is dropped (the gateway keeps it for its whole run,
     /// so `/metrics` stays readable while a shutdown drains the buffer).
-    pub fn spawn(self, buffer: Buffer) -> Running {
+    pub fn spawn(self, buffer: Buffer, commands: Option<Commands>) -> Running {
         let addr = self.local_addr;
         tracing::info!(
             %addr,
@@ -132,7 +133,7 @@ impl HttpEndpoint {
             answer_timeout: ANSWER_TIMEOUT,
             stall_timeout: STALL_TIMEOUT,
         };
-        let app = router(buffer);
+        let app = router(buffer, commands);
         Running(tokio::spawn(serve::serve(
             self.listener,
             limits,
@@ -157,6 +158,14 @@ impl Drop for Running {
 struct Ops {
     buffer: Buffer,
     exports: Arc<Semaphore>,
+    /// `None` with `commands.enabled = false`.
+    commands: Option<Commands>,
+}
+
+impl FromRef<Ops> for Option<Commands> {
+    fn from_ref(ops: &Ops) -> Option<Commands> {
+        ops.commands.clone()
+    }
 }
 
 impl FromRef<Ops> for Buffer {
@@ -165,10 +174,11 @@ impl FromRef<Ops> for Buffer {
     }
 }
 
-fn router(buffer: Buffer) -> Router {
+fn router(buffer: Buffer, commands: Option<Commands>) -> Router {
     routes().with_state(Ops {
         buffer,
         exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
+        commands,
     })
 }
 
@@ -179,13 +189,14 @@ fn routes() -> Router<Ops> {
         .route("/ready", get(ready))
         .route("/buffer/stats", get(buffer_stats))
         .route("/buffer/export", get(buffer_export))
+        .route("/commands", axum::routing::post(super::commands::submit))
+        .route("/commands/{id}", get(super::commands::status))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
 }
 
 async fn metrics(State(buffer): State<Buffer>) -> Response {
     // `BufferStats::disk_bytes` lists sled's directory: keep that off the async workers.
-    match tokio::task::spawn_blocking(move || prometheus::render(&Snapshot::collect(&buffer))).await
-    {
+    match tokio::task::spawn_blocking(move || prometheus::render(&buffer)).await {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "collecting metrics failed");
@@ -301,10 +312,7 @@ async fn health(State(buffer): State<Buffer>) -> (StatusCode, String) {
 }
 
 async fn ready(State(buffer): State<Buffer>) -> (StatusCode, String) {
-    let ready = readiness(
-        buffer.committer_alive(),
-        METRICS.mqtt_connected.load(Ordering::Relaxed),
-    );
+    let ready = readiness(buffer.committer_alive(), crate::metrics::mqtt_connected());
     // Removal after PUBACK failing (the uplink holds the acknowledged range and retries):
     // the buffer cannot shrink, so the gateway is not ready even while MQTT is up.
     let ready = ready.and_then(|()| match crate::uplink::removal_stalled() {
@@ -388,6 +396,7 @@ mod tests {
         let ops = Ops {
             buffer,
             exports: Arc::new(Semaphore::new(MAX_EXPORTS)),
+            commands: None,
         };
         let app = routes().with_state(ops.clone());
         let limits = Limits {

@@ -23,7 +23,7 @@ pub(super) async fn run(device: &mut Device) -> Result<(), Fault> {
     let encode = |e: firmware_protocols::gt06::encode::EncodeError| {
         Fault::Failed(format!("cannot encode a GT06 frame: {e}"))
     };
-    let mut link = Link::open(&device.plan.target, device.plan.reply_timeout).await?;
+    let mut link = Link::open(device).await?;
     let mut serial: u16 = 1;
     link.send(&login(&device.id, serial).map_err(encode)?)
         .await?;
@@ -54,7 +54,7 @@ pub(super) async fn run(device: &mut Device) -> Result<(), Fault> {
         .await?;
         device.acked(n);
     }
-    Ok(())
+    link.linger().await
 }
 
 /// Reads one answer; it must echo `protocol` and `serial`.

@@ -10,7 +10,7 @@ use super::link::Link;
 use super::{point, Device, Fault};
 
 pub(super) async fn run(device: &mut Device) -> Result<(), Fault> {
-    let mut link = Link::open(&device.plan.target, device.plan.reply_timeout).await?;
+    let mut link = Link::open(device).await?;
     for chunk in device.chunks() {
         let n = (chunk.end - chunk.start) as usize;
         let mut text = String::with_capacity(n * 200);

@@ -15,6 +15,9 @@
 //! - [`wialon`]: Wialon IPS 2.0 login and black boxes, answered `#AL#` / `#AB#`; over UDP
 //!   (`wialon-udp`) one black box per datagram, `2.0;imei` in front.
 //! - [`lines`]: NMEA sentences and JSON lines, which nothing answers: paced and counted only.
+//! - [`commands`]: how each device answers a downlink command, as its firmware does; every
+//!   device answers commands whenever they arrive, and `--linger-s` keeps it connected after
+//!   its last record to take them.
 //!
 //! Every device logs in the way its firmware does, sends `--records` records in chunks of
 //! `--per-packet`, paced so that all devices together send `--rate` records/s, and checks
@@ -23,6 +26,7 @@
 //! failure. Any refusal or failure, a timeout, or (with `--watch-mqtt`) records missing at
 //! the broker makes the run fail.
 
+mod commands;
 mod gt06;
 mod lines;
 mod link;
@@ -95,6 +99,11 @@ pub struct SimulateArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
+    /// After its last record, each device stays connected this many seconds answering the
+    /// commands the gateway sends (for command round trips); 0 ends at once. Devices answer
+    /// commands whenever they arrive, as their firmware does.
+    #[arg(long, default_value_t = 0)]
+    pub linger_s: u64,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -130,6 +139,8 @@ pub(crate) struct Plan {
     pub reply_timeout: Duration,
     /// Each device's interval between chunks, when --rate is set.
     pub chunk_interval: Option<Duration>,
+    /// --linger-s.
+    pub linger: Duration,
 }
 
 /// Counters over all devices.
@@ -140,6 +151,8 @@ pub(crate) struct Tally {
     resent: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
+    /// Downlink commands the devices answered.
+    commands: Arc<AtomicU64>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -196,6 +209,11 @@ impl Device {
             .error(format!("device {}: {what}; resending", self.id));
         tokio::time::sleep(RESEND_PAUSE).await;
         Ok(())
+    }
+
+    /// The counter of commands answered, for the link that answers them.
+    pub fn commands_answered(&self) -> Arc<AtomicU64> {
+        self.tally.commands.clone()
     }
 
     /// Records sent again (a refused chunk, a UDP datagram whose ack went missing).
@@ -291,6 +309,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         codec,
         reply_timeout: Duration::from_secs(args.reply_timeout_s.max(1)),
         chunk_interval,
+        linger: Duration::from_secs(args.linger_s),
     });
     let ids: Vec<String> = (0..args.devices)
         .map(|i| match protocol {
@@ -377,6 +396,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<bool> {
         "records_acked": acked,
         "refused": refused,
         "failed": failed,
+        "commands_answered": load(&tally.commands),
         "send_seconds": send_seconds,
         "acked_per_second": acked as f64 / send_seconds.max(1e-9),
         "watched": watcher.is_some(),
@@ -449,6 +469,12 @@ fn human_summary(s: &serde_json::Value) -> String {
     }
     out.push_str(&format!("  refused       {}\n", n("refused")));
     out.push_str(&format!("  failed        {}\n", n("failed")));
+    if n("commands_answered") > 0 {
+        out.push_str(&format!(
+            "  commands      {} answered\n",
+            n("commands_answered")
+        ));
+    }
     if s["watched"] == true {
         out.push_str(&format!(
             "  at broker     {} record(s) (duplicates {}, other {}, batches {}, {:.0} records/s end to end)\n",

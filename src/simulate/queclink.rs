@@ -11,10 +11,10 @@ use super::link::Link;
 use super::{point, Device, Fault};
 
 /// GL300, firmware 01.02.
-const VERSION: &str = "1A0102";
+pub(super) const VERSION: &str = "1A0102";
 
 pub(super) async fn run(device: &mut Device) -> Result<(), Fault> {
-    let mut link = Link::open(&device.plan.target, device.plan.reply_timeout).await?;
+    let mut link = Link::open(device).await?;
     let mut count: u16 = 0;
     for chunk in device.chunks() {
         let n = (chunk.end - chunk.start) as usize;
@@ -66,7 +66,7 @@ pub(super) async fn run(device: &mut Device) -> Result<(), Fault> {
         }
         device.acked(n);
     }
-    Ok(())
+    link.linger().await
 }
 
 fn fix(p: &super::Point) -> Fix {

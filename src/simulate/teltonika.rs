@@ -5,15 +5,19 @@
 //! when refused (resent). UDP: one datagram per chunk, answered with the 7-byte ack that
 //! must echo the packet id and AVL packet id and carry the record count (`0`: refused,
 //! resent). A datagram without an ack is sent again, as the device does; one that is never
-//! acked is a failure.
+//! acked is a failure. A Codec 12 command datagram (see `teltonika_udp`) is answered with
+//! a Codec 12 response datagram whenever one arrives, and during `--linger-s`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use firmware_protocols::teltonika::encode::{encode_avl_packet, encode_imei, AvlRecord, IoData};
 use firmware_protocols::teltonika_udp::encode::datagram;
 use tokio::net::UdpSocket;
 
+use super::commands::{Front, Responder};
 use super::link::{Link, Target};
 use super::{point, Device, Fault};
 
@@ -21,7 +25,7 @@ use super::{point, Device, Fault};
 pub(super) const UDP_SENDS: u32 = 3;
 
 pub(super) async fn run_tcp(device: &mut Device) -> Result<(), Fault> {
-    let mut link = Link::open(&device.plan.target, device.plan.reply_timeout).await?;
+    let mut link = Link::open(device).await?;
     link.send(&encode_imei(&device.id)).await?;
     match link.read_exact(1, "the IMEI packet").await?.as_slice() {
         [1] => {}
@@ -53,7 +57,7 @@ pub(super) async fn run_tcp(device: &mut Device) -> Result<(), Fault> {
         }
         device.acked(n as usize);
     }
-    Ok(())
+    link.linger().await
 }
 
 pub(super) async fn run_udp(device: &mut Device) -> Result<(), Fault> {
@@ -64,6 +68,10 @@ pub(super) async fn run_udp(device: &mut Device) -> Result<(), Fault> {
     };
     let socket = udp_socket(addr).await?;
     let timeout = device.plan.reply_timeout;
+    let mut commands = UdpCommands {
+        responder: Responder::new(device.plan.protocol, &device.id, device.index),
+        answered: device.commands_answered(),
+    };
     for (i, chunk) in device.chunks().enumerate() {
         let n = chunk.end - chunk.start;
         let (packet_id, avl_packet_id) = (i as u16, i as u8);
@@ -95,7 +103,7 @@ pub(super) async fn run_udp(device: &mut Device) -> Result<(), Fault> {
                 .await
                 .map_err(|e| Fault::Failed(format!("UDP send failed: {e}")))?;
             sends += 1;
-            let Some(got) = receive(&socket, timeout, packet_id).await? else {
+            let Some(got) = receive(&socket, timeout, packet_id, &mut commands).await? else {
                 continue;
             };
             if got == ack(n as u8) {
@@ -116,24 +124,48 @@ pub(super) async fn run_udp(device: &mut Device) -> Result<(), Fault> {
         }
         device.acked(n as usize);
     }
+    // The gateway sends a command right after an ack, where the device listens.
+    let linger = tokio::time::Instant::now() + device.plan.linger;
+    while tokio::time::Instant::now() < linger {
+        let left = linger.saturating_duration_since(tokio::time::Instant::now());
+        if let Some(got) = receive(&socket, left, u16::MAX, &mut commands).await? {
+            return Err(wrong("nothing (lingering)", &got));
+        }
+    }
     Ok(())
 }
 
+/// Answers command datagrams (a whole Codec 12 packet) as they arrive.
+struct UdpCommands {
+    responder: Responder,
+    answered: Arc<AtomicU64>,
+}
+
 /// The next answer to datagram `packet_id` within `timeout`; `None` when none came. Late
-/// acks of earlier datagrams (sent again because their ack was slow) are skipped.
+/// acks of earlier datagrams (sent again because their ack was slow) are skipped; commands
+/// are answered.
 async fn receive(
     socket: &UdpSocket,
     timeout: Duration,
     packet_id: u16,
+    commands: &mut UdpCommands,
 ) -> Result<Option<Vec<u8>>, Fault> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut reply = [0u8; 64];
+    let mut reply = [0u8; 4096];
     loop {
         let got = match tokio::time::timeout_at(deadline, socket.recv(&mut reply)).await {
             Err(_) => return Ok(None),
             Ok(Err(e)) => return Err(Fault::Failed(format!("UDP receive failed: {e}"))),
             Ok(Ok(len)) => reply.get(..len).unwrap_or_default(),
         };
+        if let Front::Command { answer, .. } = commands.responder.front(got) {
+            socket
+                .send(&answer)
+                .await
+                .map_err(|e| Fault::Failed(format!("UDP send failed: {e}")))?;
+            commands.answered.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let late = got.len() == 7 && got.get(2..4) != Some(&packet_id.to_be_bytes()[..]);
         if !late {
             return Ok(Some(got.to_vec()));

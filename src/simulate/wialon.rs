@@ -16,7 +16,7 @@ use super::{point, Device, Fault};
 const VERSION: ProtocolVersion = ProtocolVersion::V2;
 
 pub(super) async fn run(device: &mut Device) -> Result<(), Fault> {
-    let mut link = Link::open(&device.plan.target, device.plan.reply_timeout).await?;
+    let mut link = Link::open(device).await?;
     link.send(&login(VERSION, &device.id, None)).await?;
     match answer(&mut link, "the login").await?.as_str() {
         "#AL#1" => {}
@@ -61,7 +61,7 @@ pub(super) async fn run(device: &mut Device) -> Result<(), Fault> {
         }
         device.acked(n);
     }
-    Ok(())
+    link.linger().await
 }
 
 pub(super) async fn run_udp(device: &mut Device) -> Result<(), Fault> {

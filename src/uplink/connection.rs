@@ -14,7 +14,6 @@
 //!                 new records, poll_timeout, watchdog tick, shutdown) }
 //! ```
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -74,7 +73,7 @@ impl UplinkContext {
     pub fn new(settings: &Settings, buffer: Buffer) -> Result<Self, String> {
         let m = &settings.mqtt;
         let transport = if m.tls.enabled {
-            let config = super::tls::client_config(m)?;
+            let config = super::tls::client_config(&m.tls, &m.host)?;
             Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config)))
         } else {
             Transport::Tcp
@@ -96,7 +95,7 @@ impl UplinkContext {
                 uptime: status::uptime(),
                 buffer_records: b.records,
                 buffer_bytes: b.bytes,
-                connected_devices: metrics::get(&METRICS.connections_open),
+                connected_devices: metrics::connections_open(),
                 now: SystemTime::now(),
             }
         });
@@ -203,7 +202,7 @@ impl UplinkContext {
             Err(_) => return failed(UplinkError::ConnectTimeout),
         }
         let connected_at = Instant::now();
-        METRICS.mqtt_connected.store(true, Ordering::Relaxed);
+        metrics::set_mqtt_connected(true);
         metrics::add(&METRICS.mqtt_connects, 1);
         tracing::info!(
             broker = %self.broker(),
@@ -215,7 +214,7 @@ impl UplinkContext {
         let end = self.drive(&client, &mut events, shutdown).await;
         let broker_acknowledged = self.publisher.broker_acknowledged();
         self.publisher.disconnected();
-        METRICS.mqtt_connected.store(false, Ordering::Relaxed);
+        metrics::set_mqtt_connected(false);
         let ended = Ended::Connected {
             at: connected_at,
             broker_acknowledged,
@@ -248,6 +247,13 @@ impl UplinkContext {
                             Err(e) => return self.ended(e.into()),
                         }
                     }
+                    Action::ReadAlarms { after, max_records } => {
+                        match self.buffer.read_alarms(after, max_records) {
+                            Ok(alarms) => self.publisher.handle_alarms_read(alarms, Instant::now()),
+                            Err(e) => return self.ended(e.into()),
+                        }
+                    }
+                    Action::AlarmsPublished { seqs } => self.alarms_published(&seqs),
                     Action::Remove { through } => self.remove(through),
                     Action::Publish(m) => {
                         if let Err(e) =
@@ -363,10 +369,23 @@ impl UplinkContext {
         self.publisher.poll_timeout()
     }
 
-    /// Carries out the removals due now (between connections, nothing else is due).
+    /// Carries out the removals due now (between connections, nothing else is due but
+    /// the marking of alarms acknowledged just before the connection ended).
     pub fn retry_removals(&mut self) {
-        while let Some(Action::Remove { through }) = self.publisher.poll_action(Instant::now()) {
-            self.remove(through);
+        loop {
+            match self.publisher.poll_action(Instant::now()) {
+                Some(Action::Remove { through }) => self.remove(through),
+                Some(Action::AlarmsPublished { seqs }) => self.alarms_published(&seqs),
+                _ => break,
+            }
+        }
+    }
+
+    /// Marks acknowledged alarms in the buffer. A failure is logged and costs at most a
+    /// second copy of those alarms after a restart (this process remembers them).
+    fn alarms_published(&self, seqs: &[u64]) {
+        if let Err(e) = self.buffer.alarms_published(seqs) {
+            tracing::warn!(error = %e, alarms = seqs.len(), "could not mark alarms published");
         }
     }
 }

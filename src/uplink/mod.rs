@@ -22,10 +22,12 @@
 //! connection starts from a clean session and the oldest unacked record, so a batch lost in
 //! rumqttc's reconnect handling is simply sent again with the same seqs.
 
+pub mod alarm_lane;
 pub mod backoff;
 pub mod connection;
 pub mod error;
 pub mod ngp;
+mod options;
 pub mod outgoing;
 pub mod payload;
 pub mod publisher;
@@ -46,6 +48,7 @@ use crate::config::Settings;
 use backoff::Backoff;
 use connection::{ConnectionEnd, UplinkContext};
 use error::UplinkError;
+pub use options::UplinkOptions;
 pub use removal::RemovalStalled;
 
 /// The uplink's removal state, for `/health` and `/ready`: `Some` while acknowledged records
@@ -74,12 +77,8 @@ fn set_removal_stalled(state: Option<RemovalStalled>) {
 pub async fn run(settings: &Settings, buffer: Buffer, mut shutdown: watch::Receiver<bool>) {
     // Uptime in the status message counts from here, moments after the process started.
     let _ = status::uptime();
-    let u = &settings.uplink;
-    let mut backoff = Backoff::new(
-        Duration::from_millis(u.backoff_initial_ms),
-        Duration::from_millis(u.backoff_max_ms),
-        Duration::from_secs(u.backoff_reset_after_s),
-    );
+    let u = settings.uplink.options();
+    let mut backoff = Backoff::new(u.backoff_initial, u.backoff_max, u.backoff_reset_after);
     let mut ctx = match UplinkContext::new(settings, buffer) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -105,7 +104,7 @@ pub async fn run(settings: &Settings, buffer: Buffer, mut shutdown: watch::Recei
                         tracing::error!(
                             broker = %ctx.broker(),
                             retry_in_ms = delay.as_millis() as u64,
-                            backoff_max_ms = u.backoff_max_ms,
+                            backoff_max_ms = u.backoff_max.as_millis() as u64,
                             failures = backoff.failures(),
                             "broker refused the connection: {reason}; retrying at the backoff cap"
                         );

@@ -41,8 +41,10 @@
 //! timers start afresh with each [`Publisher::connected`], and reading starts again from the
 //! oldest record in the buffer (rumqttc's own retransmission is never relied on).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use super::alarm_lane::AlarmLane;
 use super::error::UplinkError;
 use super::outgoing::{Carried, Message, Outgoing};
 use super::rate::RateLimit;
@@ -53,6 +55,7 @@ use super::window::Window;
 use crate::buffer::{BufferError, StoredChunk};
 use crate::config::{Settings, UplinkFormat};
 use crate::metrics::{self, METRICS};
+use firmware_protocols::Record;
 
 /// How long each of the two goodbye steps may take at shutdown, beyond
 /// `uplink.shutdown_publish_s`: the offline status' PUBACK (a broker round trip), then the
@@ -82,20 +85,16 @@ pub struct PublisherConfig {
 
 impl PublisherConfig {
     pub fn from_settings(settings: &Settings) -> Self {
-        let (m, u) = (&settings.mqtt, &settings.uplink);
+        let (m, u) = (&settings.mqtt, settings.uplink.options());
         PublisherConfig {
             format: u.format,
             batch_max_records: u.batch_max_records,
-            // NGP sends each record alone: nothing to wait for.
-            linger: match u.format {
-                UplinkFormat::Batch => Duration::from_millis(u.linger_ms),
-                UplinkFormat::Ngp => Duration::ZERO,
-            },
+            linger: u.linger,
             max_inflight: m.max_inflight_batches,
             puback_timeout: Duration::from_secs(m.write_timeout_s + m.keep_alive_s),
             status_every: (m.status_interval_s > 0)
                 .then(|| Duration::from_secs(m.status_interval_s)),
-            shutdown_publish: Duration::from_secs(u.shutdown_publish_s),
+            shutdown_publish: u.shutdown_publish,
             goodbye_grace: GOODBYE_GRACE,
             max_messages_per_s: u.max_messages_per_s,
             max_bytes_per_s: u.max_bytes_per_s,
@@ -114,8 +113,18 @@ pub enum Action {
         after: Option<u64>,
         max_records: usize,
     },
+    /// Read durable alarm records not yet published ahead of the backlog, with seqs after
+    /// `after`, at most `max_records`; answer with [`Publisher::handle_alarms_read`].
+    ReadAlarms {
+        after: Option<u64>,
+        max_records: usize,
+    },
     /// Publish this message with QoS 1; it is already counted in the window.
     Publish(Message),
+    /// The broker acknowledged these alarm records, published ahead of the backlog: mark
+    /// them so in the buffer (`Buffer::alarms_published`), so the backlog never sends them
+    /// again, even after a restart.
+    AlarmsPublished { seqs: Vec<u64> },
     /// Remove every record through `through` from the buffer; answer with
     /// [`Publisher::handle_removed`].
     Remove { through: u64 },
@@ -170,6 +179,14 @@ struct Connection {
     passed_over_through: Option<u64>,
     /// The broker acknowledged at least one publish on this connection.
     broker_acknowledged: bool,
+    /// Alarms first (`alarm_lane.rs`).
+    alarms: AlarmLane,
+    /// The highest seq the backlog has read on this connection: the lane leaves those to it.
+    backlog_read_through: Option<u64>,
+    /// The newest acknowledged alarm the backlog has skipped: like a passed-over record it
+    /// leaves with the next acknowledged record after it, or on its own once nothing
+    /// before it is outstanding or staged (else an alarm stored last would stay forever).
+    skipped_through: Option<u64>,
 }
 
 pub struct Publisher {
@@ -180,6 +197,11 @@ pub struct Publisher {
     rate: RateLimit,
     removal: Removal,
     connection: Option<Connection>,
+    /// Alarm records acknowledged ahead of the backlog and not yet removed with it: the
+    /// backlog leaves them out (across connections; the buffer's markers across restarts).
+    alarms_acked: BTreeSet<u64>,
+    /// Acknowledged alarms whose buffer markers are still to be set.
+    alarms_to_mark: Vec<u64>,
 }
 
 impl Publisher {
@@ -201,6 +223,8 @@ impl Publisher {
             online,
             removal: Removal::new(),
             connection: None,
+            alarms_acked: BTreeSet::new(),
+            alarms_to_mark: Vec::new(),
         }
     }
 
@@ -223,6 +247,13 @@ impl Publisher {
             acked_or_idle_at: now,
             passed_over_through: None,
             broker_acknowledged: false,
+            alarms: AlarmLane::new(
+                c.batch_max_records,
+                self.removal.acknowledged_through(),
+                c.format == UplinkFormat::Batch,
+            ),
+            backlog_read_through: None,
+            skipped_through: None,
         });
     }
 
@@ -249,7 +280,7 @@ impl Publisher {
     pub fn wants_records(&self) -> bool {
         self.connection
             .as_ref()
-            .is_some_and(|c| c.staging.wants() > 0)
+            .is_some_and(|c| c.staging.wants() > 0 || c.alarms.listens())
     }
 
     /// Publishes (records or status) not yet acknowledged.
@@ -298,15 +329,30 @@ impl Publisher {
         };
         c.acked_or_idle_at = now;
         c.broker_acknowledged = true;
-        let Some(released) = c.window.on_puback(pkid)? else {
+        let released = c.window.on_puback(pkid)?;
+        let alarms = c.window.take_acked_alarms();
+        if !alarms.is_empty() {
+            c.alarms.acknowledged(&alarms);
+            metrics::add(&METRICS.batches_published, 1);
+            metrics::add(&METRICS.records_published, alarms.len() as u64);
+            tracing::debug!(seqs = ?alarms, "alarm batch acknowledged");
+            self.alarms_acked.extend(alarms.iter().copied());
+            let skipped = alarms
+                .iter()
+                .copied()
+                .filter(|&s| Some(s) <= c.backlog_read_through);
+            c.skipped_through = c.skipped_through.max(skipped.max());
+            self.alarms_to_mark.extend(alarms);
+        }
+        let Some(released) = released else {
             return Ok(());
         };
-        self.removal.acknowledged(released.last_seq);
+        self.acknowledged(released.last_seq);
         metrics::add(&METRICS.batches_published, released.batches.len() as u64);
         for b in &released.batches {
             let latency = now.saturating_duration_since(b.sent_at);
             // Latency first: whoever sees these records counted sees their latency.
-            metrics::PUBLISH_LATENCY.observe(latency);
+            metrics::publish_latency(latency);
             metrics::add(&METRICS.records_published, b.records as u64);
             tracing::debug!(
                 first_seq = b.first_seq,
@@ -320,22 +366,58 @@ impl Publisher {
         Ok(())
     }
 
+    /// Records through `seq` were acknowledged: they may leave the buffer.
+    fn acknowledged(&mut self, seq: u64) {
+        self.removal.acknowledged(seq);
+        self.alarms_acked = self.alarms_acked.split_off(&seq.saturating_add(1));
+    }
+
     /// The buffer committed more records.
     pub fn handle_appended(&mut self) {
         if let Some(c) = &mut self.connection {
             c.may_have_more = true;
+            c.alarms.appended();
         }
     }
 
-    /// The answer to [`Action::Read`].
+    /// The answer to [`Action::Read`]. Alarm records already published ahead of the
+    /// backlog, or claimed by the alarm lane, are left out.
     pub fn handle_read(&mut self, chunks: Vec<StoredChunk>, now: Instant) {
         let Some(c) = &mut self.connection else {
             return;
         };
         c.may_have_more = !chunks.is_empty();
+        let acked = &self.alarms_acked;
         for chunk in chunks {
-            c.staging.push_chunk(chunk.first_seq, chunk.records, now);
+            c.backlog_read_through = c.backlog_read_through.max(Some(chunk.last_seq()));
+            let ahead = &chunk.published_ahead;
+            let acked_ahead = |seq| ahead.contains(&seq) || acked.contains(&seq);
+            c.skipped_through = c.skipped_through.max(
+                (chunk.first_seq..=chunk.last_seq())
+                    .rev()
+                    .find(|&seq| acked_ahead(seq)),
+            );
+            let lane = &c.alarms;
+            let published = |seq| acked_ahead(seq) || lane.claims(seq);
+            c.staging
+                .push_chunk_except(chunk.first_seq, chunk.records, published, now);
         }
+    }
+
+    /// The answer to [`Action::ReadAlarms`]: alarm records with their seqs.
+    pub fn handle_alarms_read(&mut self, records: Vec<(u64, Record)>, now: Instant) {
+        let Some(c) = &mut self.connection else {
+            return;
+        };
+        let acked = &self.alarms_acked;
+        let acked_through = self.removal.acknowledged_through();
+        let backlog = c.backlog_read_through;
+        let taken = |seq: u64| {
+            backlog.is_some_and(|b| seq <= b)
+                || acked_through.is_some_and(|a| seq <= a)
+                || acked.contains(&seq)
+        };
+        c.alarms.handle_read(records, taken, now);
     }
 
     /// The answer to [`Action::Remove`]: how many records left, or why none could.
@@ -388,9 +470,9 @@ impl Publisher {
             }
             _ => None,
         };
-        let rate = c
-            .rate_until
-            .filter(|_| c.next.is_some() && c.window.has_room());
+        let rate = c.rate_until.filter(|_| {
+            (c.next.is_some() || c.alarms.next_message().is_some()) && c.window.has_room()
+        });
         [removal, linger, phase, puback, rate]
             .into_iter()
             .flatten()
@@ -403,6 +485,10 @@ impl Publisher {
         loop {
             if let Some(through) = self.removal.poll(now) {
                 return Some(Action::Remove { through });
+            }
+            if !self.alarms_to_mark.is_empty() {
+                let seqs = std::mem::take(&mut self.alarms_to_mark);
+                return Some(Action::AlarmsPublished { seqs });
             }
             let c = self.connection.as_mut()?;
             let draining = match c.phase {
@@ -450,6 +536,36 @@ impl Publisher {
                     }
                 }
             }
+            // Alarms first: ahead of every backlog batch, behind only a status that is due
+            // (the online status is the first message of every connection).
+            let status_first = (c.status_due && !draining)
+                || c.next
+                    .as_ref()
+                    .is_some_and(|m| m.carries == Carried::Status);
+            if !status_first {
+                if let Some((after, max_records)) = c.alarms.wants_read(c.backlog_read_through) {
+                    return Some(Action::ReadAlarms { after, max_records });
+                }
+                if let Err(e) = c.alarms.build(&mut self.outgoing, now) {
+                    return Some(Action::Reconnect(e.into()));
+                }
+                if let Some(message) = c.alarms.next_message() {
+                    if !c.window.has_room() {
+                        return None;
+                    }
+                    match self.rate.try_acquire(message.payload.len(), now) {
+                        Ok(()) => {
+                            c.rate_until = None;
+                            let (message, seqs) = c.alarms.take_next()?;
+                            return Some(Action::Publish(Self::sent_alarms(c, message, seqs, now)));
+                        }
+                        Err(wait) => {
+                            c.rate_until = Some(now + wait);
+                            return None;
+                        }
+                    }
+                }
+            }
             let wants = c.staging.wants();
             if wants > 0 && c.may_have_more {
                 return Some(Action::Read {
@@ -476,7 +592,13 @@ impl Publisher {
                 // Every record before the passed-over ones was acknowledged (or passed over
                 // too): they can go without waiting for a successor.
                 if let Some(seq) = c.passed_over_through.take() {
-                    self.removal.acknowledged(seq);
+                    self.acknowledged(seq);
+                    continue;
+                }
+                let nothing_before = |seq: u64| c.staging.seqs().next().is_none_or(|f| f > seq);
+                if let Some(seq) = c.skipped_through.filter(|&s| nothing_before(s)) {
+                    c.skipped_through = None;
+                    self.acknowledged(seq);
                     continue;
                 }
             }
@@ -496,7 +618,12 @@ impl Publisher {
                     }
                 }
             }
-            if draining && c.staging.is_empty() && c.window.is_empty() && !c.may_have_more {
+            if draining
+                && c.staging.is_empty()
+                && c.alarms.is_idle()
+                && c.window.is_empty()
+                && !c.may_have_more
+            {
                 // Everything the buffer held is published and acknowledged.
                 return Some(self.goodbye(now));
             }
@@ -526,6 +653,20 @@ impl Publisher {
         message
     }
 
+    /// Records the alarm batch `message` (carrying `seqs`) in the window as published.
+    fn sent_alarms(c: &mut Connection, message: Message, seqs: Vec<u64>, now: Instant) -> Message {
+        if c.window.is_empty() {
+            c.acked_or_idle_at = now;
+        }
+        let bytes = message.payload.len();
+        if let Carried::Records { json_bytes, .. } = message.carries {
+            metrics::add(&METRICS.batch_json_bytes, json_bytes as u64);
+        }
+        metrics::add(&METRICS.batch_payload_bytes, bytes as u64);
+        c.window.sent_alarms(seqs, bytes, now);
+        message
+    }
+
     /// The end of draining: the offline status if the window has room (rumqttc holds
     /// requests while its in-flight window is full, and the DISCONNECT would wait behind
     /// it; then the socket simply closes and the broker publishes the same offline status
@@ -546,6 +687,7 @@ impl Publisher {
             );
         }
         c.next = None;
+        c.alarms.clear_next();
         if c.window.has_room() {
             c.phase = Phase::Offline {
                 until: now + grace,
@@ -598,11 +740,33 @@ mod tests {
         r
     }
 
-    /// The buffer as the publisher sees it: chunks to read and removals that work or fail.
+    /// The config of the alarm tests: no linger, so a batch the alarms left short goes at
+    /// once.
+    fn eager() -> PublisherConfig {
+        PublisherConfig {
+            linger: Duration::ZERO,
+            ..config()
+        }
+    }
+
+    /// A Teltonika record triggered by a crash (AVL id 247): an alarm.
+    fn alarm() -> Record {
+        let mut r = record(true);
+        r.event = Some("io:247".into());
+        r.io.push((
+            firmware_protocols::IoKey::Id(247),
+            firmware_protocols::IoValue::U64(1),
+        ));
+        r
+    }
+
+    /// The buffer as the publisher sees it: chunks to read, removals that work or fail, and
+    /// the alarm markers (seq → published ahead).
     struct FakeBuffer {
         chunks: Vec<StoredChunk>,
         removal_fails: bool,
         removals: Vec<u64>,
+        alarms: std::collections::BTreeMap<u64, bool>,
     }
 
     impl FakeBuffer {
@@ -614,18 +778,60 @@ mod tests {
                         first_seq,
                         records: (0..n).map(|_| record(true)).collect(),
                         encoded_len: 100,
+                        published_ahead: Vec::new(),
                     })
                     .collect(),
                 removal_fails: false,
                 removals: Vec::new(),
+                alarms: Default::default(),
             }
         }
 
+        /// Chunks of records, the ones at `alarms` seqs carrying an alarm.
+        fn with_alarms(chunks: &[(u64, usize)], alarms: &[u64]) -> Self {
+            let mut buffer = FakeBuffer::new(&[]);
+            for &(first_seq, n) in chunks {
+                let records = (first_seq..first_seq + n as u64)
+                    .map(|seq| {
+                        if alarms.contains(&seq) {
+                            alarm()
+                        } else {
+                            record(true)
+                        }
+                    })
+                    .collect();
+                buffer.append(first_seq, records);
+            }
+            buffer
+        }
+
+        /// `Buffer::read_alarms`.
+        fn read_alarms(&self, after: Option<u64>, max: usize) -> Vec<(u64, Record)> {
+            self.alarms
+                .iter()
+                .filter(|(seq, published)| !**published && after.is_none_or(|a| **seq > a))
+                .filter_map(|(&seq, _)| {
+                    let c = self
+                        .chunks
+                        .iter()
+                        .find(|c| (c.first_seq..=c.last_seq()).contains(&seq))?;
+                    Some((seq, c.records[(seq - c.first_seq) as usize].clone()))
+                })
+                .take(max)
+                .collect()
+        }
+
         fn append(&mut self, first_seq: u64, records: Vec<Record>) {
+            for (seq, r) in (first_seq..).zip(&records) {
+                if r.alarm().is_some() {
+                    self.alarms.insert(seq, false);
+                }
+            }
             self.chunks.push(StoredChunk {
                 first_seq,
                 records,
                 encoded_len: 100,
+                published_ahead: Vec::new(),
             });
         }
 
@@ -642,7 +848,14 @@ mod tests {
                     break;
                 }
                 n += c.records.len();
-                out.push(c.clone());
+                let mut c = c.clone();
+                c.published_ahead = self
+                    .alarms
+                    .range(c.first_seq..=c.last_seq())
+                    .filter(|(_, published)| **published)
+                    .map(|(seq, _)| *seq)
+                    .collect();
+                out.push(c);
             }
             out
         }
@@ -657,6 +870,7 @@ mod tests {
             }
             let before: usize = self.chunks.iter().map(|c| c.records.len()).sum();
             self.chunks.retain(|c| c.last_seq() > through);
+            self.alarms.retain(|seq, _| *seq > through);
             let after: usize = self.chunks.iter().map(|c| c.records.len()).sum();
             Ok((before - after) as u64)
         }
@@ -672,6 +886,8 @@ mod tests {
         buffer: FakeBuffer,
         now: Instant,
         next_pkid: u16,
+        /// The seq of every record published, in publish order.
+        seqs: Vec<u64>,
     }
 
     /// What a publish carried, as the broker would see it, with its packet id.
@@ -701,6 +917,7 @@ mod tests {
                 buffer,
                 now,
                 next_pkid: 1,
+                seqs: Vec::new(),
             }
         }
 
@@ -724,7 +941,23 @@ mod tests {
                         let result = self.buffer.ack_through(through);
                         self.p.handle_removed(through, result, self.now);
                     }
+                    Action::ReadAlarms { after, max_records } => {
+                        let alarms = self.buffer.read_alarms(after, max_records);
+                        self.p.handle_alarms_read(alarms, self.now);
+                    }
+                    Action::AlarmsPublished { seqs } => {
+                        for seq in seqs {
+                            if let Some(published) = self.buffer.alarms.get_mut(&seq) {
+                                *published = true;
+                            }
+                        }
+                    }
                     Action::Publish(m) => {
+                        if let Ok(batch) = serde_json::from_slice::<serde_json::Value>(&m.payload) {
+                            let records = batch["records"].as_array().cloned().unwrap_or_default();
+                            self.seqs
+                                .extend(records.iter().filter_map(|r| r["seq"].as_u64()));
+                        }
                         let pkid = self.next_pkid;
                         self.next_pkid += 1;
                         self.p.handle_published(pkid).unwrap();
@@ -1116,5 +1349,188 @@ mod tests {
         assert_eq!(w.buffer.removals, [3, 3]);
         assert_eq!(w.p.removal_stalled(), None);
         assert_eq!(w.p.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_alarm_behind_the_backlog_goes_first_in_its_own_batch_and_only_once() {
+        let mut w = World::new(
+            eager(),
+            FakeBuffer::with_alarms(&[(1, 3), (4, 3), (7, 3)], &[8]),
+        );
+        // The status, then the alarm from the back of the buffer, then the backlog.
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(8, 8),
+                Sent::Records(1, 3)
+            ]
+        );
+        // The alarm's PUBACK removes nothing (records 1..=7 are still out) but marks it.
+        w.puback(2);
+        assert_eq!(w.sent(), []);
+        assert!(w.buffer.removals.is_empty());
+        assert_eq!(w.buffer.alarms.get(&8), Some(&true));
+        for pkid in [1, 3] {
+            w.puback(pkid);
+        }
+        assert_eq!(w.sent(), [Sent::Records(4, 6), Sent::Records(7, 9)]);
+        w.puback(4);
+        w.puback(5);
+        assert_eq!(w.sent(), []);
+        // Every record exactly once, the alarm first; all leave after the backlog's PUBACKs.
+        assert_eq!(w.seqs, [8, 1, 2, 3, 4, 5, 6, 7, 9]);
+        assert_eq!(w.buffer.removals, [3, 9]);
+        assert_eq!(w.buffer.oldest_seq(), None);
+        assert!(w.buffer.alarms.is_empty());
+    }
+
+    #[test]
+    fn an_alarm_stored_while_the_backlog_drains_overtakes_it() {
+        let mut c = eager();
+        c.max_inflight = 2;
+        let mut w = World::new(c, FakeBuffer::with_alarms(&[(1, 3), (4, 3), (7, 3)], &[]));
+        assert_eq!(w.sent(), [Sent::Status("online"), Sent::Records(1, 3)]);
+        // Staging is full and a batch waits for the window, but new appends still matter:
+        // they may bring an alarm.
+        assert!(w.p.wants_records());
+        w.buffer.append(10, vec![record(true), alarm()]);
+        w.p.handle_appended();
+        // The window is full: the alarm waits for the first free place, and takes it.
+        assert_eq!(w.sent(), []);
+        w.puback(1);
+        assert_eq!(w.sent(), [Sent::Records(11, 11)]);
+        w.puback(2);
+        w.puback(3);
+        assert_eq!(w.sent(), [Sent::Records(4, 6), Sent::Records(7, 9)]);
+        w.puback(4);
+        w.puback(5);
+        assert_eq!(w.sent(), [Sent::Records(10, 10)]);
+        assert_eq!(w.seqs, [1, 2, 3, 11, 4, 5, 6, 7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn an_alarm_the_backlog_has_read_goes_with_the_backlog() {
+        let mut w = World::new(eager(), FakeBuffer::with_alarms(&[(1, 3), (4, 3)], &[2]));
+        // The first read of a connection comes before the alarms' (the status is first),
+        // so an alarm at the head of the buffer simply goes in its place.
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(1, 3),
+                Sent::Records(4, 6)
+            ]
+        );
+        assert_eq!(w.seqs, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn an_unacknowledged_alarm_is_sent_again_and_an_acknowledged_one_never() {
+        let buffer = FakeBuffer::with_alarms(&[(1, 3), (4, 3), (7, 3)], &[5, 9]);
+        let mut w = World::new(eager(), buffer);
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(5, 9),
+                Sent::Records(1, 3)
+            ]
+        );
+        // The connection drops before any PUBACK: the next one sends the alarms again.
+        w.reconnect();
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(5, 9),
+                Sent::Records(1, 3)
+            ]
+        );
+        w.puback(5);
+        assert_eq!(w.sent(), []);
+        // Acknowledged now: neither a new connection nor the backlog sends them again.
+        w.reconnect();
+        let before = w.seqs.len();
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(1, 3),
+                Sent::Records(4, 7)
+            ]
+        );
+        for pkid in [7, 8, 9] {
+            w.puback(pkid);
+        }
+        assert_eq!(w.sent(), [Sent::Records(8, 8)]);
+        assert_eq!(w.seqs[before..], [1, 2, 3, 4, 6, 7, 8]);
+    }
+
+    #[test]
+    fn an_alarm_stored_last_leaves_the_buffer_once_everything_before_it_is_acknowledged() {
+        let mut w = World::new(eager(), FakeBuffer::with_alarms(&[(1, 3), (4, 1)], &[4]));
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(4, 4),
+                Sent::Records(1, 3)
+            ]
+        );
+        w.puback(2);
+        assert_eq!(w.sent(), []);
+        assert!(w.buffer.removals.is_empty(), "records 1..=3 are still out");
+        w.puback(1);
+        w.puback(3);
+        assert_eq!(w.sent(), []);
+        assert_eq!(w.buffer.removals, [3, 4]);
+        assert_eq!(w.buffer.oldest_seq(), None);
+        assert_eq!(w.seqs, [4, 1, 2, 3]);
+    }
+
+    #[test]
+    fn after_a_restart_the_buffer_says_which_alarms_went_ahead() {
+        let mut buffer = FakeBuffer::with_alarms(&[(1, 3), (4, 3)], &[5]);
+        buffer.alarms.insert(5, true);
+        // A new process: nothing in memory, the marker alone keeps record 5 from going twice.
+        let mut w = World::new(eager(), buffer);
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Status("online"),
+                Sent::Records(1, 3),
+                Sent::Records(4, 6)
+            ]
+        );
+        assert_eq!(w.seqs, [1, 2, 3, 4, 6]);
+    }
+
+    #[test]
+    fn ngp_output_keeps_buffer_order_for_alarms() {
+        let mut c = eager();
+        c.format = UplinkFormat::Ngp;
+        let mut w = World::new(c, FakeBuffer::with_alarms(&[(1, 3), (4, 3)], &[5]));
+        let sent = w.sent();
+        assert_eq!(sent[0], Sent::Status("online"));
+        let seqs: Vec<u64> = sent[1..]
+            .iter()
+            .map(|s| match s {
+                Sent::Records(first, _) => *first,
+                Sent::Status(_) => 0,
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2], "the window holds the status and two messages");
+        for pkid in 1..=3 {
+            w.puback(pkid);
+        }
+        assert_eq!(
+            w.sent(),
+            [
+                Sent::Records(3, 3),
+                Sent::Records(4, 4),
+                Sent::Records(5, 5)
+            ]
+        );
     }
 }

@@ -70,13 +70,46 @@ impl Staging {
 
     /// A chunk read from the buffer: consecutive seqs from `first_seq`.
     pub fn push_chunk(&mut self, first_seq: u64, records: Vec<Record>, now: Instant) {
+        self.push_chunk_except(first_seq, records, |_| false, now);
+    }
+
+    /// A chunk read from the buffer, leaving out the records `published` says went out
+    /// already (alarms published ahead of the backlog).
+    pub fn push_chunk_except(
+        &mut self,
+        first_seq: u64,
+        records: Vec<Record>,
+        published: impl Fn(u64) -> bool,
+        now: Instant,
+    ) {
         self.read_cursor = Some(first_seq);
         let acked = self.acknowledged_through;
         let fresh = (first_seq..)
             .zip(records)
-            .filter(|(seq, _)| acked.is_none_or(|a| *seq > a));
+            .filter(|(seq, _)| acked.is_none_or(|a| *seq > a) && !published(*seq));
+        self.stage(fresh, now);
+    }
+
+    /// Records with their seqs, not from one chunk (the alarms read ahead of the backlog);
+    /// the read cursor stays.
+    pub fn push_records(&mut self, records: Vec<(u64, Record)>, now: Instant) {
+        let acked = self.acknowledged_through;
+        self.stage(
+            records
+                .into_iter()
+                .filter(|(seq, _)| acked.is_none_or(|a| *seq > a)),
+            now,
+        );
+    }
+
+    /// The seqs staged, oldest first.
+    pub fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.records.iter().map(|(seq, _)| *seq)
+    }
+
+    fn stage(&mut self, records: impl Iterator<Item = (u64, Record)>, now: Instant) {
         let before = self.records.len();
-        self.records.extend(fresh);
+        self.records.extend(records);
         if self.records.len() > before {
             self.oldest_at.get_or_insert(now);
         }
@@ -159,6 +192,24 @@ mod tests {
         assert_eq!(s.batch(10).iter().map(|r| r.0).collect::<Vec<_>>(), [21]);
         s.consume(1, t0);
         assert_eq!(s.due(t0, false), Due::Idle);
+    }
+
+    #[test]
+    fn records_published_ahead_are_left_out_and_loose_records_keep_the_cursor() {
+        let t0 = Instant::now();
+        let mut s = Staging::new(10, Duration::ZERO, Some(2));
+        s.push_chunk_except(1, records(5), |seq| seq == 4, t0);
+        assert_eq!(s.seqs().collect::<Vec<_>>(), [3, 5]);
+        s.push_records(
+            vec![(2, records(1).remove(0)), (9, records(1).remove(0))],
+            t0,
+        );
+        assert_eq!(
+            s.seqs().collect::<Vec<_>>(),
+            [3, 5, 9],
+            "2 was acknowledged"
+        );
+        assert_eq!(s.read_cursor(), Some(1));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! Every error names the key and the file, so `fleetedge check-config` points at the fix.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -19,14 +19,34 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::MqttSettings;
+use serde::{Deserialize, Serialize};
 
 /// Largest PEM file read (a CA bundle of a few hundred certificates fits easily).
 const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Builds the client configuration for `mqtt.tls` (whether or not it is enabled).
-pub fn client_config(mqtt: &MqttSettings) -> Result<ClientConfig, String> {
-    let tls = &mqtt.tls;
+/// `[mqtt.tls]`: TLS to the broker with rustls. Mutual TLS when a client certificate is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttTlsSettings {
+    /// Connect with TLS (usually to port 8883). Default false.
+    pub enabled: bool,
+    /// PEM file of the CA certificate(s) the broker's certificate must chain to. Required
+    /// when `enabled`. Default none.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; set with `client_key_file`, or neither.
+    /// Default none.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`. Default none.
+    pub client_key_file: Option<PathBuf>,
+    /// The name the broker's certificate must carry (a DNS name or an IP address), when it
+    /// is not `mqtt.host` (e.g. connecting by address to a broker certified by name).
+    /// Default none: `mqtt.host`.
+    pub server_name: Option<String>,
+}
+
+/// Builds the client configuration for `mqtt.tls` (whether or not it is enabled) to the
+/// broker at `mqtt_host` (`mqtt.host`).
+pub fn client_config(tls: &MqttTlsSettings, mqtt_host: &str) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let Some(ca_file) = &tls.ca_file else {
         return Err("mqtt.tls.ca_file: required when mqtt.tls.enabled = true \
@@ -51,7 +71,7 @@ pub fn client_config(mqtt: &MqttSettings) -> Result<ClientConfig, String> {
         }
         _ => {}
     }
-    let host = tls.server_name.as_deref().unwrap_or(mqtt.host.as_str());
+    let host = tls.server_name.as_deref().unwrap_or(mqtt_host);
     let expected = ServerName::try_from(host.to_string()).map_err(|_| {
         let key = if tls.server_name.is_some() {
             "mqtt.tls.server_name"
@@ -87,7 +107,7 @@ pub fn client_config(mqtt: &MqttSettings) -> Result<ClientConfig, String> {
         })?;
     // rumqttc passes mqtt.host to the verifier; only another name needs the wrapper.
     let verifier: Arc<dyn ServerCertVerifier> = match &tls.server_name {
-        Some(name) if name != &mqtt.host => Arc::new(ExpectName {
+        Some(name) if name != mqtt_host => Arc::new(ExpectName {
             inner: webpki,
             name: expected,
         }),
@@ -228,42 +248,39 @@ pub fn hint(error_text: &str, has_client_cert: bool) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MqttTlsSettings;
 
-    fn mqtt(tls: MqttTlsSettings) -> MqttSettings {
-        MqttSettings {
-            tls,
-            ..MqttSettings::default()
-        }
+    /// `client_config` for a broker at the default `mqtt.host`.
+    fn for_default_host(tls: MqttTlsSettings) -> Result<ClientConfig, String> {
+        client_config(&tls, "127.0.0.1")
     }
 
     #[test]
     fn errors_name_the_key_and_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let err = client_config(&mqtt(MqttTlsSettings {
+        let err = for_default_host(MqttTlsSettings {
             enabled: true,
             ..Default::default()
-        }))
+        })
         .unwrap_err();
         assert!(err.starts_with("mqtt.tls.ca_file: required"), "{err}");
 
         let missing = dir.path().join("nope.pem");
-        let err = client_config(&mqtt(MqttTlsSettings {
+        let err = for_default_host(MqttTlsSettings {
             enabled: true,
             ca_file: Some(missing.clone()),
             ..Default::default()
-        }))
+        })
         .unwrap_err();
         assert!(err.starts_with("mqtt.tls.ca_file: cannot read"), "{err}");
         assert!(err.contains(&missing.display().to_string()), "{err}");
 
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate\n").unwrap();
-        let err = client_config(&mqtt(MqttTlsSettings {
+        let err = for_default_host(MqttTlsSettings {
             enabled: true,
             ca_file: Some(junk.clone()),
             ..Default::default()
-        }))
+        })
         .unwrap_err();
         assert!(err.starts_with("mqtt.tls.ca_file:"), "{err}");
         assert!(err.contains("no PEM certificate"), "{err}");
@@ -279,12 +296,12 @@ mod tests {
             client_key_file: (!cert).then(|| "/etc/k.pem".into()),
             ..Default::default()
         };
-        let err = client_config(&mqtt(half(true))).unwrap_err();
+        let err = for_default_host(half(true)).unwrap_err();
         assert!(
             err.starts_with("mqtt.tls.client_key_file: required"),
             "{err}"
         );
-        let err = client_config(&mqtt(half(false))).unwrap_err();
+        let err = for_default_host(half(false)).unwrap_err();
         assert!(
             err.starts_with("mqtt.tls.client_cert_file: required"),
             "{err}"
@@ -293,17 +310,16 @@ mod tests {
 
     #[test]
     fn a_bad_server_name_names_its_key() {
-        let mut m = mqtt(MqttTlsSettings {
+        let mut tls = MqttTlsSettings {
             enabled: true,
             ca_file: Some("/nonexistent/ca.pem".into()),
             server_name: Some("not a name!".into()),
             ..Default::default()
-        });
-        let err = client_config(&m).unwrap_err();
+        };
+        let err = client_config(&tls, "127.0.0.1").unwrap_err();
         assert!(err.starts_with("mqtt.tls.server_name:"), "{err}");
-        m.tls.server_name = None;
-        m.host = "bad host!".into();
-        let err = client_config(&m).unwrap_err();
+        tls.server_name = None;
+        let err = client_config(&tls, "bad host!").unwrap_err();
         assert!(err.starts_with("mqtt.host:"), "{err}");
     }
 

@@ -29,6 +29,10 @@ pub enum Carries {
     Records,
     /// No records (a status message): tracked only so packet ids stay matched.
     Nothing,
+    /// Alarm records published ahead of the backlog (`alarm_seqs`): their PUBACK removes
+    /// nothing (the backlog's own PUBACK does) but is reported at once
+    /// ([`Window::take_acked_alarms`]), so the backlog never publishes them again.
+    Alarms,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub struct InFlight {
     pub pkid: Option<u16>,
     pub acked: bool,
     pub sent_at: Instant,
+    /// For [`Carries::Alarms`], the seqs it carries (not a range: alarms are sparse).
+    pub alarm_seqs: Vec<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +71,8 @@ pub struct Released {
 pub struct Window {
     capacity: usize,
     batches: VecDeque<InFlight>,
+    /// Seqs of alarm batches acknowledged since the last [`Window::take_acked_alarms`].
+    acked_alarms: Vec<u64>,
 }
 
 impl Window {
@@ -72,6 +80,7 @@ impl Window {
         Window {
             capacity: capacity.max(1),
             batches: VecDeque::with_capacity(capacity.max(1)),
+            acked_alarms: Vec::new(),
         }
     }
 
@@ -96,11 +105,11 @@ impl Window {
             .map(|b| b.last_seq)
     }
 
-    /// Outstanding publishes that carry records.
+    /// Outstanding publishes that carry records (alarm batches included).
     pub fn batches_outstanding(&self) -> usize {
         self.batches
             .iter()
-            .filter(|b| b.carries == Carries::Records)
+            .filter(|b| b.carries != Carries::Nothing)
             .count()
     }
 
@@ -122,7 +131,28 @@ impl Window {
             pkid: None,
             acked: false,
             sent_at: now,
+            alarm_seqs: Vec::new(),
         });
+    }
+
+    /// A batch of alarm records published ahead of the backlog was queued.
+    pub fn sent_alarms(&mut self, seqs: Vec<u64>, payload_bytes: usize, now: Instant) {
+        self.batches.push_back(InFlight {
+            carries: Carries::Alarms,
+            first_seq: seqs.first().copied().unwrap_or(0),
+            last_seq: seqs.last().copied().unwrap_or(0),
+            records: seqs.len(),
+            payload_bytes,
+            pkid: None,
+            acked: false,
+            sent_at: now,
+            alarm_seqs: seqs,
+        });
+    }
+
+    /// The seqs of alarm batches acknowledged since the last call.
+    pub fn take_acked_alarms(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.acked_alarms)
     }
 
     /// A QoS 1 publish that carries no records (the status message) was queued. It takes a
@@ -137,6 +167,7 @@ impl Window {
             pkid: None,
             acked: false,
             sent_at: now,
+            alarm_seqs: Vec::new(),
         });
     }
 
@@ -161,6 +192,7 @@ impl Window {
             .find(|b| b.pkid == Some(pkid) && !b.acked)
             .ok_or(WindowError::UnknownPubAck(pkid))?;
         batch.acked = true;
+        self.acked_alarms.extend_from_slice(&batch.alarm_seqs);
         let mut released = Vec::new();
         while self.batches.front().is_some_and(|b| b.acked) {
             if let Some(b) = self.batches.pop_front() {
@@ -255,6 +287,27 @@ mod tests {
         assert_eq!(w.on_puback(9).unwrap(), None);
         assert!(w.is_empty());
         assert_eq!(w.on_puback(9), Err(WindowError::UnknownPubAck(9)));
+    }
+
+    #[test]
+    fn alarm_batches_report_their_seqs_at_once_and_release_no_records() {
+        let now = Instant::now();
+        let mut w = Window::new(3);
+        w.sent(1, 10, 10, 100, now);
+        w.sent_alarms(vec![57, 90], 80, now);
+        assert_eq!(w.batches_outstanding(), 2);
+        w.on_outgoing_publish(1).unwrap();
+        w.on_outgoing_publish(2).unwrap();
+        // The alarm batch's PUBACK comes first: reported now, though the batch before it
+        // is not acknowledged yet.
+        assert_eq!(w.on_puback(2).unwrap(), None);
+        assert_eq!(w.take_acked_alarms(), [57, 90]);
+        assert!(w.take_acked_alarms().is_empty());
+        // The backlog's batch releases only its own records.
+        let released = w.on_puback(1).unwrap().unwrap();
+        assert_eq!(released.last_seq, 10);
+        assert_eq!(released.batches.len(), 1);
+        assert!(w.is_empty());
     }
 
     #[test]

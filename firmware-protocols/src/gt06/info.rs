@@ -25,21 +25,36 @@
 //! `door_status` + `door`, `door_trigger`, `io_port` | `imei`, `imsi`, `iccid` (digits, BCD
 //! padding dropped) | `info` (bytes of the other sub-types).
 
+use super::command::answer_key;
 use super::packets::{base, finish, name, push, Context, Frame};
+use crate::command::{answer_text, AnswerKey, CommandAnswer};
 use crate::cursor::Cursor;
 use crate::{DecodeError, IoValue, Record};
 
 /// The event of a command answer, so it is found among the positions.
 const COMMAND_ANSWER_EVENT: &str = "command_answer";
 
+/// A command answer: the record kept for it (as before commands existed), and the answer
+/// for the command it names (`None` for a server flag the gateway did not send).
+pub(super) type Answered = (Record, Option<CommandAnswer>);
+
 /// 0x15: length, server flag, ASCII text, language.
-pub(super) fn command_answer(frame: &Frame<'_>, ctx: &Context<'_>) -> Result<Record, DecodeError> {
+pub(super) fn command_answer(
+    frame: &Frame<'_>,
+    ctx: &Context<'_>,
+) -> Result<Answered, DecodeError> {
     let mut cur = Cursor::new(frame.content, frame.content_at);
     let mut record = base(frame, ctx, 4);
     record.event = Some(COMMAND_ANSWER_EVENT.to_owned());
     let at = cur.offset();
-    // Length 0: an empty answer, with neither flag nor text.
+    // Length 0: an empty answer, with neither flag nor text: it can only answer the command
+    // outstanding.
     let length = usize::from(cur.u8("command length")?);
+    let mut answer = Some(CommandAnswer {
+        key: AnswerKey::Outstanding,
+        text: String::new(),
+        device_error: false,
+    });
     if length > 0 {
         if length < 4 {
             return Err(DecodeError::new(
@@ -49,6 +64,11 @@ pub(super) fn command_answer(frame: &Frame<'_>, ctx: &Context<'_>) -> Result<Rec
         }
         let flag = cur.u32("server flag")?;
         let text = cur.take(length - 4, "command text")?;
+        answer = answer_key(flag).map(|key| CommandAnswer {
+            key,
+            text: answer_text(text),
+            device_error: false,
+        });
         push(&mut record.io, "server_flag", flag);
         record.io.push((
             name("command_answer"),
@@ -60,21 +80,21 @@ pub(super) fn command_answer(frame: &Frame<'_>, ctx: &Context<'_>) -> Result<Rec
         push(&mut record.io, "language", language);
     }
     finish(&mut cur, &mut record, frame.serial);
-    Ok(record)
+    Ok((record, answer))
 }
 
 /// 0x21: server flag, encoding, text (ASCII, or UTF-16BE for encoding 2).
 pub(super) fn command_answer_long(
     frame: &Frame<'_>,
     ctx: &Context<'_>,
-) -> Result<Record, DecodeError> {
+) -> Result<Answered, DecodeError> {
     let mut cur = Cursor::new(frame.content, frame.content_at);
     let mut record = base(frame, ctx, 4);
     record.event = Some(COMMAND_ANSWER_EVENT.to_owned());
     let flag = cur.u32("server flag")?;
     let encoding = cur.u8("encoding")?;
     let text = cur.rest();
-    let text = if encoding == 2 {
+    let decoded = if encoding == 2 {
         let units: Vec<u16> = text
             .chunks(2)
             .map(|pair| match pair {
@@ -87,13 +107,22 @@ pub(super) fn command_answer_long(
     } else {
         String::from_utf8_lossy(text).into_owned()
     };
+    let answer = answer_key(flag).map(|key| CommandAnswer {
+        key,
+        text: if encoding == 2 {
+            decoded.clone()
+        } else {
+            answer_text(text)
+        },
+        device_error: false,
+    });
     push(&mut record.io, "server_flag", flag);
     push(&mut record.io, "encoding", encoding);
     record
         .io
-        .push((name("command_answer"), IoValue::Text(text)));
+        .push((name("command_answer"), IoValue::Text(decoded)));
     finish(&mut cur, &mut record, frame.serial);
-    Ok(record)
+    Ok((record, answer))
 }
 
 /// 0x94: the sub-type, then its data. Some firmware sends the external voltage alone, with

@@ -14,7 +14,8 @@
 //!   LBS + status 0x19              LBS + status (no GPS)            78 78 05 19 serial CRC
 //!   LBS multi-cell 0x18 0x24 0x28  time + 7 cells (no GPS)          (nothing)
 //!     0x2E, 4G 0xA1; + Wi-Fi 0x2C, 4G 0xA2
-//!   command answer 0x15, 0x21      server flag + text               (nothing)
+//!   command answer 0x15, 0x21      server flag + text               (nothing; a command answer)
+//!   (online command 0x80)          (gateway ──▶ device: see command.rs)
 //!   information 0x94 (79 79)       sub-type + data                  (nothing)
 //!   time request 0x8A              (nothing)                        78 78 0B 8A UTC time serial
 //!   address request 0x2A 0x1A      GPS + phone + language           79 79 … 97 address (English)
@@ -95,13 +96,17 @@
 //! - [`encode`]: builds valid frames, for tests, benches and the load simulator.
 
 mod cells;
+mod command;
 pub mod encode;
 mod info;
+pub(crate) mod meaning;
 mod modular;
 mod packets;
 mod requests;
 mod stream;
 
+pub(crate) use command::command_frame;
+pub use command::{MAX_COMMAND_TEXT, ONLINE_COMMAND};
 pub use packets::alarm_event;
 pub use requests::{address_answer, time_answer};
 pub use stream::Gt06Decoder;

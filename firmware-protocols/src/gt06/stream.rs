@@ -200,6 +200,21 @@ impl Gt06Decoder {
                 ..Decoded::control(total)
             }));
         }
+        if matches!(protocol, COMMAND_ANSWER | COMMAND_ANSWER_LONG) {
+            let parsed = if protocol == COMMAND_ANSWER {
+                info::command_answer(&frame, &ctx)
+            } else {
+                info::command_answer_long(&frame, &ctx)
+            };
+            // The answer is stored as a record too, as it was before commands existed.
+            return Ok(Some(match parsed {
+                Ok((record, answer)) => Decoded {
+                    command_answer: answer,
+                    ..data(total, record, None)
+                },
+                Err(e) => Decoded::problem(total, in_packet(e, protocol)),
+            }));
+        }
         let echo = || Some(reply(protocol, frame.serial));
         let (record, answer) = match protocol {
             LOCATION_GPS | LOCATION_GPS_EXTEND => (
@@ -234,8 +249,6 @@ impl Gt06Decoder {
             LBS_MULTI_4G => (cells::multi_cell(&frame, &ctx, Cells::Lte, false), None),
             LBS_WIFI => (cells::multi_cell(&frame, &ctx, Cells::Gsm, true), None),
             LBS_WIFI_4G => (cells::multi_cell(&frame, &ctx, Cells::Lte, true), None),
-            COMMAND_ANSWER => (info::command_answer(&frame, &ctx), None),
-            COMMAND_ANSWER_LONG => (info::command_answer_long(&frame, &ctx), None),
             INFORMATION => (info::information(&frame, &ctx, long), None),
             LOCATION_MODULAR => (modular::modular(&frame, &ctx), echo()),
             ADDRESS_REQUEST | ADDRESS_REQUEST_PHONE => {
@@ -260,16 +273,14 @@ impl Gt06Decoder {
                 self.device_type = login.device_type;
                 self.time_zone_minutes = login.time_zone_minutes;
                 Decoded {
-                    consumed: total,
                     login: Some(login.imei),
-                    records: Vec::new(),
                     // No negative answer exists: a refused device gets silence and the
                     // gateway closes the connection.
                     reply: Reply {
                         accepted: Some(reply(LOGIN, frame.serial)),
                         refused: None,
                     },
-                    problem: None,
+                    ..Decoded::control(total)
                 }
             }
             // Unanswered, the device logs in again (or reconnects) after its 5 s timeout.
@@ -306,14 +317,12 @@ fn be16(frame: &[u8], at: usize) -> u16 {
 /// in its own memory (GT06N marks them "re-upload" later).
 fn data(consumed: usize, record: Record, answer: Option<Vec<u8>>) -> Decoded {
     Decoded {
-        consumed,
-        login: None,
         records: vec![record],
         reply: Reply {
             accepted: answer,
             refused: None,
         },
-        problem: None,
+        ..Decoded::control(consumed)
     }
 }
 

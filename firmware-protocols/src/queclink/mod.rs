@@ -6,6 +6,7 @@
 //!   live report                 +RESP:GTxxx,<fields>$                     +SACK:<count>$ (ACK mode)
 //!   buffered report (offline)   +BUFF:GTxxx,<fields>$                     +SACK:<count>$ (ACK mode)
 //!   command acknowledgement     +ACK:GTxxx,<fields>$                      +SACK:<count>$ (ACK mode)
+//!     (answers the AT+GTxxx command with its serial: see command.rs)
 //!   heartbeat                   +ACK:GTHBD,ver,id,name,send,count$        +SACK:GTHBD,ver,count$
 //!   (no checksum, no length; CR/LF or spaces between messages are tolerated)
 //!
@@ -133,14 +134,17 @@
 //! - [`encode`]: builds reports and heartbeats (the device side), for the load simulator and
 //!   tests.
 
+mod command;
 pub mod encode;
 mod fix;
 mod layout;
 mod mask;
+pub(crate) mod meaning;
 mod message;
 mod report;
 mod stream;
 
+pub(crate) use command::command_text;
 pub use stream::QueclinkDecoder;
 
 /// The most fix blocks one message may carry (GTFRI, fact sheet §3).

@@ -103,14 +103,11 @@ impl QueclinkDecoder {
             // Always answered, ACK mode or not (fact sheet §4).
             let sack = format!("+SACK:GTHBD,{},{}$", msg.version, msg.count);
             return Decoded {
-                consumed,
-                login: None,
-                records: Vec::new(),
                 reply: Reply {
                     accepted: Some(sack.into_bytes()),
                     refused: None,
                 },
-                problem: None,
+                ..Decoded::control(consumed)
             };
         }
 
@@ -118,11 +115,14 @@ impl QueclinkDecoder {
             now_ms,
             keep_raw: self.keep_raw,
         };
+        let command_answer = match header {
+            Header::Ack => super::command::answer(&msg),
+            _ => None,
+        };
         match report::records(&msg, &ctx) {
             Ok(records) => Decoded {
-                consumed,
-                login: None,
                 records,
+                command_answer,
                 reply: Reply {
                     // No negative answer exists: an unacknowledged report is resent as +BUFF.
                     accepted: self
@@ -130,9 +130,13 @@ impl QueclinkDecoder {
                         .then(|| format!("+SACK:{}$", msg.count).into_bytes()),
                     refused: None,
                 },
-                problem: None,
+                ..Decoded::control(consumed)
             },
-            Err(e) => Decoded::problem(consumed, e),
+            // The answer stands even when its fields fit no record layout.
+            Err(e) => Decoded {
+                command_answer,
+                ..Decoded::problem(consumed, e)
+            },
         }
     }
 

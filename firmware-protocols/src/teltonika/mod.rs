@@ -5,7 +5,7 @@
 //! Session                     device ──▶ gateway                    gateway ──▶ device
 //!   IMEI packet               00 0f "356307042441013"               01 accept │ 00 refuse
 //!   AVL data packet           00000000 L codec N1 … N2 CRC          N as u32 BE │ 00000000
-//!   Codec 12 response (0x06)  00000000 L 0c 01 06 size text 01 CRC  (nothing)
+//!   Codec 12 response (0x06)  00000000 L 0c 01 06 size text 01 CRC  (nothing; a command answer)
 //!   keep-alive                ff                                    (nothing)
 //!
 //! AVL data packet (every integer big-endian)
@@ -47,8 +47,10 @@
 pub(crate) mod avl;
 mod codec12;
 pub mod encode;
+pub(crate) mod meaning;
 mod tcp;
 
+pub(crate) use codec12::{command_packet, response as codec12_response, response_packet};
 pub use tcp::TcpDecoder;
 
 /// Codec 8 AVL data.

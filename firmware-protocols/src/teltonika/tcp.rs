@@ -10,6 +10,7 @@
 
 use super::{avl, codec12, CODEC_12, CODEC_16, CODEC_8, CODEC_8_EXTENDED, DATA_OFFSET};
 use super::{KEEP_ALIVE, MAX_IMEI_DIGITS};
+use crate::command::{answer_text, AnswerKey, CommandAnswer};
 use crate::crc::crc16_arc;
 use crate::{DecodeError, Decoded, Reply, StreamDecoder};
 
@@ -155,14 +156,12 @@ impl TcpDecoder {
         let imei: String = digits.iter().map(|&b| char::from(b)).collect();
         self.imei = Some(imei.clone());
         Ok(Some(Decoded {
-            consumed: total,
             login: Some(imei),
-            records: Vec::new(),
             reply: Reply {
                 accepted: Some(vec![0x01]),
                 refused: Some(vec![0x00]),
             },
-            problem: None,
+            ..Decoded::control(total)
         }))
     }
 
@@ -231,8 +230,15 @@ impl TcpDecoder {
         }
 
         if data.first() == Some(&CODEC_12) {
-            codec12::check(data, self.capture)?;
-            return Ok(Some(Decoded::control(total)));
+            let answer = codec12::check(data, self.capture)?.map(|text| CommandAnswer {
+                key: AnswerKey::Outstanding,
+                text: answer_text(text),
+                device_error: false,
+            });
+            return Ok(Some(Decoded {
+                command_answer: answer,
+                ..Decoded::control(total)
+            }));
         }
 
         let ctx = avl::Context {
@@ -243,14 +249,12 @@ impl TcpDecoder {
         let records = avl::parse_data_field(data, &ctx)?;
         let count = u32::try_from(records.len()).unwrap_or(u32::MAX);
         Ok(Some(Decoded {
-            consumed: total,
-            login: None,
             records,
             reply: Reply {
                 accepted: Some(count.to_be_bytes().to_vec()),
                 refused: Some(vec![0; 4]),
             },
-            problem: None,
+            ..Decoded::control(total)
         }))
     }
 

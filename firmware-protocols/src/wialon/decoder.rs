@@ -167,6 +167,10 @@ impl WialonDecoder {
             b"B" => self.black_box(&line, version, &ctx),
             b"M" => self.driver_message(&line, version, &ctx),
             b"I" => return self.photo(input, &line, version),
+            b"AM" => Decoded {
+                command_answer: Some(super::command::answer(line.body)),
+                ..Decoded::control(line.consumed)
+            },
             other => Decoded::skipped(
                 line.consumed,
                 1,
@@ -547,11 +551,9 @@ pub(super) fn version_major(text: &[u8]) -> Option<u32> {
 
 fn decoded(consumed: usize, records: Vec<Record>, reply: Reply) -> Decoded {
     Decoded {
-        consumed,
-        login: None,
         records,
         reply,
-        problem: None,
+        ..Decoded::control(consumed)
     }
 }
 

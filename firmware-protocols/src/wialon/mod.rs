@@ -21,6 +21,8 @@
 //!                                 each msg an SD or D body without CRC        #AB#n  │ #AB#0
 //!   message to driver             #M#text            (2.0: #M#text;crc16)     #AM#1  │ #AM#0
 //!   ping                          #P#                                         #AP#
+//!   command answer                #AM#1 (delivered) │ #AM#0 …                  (nothing; answers the
+//!                                 gateway's #M#<text>, see command.rs)        command)
 //!   photo                         #I#sz;ind;count;date;time;name[;crc16] CR LF + sz binary bytes
 //!                                 (framed and skipped: reported as a problem, no answer)
 //!
@@ -61,12 +63,15 @@
 //! - [`encode`]: builds valid device packets, for the load simulator, tests and benches.
 
 mod answer;
+mod command;
 mod decoder;
 pub mod encode;
 mod fields;
+pub(crate) mod meaning;
 mod message;
 mod udp;
 
+pub(crate) use command::command_packet;
 pub use decoder::WialonDecoder;
 pub use udp::UdpDecoder;
 
