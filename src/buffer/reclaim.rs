@@ -52,6 +52,11 @@
 //!
 //! - `P` missing and `O` present: a crash between 5 and 6. `O` is the old database, closed
 //!   after a flush, holding no chunk and the counter. It is renamed back to `P`.
+//! - `P`, `O` and `N` all present: the same crash, after which something recreated `P`
+//!   (sled creates a database's directory at any open and writes some files by path). No
+//!   step leaves all three: `N` exists only from 1 to 6, `O` only from 5 on (1 removes a
+//!   leftover one before `N` is created), and `P` is absent from 5 to 6. So `P` holds no
+//!   database of ours; it is removed and `O` renamed back.
 //! - Then any `N` or `O` left beside an existing `P` is garbage and removed: with `P`
 //!   present, `P` is the live database (the old one before 5, or the new one — complete,
 //!   flushed and its directory fsynced in 3 — after 6), and what remains of `N` or `O` holds no
@@ -108,6 +113,18 @@ pub(super) fn open(opts: &BufferOptions) -> Result<(Store, OpenScan), BufferErro
 /// doc. An error means the old database could not be put back at `path`.
 fn recover(path: &Path) -> std::io::Result<()> {
     let (new, old) = (sibling(path, NEW_SUFFIX), sibling(path, OLD_SUFFIX));
+    if exists(path)? && exists(&old)? && exists(&new)? {
+        // Between 5 and 6 `P` does not exist, yet something recreated it (sled creates its
+        // directory at any open, and writes some files by path): it holds no database of
+        // ours, and `O` is the live one. Keeping `P` would throw away the counter, the
+        // quarantine and the queued commands with `O`.
+        tracing::warn!(
+            path = %path.display(),
+            "buffer: a disk reclaim was interrupted after the database was moved aside, and \
+             something recreated its path; removing that and restoring the database"
+        );
+        remove_any(path)?;
+    }
     if !exists(path)? && exists(&old)? {
         std::fs::rename(&old, path)?;
         sync_parent(path)?;

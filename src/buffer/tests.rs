@@ -1442,7 +1442,14 @@ async fn a_crash_at_any_step_of_a_reclaim_is_settled_at_the_next_open() {
         let mut left = leftovers(dir.path());
         left.sort();
         assert_eq!(left, expected, "{step:?}");
-        assert_eq!(o.path.exists(), step != Step::MovedOld, "{step:?}");
+        if step == Step::MovedOld {
+            // As if sled (or anything) recreated the path while the database was moved
+            // aside: the next open must still restore the moved one, not keep this.
+            std::fs::create_dir_all(o.path.join("blobs")).unwrap();
+            std::fs::write(o.path.join("conf"), b"stray").unwrap();
+        } else {
+            assert!(o.path.exists(), "{step:?}");
+        }
 
         let buffer = open(&o);
         assert!(leftovers(dir.path()).is_empty(), "{step:?}");
