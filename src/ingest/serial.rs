@@ -83,7 +83,7 @@ impl SerialPort {
                     let opened = Instant::now();
                     let session =
                         Session::new(self.session.clone(), path.to_string(), buffer.clone());
-                    session.run(port, shutdown.clone()).await;
+                    session.run(port, shutdown.clone(), ()).await;
                     if *shutdown.borrow() {
                         return;
                     }

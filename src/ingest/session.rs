@@ -34,7 +34,11 @@
 //!
 //! Memory: an idle connection holds no read buffer. The session waits until the stream is
 //! readable ([`DeviceStream::wait_readable`]) before it allocates one, and frees it as soon as
-//! every byte in it has been decoded; only a partial frame keeps it between reads.
+//! every byte in it has been decoded; only a partial frame keeps it between reads. A task is
+//! as large as its largest state, so the rare states (storing and answering a read, writing
+//! a command, storing what a closed stream held back) are boxed while they last, and the
+//! connection's slots ride in [`Session::run`] rather than in a task wrapped around it: what
+//! an idle connection keeps is the wait (readiness, its timer, the shutdown signal).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -206,8 +210,16 @@ impl Session {
         }
     }
 
-    /// Serves the device until it goes away, an error, the idle timeout or shutdown.
-    pub async fn run<S: DeviceStream>(mut self, mut stream: S, shutdown: watch::Receiver<bool>) {
+    /// Serves the device until it goes away, an error, the idle timeout or shutdown; then
+    /// drops `held` (what the connection holds: its slot under the connection limits, its
+    /// gauge). Taking it here rather than in a wrapping task keeps one copy of the session
+    /// in the task: a future that awaits another holds both its captures and the other.
+    pub async fn run<S: DeviceStream, H: Send>(
+        mut self,
+        mut stream: S,
+        shutdown: watch::Receiver<bool>,
+        held: H,
+    ) {
         tracing::debug!(peer = %self.peer, protocol = %self.cfg.protocol, "device connected");
         let end = self.serve(&mut stream, shutdown).await;
         let _ = stream.shutdown().await;
@@ -224,7 +236,7 @@ impl Session {
             end,
             End::Refused(_) | End::Buffer(_) | End::ShutdownWhileStoring
         ) {
-            self.store_held_back().await;
+            Box::pin(self.store_held_back()).await;
         }
         let device = self.decoder.device_id().unwrap_or("-");
         let (peer, protocol) = (&self.peer, &self.cfg.protocol);
@@ -266,6 +278,7 @@ impl Session {
                 tracing::error!(%peer, device, %protocol, error = %e, "buffer failed, nothing acknowledged")
             }
         }
+        drop(held);
     }
 
     /// Stores what the decoder held back when the stream ended. Nobody is answered (the
@@ -328,7 +341,9 @@ impl Session {
                 input = BytesMut::new();
             }
             let answers = std::mem::take(&mut read.answers);
-            let broken = match self.settle(read, stream, &mut shutdown).await {
+            // Boxed, like the other rare states below: a task is as large as its largest
+            // state, and an idle connection should pay only for waiting (see the module doc).
+            let broken = match Box::pin(self.settle(read, stream, &mut shutdown)).await {
                 Ok(broken) => broken,
                 Err(end) => return end,
             };
@@ -357,7 +372,7 @@ impl Session {
             };
             let deliveries = self.commands.as_mut().map(|(_, r)| &mut r.rx);
             let woke = tokio::select! {
-                r = read_within(limit, read) => Woke::Read(r),
+                r = read_within(limit, read) => Woke::Read(r.map_err(|_| ())),
                 d = next_delivery(deliveries), if idle => Woke::Command(d),
                 _ = shutdown.changed() => Woke::Shutdown,
             };
@@ -365,7 +380,7 @@ impl Session {
                 Woke::Read(read) => read,
                 Woke::Shutdown => return End::Shutdown,
                 Woke::Command(delivery) => {
-                    if let Err(end) = self.write_command(stream, delivery).await {
+                    if let Err(end) = Box::pin(self.write_command(stream, delivery)).await {
                         return end;
                     }
                     continue;
@@ -619,15 +634,15 @@ async fn shutdown_then(grace: Duration, shutdown: &mut watch::Receiver<bool>) {
     tokio::time::sleep(grace).await;
 }
 
-/// `read` within `limit`, or without a limit; `Err(())` when the time ran out.
-async fn read_within<F>(limit: Option<Duration>, read: F) -> Result<std::io::Result<usize>, ()>
+/// `read` within `limit`, or without a limit; `Err(_)` when the time ran out. Not an async fn
+/// around `timeout`: that would hold `read` twice in every idle connection's task (its
+/// argument, and inside the timeout it awaits). A duration too long for the clock never
+/// ends (tokio's far future), as no limit should.
+fn read_within<F>(limit: Option<Duration>, read: F) -> tokio::time::Timeout<F>
 where
     F: std::future::Future<Output = std::io::Result<usize>>,
 {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| ()),
-        None => Ok(read.await),
-    }
+    tokio::time::timeout(limit.unwrap_or(Duration::MAX), read)
 }
 
 /// A device that stops reading must not hold its connection slot forever.

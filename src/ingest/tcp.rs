@@ -122,12 +122,26 @@ impl BoundTcp {
             let _ = stream.set_nodelay(true);
             let session = Session::new(self.session.clone(), peer.to_string(), buffer.clone());
             metrics::connection_opened(&self.counters);
-            let (shutdown, counters) = (shutdown.clone(), self.counters.clone());
-            tasks.spawn(async move {
-                session.run(stream, shutdown).await;
-                metrics::connection_closed(&counters);
-                drop((ip_slot, permit));
-            });
+            let held = Held {
+                _ip_slot: ip_slot,
+                _permit: permit,
+                counters: self.counters.clone(),
+            };
+            tasks.spawn(session.run(stream, shutdown.clone(), held));
         }
+    }
+}
+
+/// What one connection holds while its session runs: its slots under the connection limits
+/// and its place in the open-connections gauge, all given back when the session ends.
+struct Held {
+    _ip_slot: super::per_ip::Slot,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    counters: Arc<metrics::ListenerCounters>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        metrics::connection_closed(&self.counters);
     }
 }

@@ -56,7 +56,7 @@ fn rig_timed(protocol: &str, allowed: &[&str], ack_reports: bool, first_frame: D
     let (device, gateway) = tokio::io::duplex(64 * 1024);
     let (shutdown_tx, shutdown) = watch::channel(false);
     let session = Session::new(cfg, "test-peer".into(), buffer.clone());
-    let session = tokio::spawn(session.run(gateway, shutdown));
+    let session = tokio::spawn(session.run(gateway, shutdown, ()));
     Rig {
         _dir: dir,
         buffer,
