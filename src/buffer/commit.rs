@@ -12,6 +12,13 @@
 //! every waiter in one pass. There is no channel and no per-append reply. Measured with
 //! `cargo bench --bench buffer_append` (figures in the README's Benchmarks).
 //!
+//! Group commit under many concurrent appenders ([`Linger`]): when the last round held at
+//! least [`LINGER_FROM`] appends, the next round waits (at most [`LINGER_MAX`]) until it holds
+//! as many as the last, so rounds do not shrink to whatever arrived first. Measured on 200
+//! Teltonika devices sending one record per packet: about 80 appends per round instead of 45,
+//! about 10 % more records/s and less CPU per record (README, Benchmarks). A lone appender
+//! (one JSON-lines connection, a test) never waits for it.
+//!
 //! Between rounds it also runs the disk reclaim (`reclaim.rs`) when an ack has emptied the
 //! buffer: being the only writer, it is the one place where "nothing is being added" holds
 //! without any further locking, and appends that arrive meanwhile simply wait in its queue.
@@ -176,6 +183,9 @@ struct QueueState {
     stopped: bool,
     /// The committer sleeps on `work`, so whoever gives it work must wake it.
     idle: bool,
+    /// While the committer lingers (see [`Linger`]): the appends the open round should
+    /// hold before it is woken. 0 otherwise.
+    want: usize,
 }
 
 /// What the committer does next.
@@ -224,7 +234,11 @@ impl Queue {
         round.bytes += value.len();
         round.chunks.push((value, records));
         round.dedup.extend_from_slice(&dedup);
-        let wake = std::mem::take(&mut state.idle);
+        let appends = round.chunks.len();
+        let wake = state.idle && appends >= state.want;
+        if wake {
+            state.idle = false;
+        }
         drop(state);
         if wake {
             self.work.notify_one();
@@ -267,14 +281,36 @@ impl Queue {
         self.work.notify_one();
     }
 
-    /// Sleeps until there is something to do.
-    fn wait_for_work(&self) {
+    /// Sleeps until there is something to do; then, when `linger` asks for it, a moment
+    /// longer while the open round is smaller than it wants.
+    fn wait_for_work(&self, linger: &Linger) {
         let mut state = self.lock();
         while state.rounds.is_empty() && !state.reclaim && !state.poke && !state.closing {
             state.idle = true;
+            state.want = 0;
             state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
         }
+        if let Some(want) = linger.want() {
+            let deadline = std::time::Instant::now() + LINGER_MAX;
+            while !state.closing
+                && state.rounds.len() == 1
+                && state.rounds.front().is_some_and(|r| r.chunks.len() < want)
+            {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                state.idle = true;
+                state.want = want;
+                state = self
+                    .work
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
         state.idle = false;
+        state.want = 0;
     }
 
     /// The next piece of work: the oldest round first. A pending reclaim is dropped when a
@@ -369,17 +405,41 @@ impl Drop for StopOnExit<'_> {
     }
 }
 
+/// Longest a round waits for more appends once the committer has work (see [`Linger`]).
+const LINGER_MAX: std::time::Duration = std::time::Duration::from_micros(300);
+/// Appends in the last round from which the committer lingers.
+const LINGER_FROM: usize = 16;
+
+/// Group commit under many concurrent appenders. A round's cost is mostly fixed (one batch,
+/// one flush, the durable mark, sled's IO threads), so when the last round showed many
+/// appenders at once, the next one waits (at most [`LINGER_MAX`]) until it holds as many
+/// appends as the last did, rather than flushing the first few that arrive.
+#[derive(Default)]
+struct Linger {
+    last_appends: usize,
+}
+
+impl Linger {
+    fn want(&self) -> Option<usize> {
+        (self.last_appends >= LINGER_FROM).then_some(self.last_appends)
+    }
+}
+
 fn run(shared: &Shared, mut next_seq: u64, mut reclaimer: Reclaimer) {
     let _stop = StopOnExit(shared);
     let opts = reclaimer.options().clone();
+    let mut linger = Linger::default();
     loop {
-        shared.queue.wait_for_work();
+        shared.queue.wait_for_work(&linger);
         shared.set_busy(true);
         // Tests close this gate to make every append of a burst land in one round.
         #[cfg(test)]
         shared.commit_gate.wait_open();
         match shared.queue.take() {
-            Work::Round(round) => commit_round(shared, &mut next_seq, round),
+            Work::Round(round) => {
+                linger.last_appends = round.chunks.len();
+                commit_round(shared, &mut next_seq, round)
+            }
             Work::Reclaim => {
                 let alive = reclaimer.maybe_reclaim(shared, next_seq);
                 if !alive {
