@@ -182,8 +182,11 @@ impl ReadFrames {
 /// Input bytes whose frames share one append at most: what a fast sender (a local
 /// application streaming JSON lines, a device emptying its backlog) has queued beyond one
 /// read is taken without waiting, up to this, so one fsync covers it. Bounds the decoded
-/// records a session holds while they are stored.
-const READ_BATCH_BYTES: usize = 64 * 1024;
+/// records a session holds while they are stored. A single streaming connection waits for
+/// each append's fsync before it reads on, so this sets how many lines one fsync covers:
+/// 64 KiB gave 213k JSON lines/s on one connection, 256 KiB 294k at a quarter less CPU per
+/// record, with the same peak RSS on 50 connections (README, Benchmarks).
+const READ_BATCH_BYTES: usize = 256 * 1024;
 
 /// Frames in a row that may be bad, or keep-alives before a login, before the connection
 /// is closed: a real device sends a few, a flood of ping bytes sends thousands a second and
