@@ -88,6 +88,11 @@ pub trait DeviceStream: AsyncRead + AsyncWrite + Unpin + Send {
     /// then waits with a buffer: serial ports, of which there are few).
     fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
 
+    /// Whether [`DeviceStream::try_read_buf`] takes what has already arrived. Then a read
+    /// may start small ([`FIRST_READ_BYTES`]) and the rest is drained after it; a stream
+    /// that cannot tell gets room for a whole `max_frame_bytes` in its one read.
+    const DRAINS: bool = false;
+
     /// Reads what has already arrived, without waiting: `WouldBlock` when nothing has. A
     /// stream that cannot tell always says `WouldBlock`.
     fn try_read_buf(&self, _buf: &mut impl BufMut) -> std::io::Result<usize> {
@@ -96,6 +101,8 @@ pub trait DeviceStream: AsyncRead + AsyncWrite + Unpin + Send {
 }
 
 impl DeviceStream for tokio::net::TcpStream {
+    const DRAINS: bool = true;
+
     fn wait_readable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
         self.readable()
     }
@@ -326,7 +333,7 @@ impl Session {
                 if read.ends_stream() || taken >= READ_BATCH_BYTES || input.len() >= max {
                     break;
                 }
-                input.reserve(max - input.len());
+                make_room::<S>(&mut input, max);
                 let room = max - input.len();
                 match stream.try_read_buf(&mut (&mut input).limit(room)) {
                     Ok(0) => ended = Some(End::PeerClosed),
@@ -370,7 +377,7 @@ impl Session {
             let idle = input.is_empty();
             let read = async {
                 stream.wait_readable().await?;
-                input.reserve(max - input.len());
+                make_room::<S>(&mut input, max);
                 read_some(stream, &mut input, max).await
             };
             let deliveries = self.commands.as_mut().map(|(_, r)| &mut r.rx);
@@ -666,6 +673,26 @@ async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<()
     }
 }
 
+/// A fresh read buffer's size: most reads are one small frame, and an allocation this small
+/// comes from the allocator's per-thread cache (glibc's ends just above 1,000 bytes), where a
+/// `max_frame_bytes` one per read cost a search of the free lists and a merge of freed
+/// chunks each time (`malloc_consolidate`, in the one-record shapes' profiles).
+const FIRST_READ_BYTES: usize = 1000;
+
+/// Makes room for the next read: [`FIRST_READ_BYTES`] in a fresh buffer of a stream that
+/// drains (`max` for one that cannot), and as much again as the buffer holds once that is
+/// used up (a large frame, a fast sender), never past `max` bytes buffered.
+fn make_room<S: DeviceStream>(input: &mut BytesMut, max: usize) {
+    let first = if S::DRAINS { FIRST_READ_BYTES } else { max };
+    let want = input
+        .capacity()
+        .max(first)
+        .min(max.saturating_sub(input.len()));
+    if input.capacity() - input.len() < want {
+        input.reserve(want);
+    }
+}
+
 /// Reads once, never past `max` bytes buffered.
 async fn read_some<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -675,4 +702,38 @@ async fn read_some<S: AsyncRead + Unpin>(
     let room = max.saturating_sub(input.len());
     let mut limited = (&mut *stream).take(room as u64);
     limited.read_buf(input).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_room_starts_small_on_a_draining_stream_and_grows_to_max_frame_bytes() {
+        let max = 16 * 1024;
+        let mut input = BytesMut::new();
+        make_room::<tokio::net::TcpStream>(&mut input, max);
+        let first = input.capacity();
+        assert!(
+            (FIRST_READ_BYTES..2 * FIRST_READ_BYTES).contains(&first),
+            "{first}"
+        );
+        // A read that filled it: the next one gets at least as much again.
+        input.resize(first, b'x');
+        make_room::<tokio::net::TcpStream>(&mut input, max);
+        assert!(
+            input.capacity() - input.len() >= first,
+            "{}",
+            input.capacity()
+        );
+        // Near max_frame_bytes: room for the rest of a frame still (reads stop at max).
+        input.resize(max - 10, b'x');
+        make_room::<tokio::net::TcpStream>(&mut input, max);
+        let room = input.capacity() - input.len();
+        assert!(room >= 10, "{room}");
+        // A stream that cannot drain gets room for a whole frame in its one read.
+        let mut input = BytesMut::new();
+        make_room::<tokio::io::DuplexStream>(&mut input, max);
+        assert!(input.capacity() >= max);
+    }
 }
