@@ -184,7 +184,7 @@ struct QueueState {
     /// The committer sleeps on `work`, so whoever gives it work must wake it.
     idle: bool,
     /// While the committer lingers (see [`Linger`]): the appends the open round should
-    /// hold before it is woken. 0 otherwise.
+    /// hold before it is woken. 0 otherwise (set back when the linger ends).
     want: usize,
 }
 
@@ -287,7 +287,6 @@ impl Queue {
         let mut state = self.lock();
         while state.rounds.is_empty() && !state.reclaim && !state.poke && !state.closing {
             state.idle = true;
-            state.want = 0;
             state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         if let Some(want) = linger.want() {

@@ -688,9 +688,8 @@ fn make_room<S: DeviceStream>(input: &mut BytesMut, max: usize) {
         .capacity()
         .max(first)
         .min(max.saturating_sub(input.len()));
-    if input.capacity() - input.len() < want {
-        input.reserve(want);
-    }
+    // A no-op while the spare capacity already holds `want`.
+    input.reserve(want);
 }
 
 /// Reads once, never past `max` bytes buffered.
