@@ -16,12 +16,14 @@
 //! device time is never suppressed: two equal sensor readings without a time may well be
 //! two readings, and dropping one would lose it.
 //!
-//! The content is hashed with std's SipHash-1-3 under fixed zero keys (64 bits), fed with
-//! explicit little-endian bytes and length prefixes, so the same record hashes the same in
-//! every process of this build. Two different records of one device collide with odds of
-//! about one in 2^64 / `per_device`. A toolchain that changed SipHash would only make the
-//! window persisted by an older build miss (duplicates let through once), never match
-//! wrongly.
+//! The content is hashed with XXH3-64 (seed 0), a published algorithm whose output does not
+//! change between releases, fed with explicit little-endian bytes and length prefixes, so
+//! the same record hashes the same in every build and the persisted window stays valid
+//! across upgrades. (Releases before 2026-12-07 used std's `DefaultHasher`, whose output
+//! Rust does not promise to keep; a window they persisted simply does not match after the
+//! upgrade: duplicates of those records are let through once, nothing is matched wrongly.)
+//! Two different records of one device collide with odds of about one in 2^64 /
+//! `per_device`.
 //!
 //! # The window
 //!
@@ -54,9 +56,10 @@
 //! in the same round (a device that reconnected while its first append was still waiting)
 //! both pass; the window catches every resend that comes after its original was stored.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
+
+use xxhash_rust::xxh3::Xxh3;
 
 use firmware_protocols::{IoKey, IoValue, Protocol, Record};
 
@@ -136,7 +139,7 @@ pub fn is_transmission_key(protocol: Protocol, key: &IoKey) -> bool {
 /// time, which is never suppressed.
 pub fn content_hash(r: &Record) -> Option<u64> {
     let time = r.time_ms?;
-    let mut h = DefaultHasher::new();
+    let mut h = Xxh3::new();
     h.write(&time.to_le_bytes());
     match r.valid {
         None => h.write_u8(0),
@@ -203,7 +206,7 @@ pub fn content_hash(r: &Record) -> Option<u64> {
     Some(h.finish())
 }
 
-fn opt_f64(h: &mut DefaultHasher, v: Option<f64>) {
+fn opt_f64(h: &mut Xxh3, v: Option<f64>) {
     match v {
         None => h.write_u8(0),
         Some(v) => {
@@ -214,7 +217,7 @@ fn opt_f64(h: &mut DefaultHasher, v: Option<f64>) {
 }
 
 /// Length-prefixed, so `("ab", "c")` and `("a", "bc")` differ.
-fn bytes(h: &mut DefaultHasher, b: &[u8]) {
+fn bytes(h: &mut Xxh3, b: &[u8]) {
     h.write(&(b.len() as u64).to_le_bytes());
     h.write(b);
 }
@@ -491,6 +494,33 @@ mod tests {
         r.lon = Some(25.0);
         r.io = vec![(IoKey::Id(66), IoValue::U64(12_000))];
         r
+    }
+
+    /// The hash is XXH3-64 of the documented byte layout, whatever the toolchain: a window
+    /// persisted by one build matches in the next. Built here by hand from the layout and
+    /// hashed in one call, so a change to either the layout or the algorithm fails this.
+    #[test]
+    fn content_hash_is_xxh3_of_the_documented_layout() {
+        let r = fix("356307042441013", 1_700_000_000_000, 54.5);
+        let mut layout = Vec::new();
+        layout.extend_from_slice(&1_700_000_000_000i64.to_le_bytes());
+        layout.push(0); // valid: none
+        for v in [Some(54.5f64), Some(25.0), None, None, None, None] {
+            match v {
+                None => layout.push(0),
+                Some(v) => {
+                    layout.push(1);
+                    layout.extend_from_slice(&v.to_bits().to_le_bytes());
+                }
+            }
+        }
+        layout.push(0); // satellites: none
+        layout.push(0); // event: none
+        layout.push(0); // io key: an id
+        layout.extend_from_slice(&66u32.to_le_bytes());
+        layout.push(0); // io value: u64
+        layout.extend_from_slice(&12_000u64.to_le_bytes());
+        assert_eq!(content_hash(&r), Some(xxhash_rust::xxh3::xxh3_64(&layout)));
     }
 
     fn admit(w: &Window, records: Vec<Record>) -> Admitted {
