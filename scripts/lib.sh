@@ -1,4 +1,4 @@
-# Shared by scripts/demo and scripts/bench-e2e: a throwaway broker and gateway on free ports.
+# Shared by scripts/demo and the benchmarks: a throwaway broker and gateway on free ports, and CPU readings.
 # shellcheck shell=bash
 
 # The gateway binary: FLEETEDGE_BIN=path runs that one (to compare two builds with
@@ -7,6 +7,11 @@ FLEETEDGE=${FLEETEDGE_BIN:-./target/release/fleetedge}
 build_gateway() {
   [ -n "${FLEETEDGE_BIN:-}" ] || cargo build --release --locked --quiet
 }
+
+# cpu_ticks PID: the process's user + system CPU so far, in clock ticks (getconf CLK_TCK).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# children_cpu_ticks PID: the same for its reaped children (a load tool run from the script).
+children_cpu_ticks() { awk '{print $16 + $17}' "/proc/$1/stat"; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
