@@ -54,15 +54,18 @@ async fn device(mut stream: TcpStream) -> std::io::Result<()> {
         let mut used = 0;
         loop {
             let rest = input.get(used..).unwrap_or_default();
-            let frame = if logged_in {
-                avl_packet(rest)?
+            if logged_in {
+                let Some((len, count)) = avl_packet(rest)? else {
+                    break;
+                };
+                used += len;
+                answers.extend_from_slice(&u32::from(count).to_be_bytes());
             } else {
-                imei_packet(rest)
-            };
-            let Some((len, answer)) = frame else { break };
-            logged_in = true;
-            used += len;
-            answers.extend_from_slice(&answer);
+                let Some(len) = imei_packet(rest) else { break };
+                used += len;
+                logged_in = true;
+                answers.push(1);
+            }
         }
         input.drain(..used);
         if !answers.is_empty() {
@@ -72,15 +75,15 @@ async fn device(mut stream: TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// `u16 BE length, IMEI`: its length and the answer `01`.
-fn imei_packet(b: &[u8]) -> Option<(usize, Vec<u8>)> {
+/// `u16 BE length, IMEI`: its length (answered `01`).
+fn imei_packet(b: &[u8]) -> Option<usize> {
     let len = usize::from(u16::from_be_bytes([*b.first()?, *b.get(1)?]));
-    (b.len() >= 2 + len).then(|| (2 + len, vec![1]))
+    (b.len() >= 2 + len).then_some(2 + len)
 }
 
-/// `00000000, u32 BE data length, codec, count, …, count, u32 CRC`: its length and the answer
-/// (the count as 4 bytes BE). The CRC is not checked.
-fn avl_packet(b: &[u8]) -> std::io::Result<Option<(usize, Vec<u8>)>> {
+/// `00000000, u32 BE data length, codec, count, …, count, u32 CRC`: its length and record
+/// count (answered as 4 bytes BE). The CRC is not checked.
+fn avl_packet(b: &[u8]) -> std::io::Result<Option<(usize, u8)>> {
     let Some(header) = b.get(..10) else {
         return Ok(None);
     };
@@ -94,5 +97,5 @@ fn avl_packet(b: &[u8]) -> std::io::Result<Option<(usize, Vec<u8>)>> {
     if b.len() < total {
         return Ok(None);
     }
-    Ok(Some((total, u32::from(header[9]).to_be_bytes().to_vec())))
+    Ok(Some((total, header[9])))
 }
