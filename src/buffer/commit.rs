@@ -532,7 +532,7 @@ fn commit_round(shared: &Shared, next_seq: &mut u64, mut round: Round) {
     // The durable mark is written beside sled's flush, not after it (`durable_mark.rs`).
     match shared
         .mark
-        .beside_flush(shared, first_seq, end, || store.db.flush())
+        .beside_flush(shared, first_seq, end, || store.flush())
     {
         Ok(_) => {
             shared.flushes.fetch_add(1, Ordering::Relaxed);

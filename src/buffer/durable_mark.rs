@@ -810,7 +810,7 @@ fn keep_aside(opts: &BufferOptions, store: Store) -> Result<PathBuf, BufferError
             // Without a counter the next open starts from the clock (or the mark's lease).
             tracing::warn!(path = %path.display(), "buffer: the damaged database had no seq counter");
         }
-        fresh.db.flush()?;
+        fresh.flush()?;
         Ok(())
     };
     copy().map_err(|source| BufferError::Sled {

@@ -137,6 +137,7 @@
 mod alarms;
 mod commit;
 mod dedup;
+mod device_sync;
 mod durable_mark;
 mod error;
 mod inspect;
@@ -443,7 +444,7 @@ impl Drop for Inner {
         let Some(store) = self.shared.store.wait() else {
             return;
         };
-        let flushed = store.db.flush();
+        let flushed = store.flush();
         if flushed.is_ok() {
             let shared = &self.shared;
             let next = shared.next_seq.load(Ordering::Acquire);
@@ -992,7 +993,6 @@ impl Buffer {
             });
         };
         store
-            .db
             .flush()
             .map(|_| ())
             .map_err(store.sled_err("flushing"))
@@ -1018,22 +1018,27 @@ impl Buffer {
     /// store across the wait.
     pub async fn flush_commands(&self) -> Result<(), BufferError> {
         let shared = self.shared();
-        let db = match shared.store.wait() {
-            Some(store) => store.db.clone(),
+        let (db, device) = match shared.store.wait() {
+            Some(store) => (store.db.clone(), Arc::clone(&store.device)),
             None => {
                 return Err(BufferError::Closed {
                     path: shared.path.clone(),
                 })
             }
         };
-        db.flush_async()
+        let failed = |source| BufferError::Sled {
+            path: shared.path.clone(),
+            op: "flushing the commands tree",
+            source,
+        };
+        db.flush_async().await.map_err(failed)?;
+        // What sled's flush leaves out (`device_sync.rs`), off the async workers: fsyncs.
+        tokio::task::spawn_blocking(move || device.after_flush())
             .await
+            .map_err(|join| sled::Error::Io(std::io::Error::other(join)))
+            .and_then(|synced| synced.map_err(sled::Error::Io))
             .map(|_| ())
-            .map_err(|source| BufferError::Sled {
-                path: shared.path.clone(),
-                op: "flushing the commands tree",
-                source,
-            })
+            .map_err(failed)
     }
 
     /// The database directory.

@@ -423,8 +423,7 @@ impl Reclaimer {
         });
         fill(&fresh, old, next_seq, dedup_log.unwrap_or_default())
             .map_err(|e| recovered("filling the new database", &e))?;
-        old.db
-            .flush()
+        old.flush()
             .map_err(|e| recovered("flushing the old database", &e))?;
         drop(fresh);
         if !wait_until_released(&new_path) {
@@ -592,6 +591,6 @@ fn fill(
         let (key, value) = item?;
         fresh.commands.insert(key, value)?;
     }
-    fresh.db.flush()?;
+    fresh.flush()?;
     Ok(())
 }

@@ -231,7 +231,7 @@ fn reopen(shared: &Shared, opts: &BufferOptions, next_seq: &mut u64) -> Result<(
             store.queue.remove(super::dedup::round_key(*first))?;
         }
         store.queue.insert(NEXT_SEQ_KEY, &next.to_be_bytes())?;
-        store.db.flush()?;
+        store.flush()?;
         Ok(())
     };
     if let Err(e) = write(&store, &mut removed) {

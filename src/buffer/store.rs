@@ -6,12 +6,13 @@ use std::cell::RefCell;
 use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use firmware_protocols::Record;
 use sled::IVec;
 
+use super::device_sync::DeviceSync;
 use super::{BufferError, BufferOptions};
 
 /// The tree holding the queue: chunk entries and, after them, the meta keys.
@@ -381,6 +382,19 @@ pub(super) struct Store {
     pub commands: sled::Tree,
     /// See [`BufferOptions::seq_floor`].
     pub seq_floor: Option<u64>,
+    /// What sled's flush leaves out (`device_sync.rs`); [`Store::flush`] does both.
+    pub device: Arc<DeviceSync>,
+}
+
+impl Store {
+    /// sled's flush, then what it leaves out (`device_sync.rs`): once this returns, what
+    /// was written before it survives a power cut, not only a crash of the process. Every
+    /// flush whose durability is acted on goes through here, never `db.flush()` alone.
+    pub fn flush(&self) -> sled::Result<usize> {
+        let bytes = self.db.flush()?;
+        self.device.after_flush().map_err(sled::Error::Io)?;
+        Ok(bytes)
+    }
 }
 
 pub(super) enum OpenFailure {
@@ -697,16 +711,18 @@ pub(super) fn try_open(path: &Path, opts: &BufferOptions) -> Result<Store, OpenF
         let queue = db.open_tree(QUEUE_TREE)?;
         let quarantine = db.open_tree(QUARANTINE_TREE)?;
         let commands = db.open_tree(COMMANDS_TREE)?;
-        Ok::<_, sled::Error>((db, queue, quarantine, commands))
+        let device = DeviceSync::open(path)?;
+        Ok::<_, sled::Error>((db, queue, quarantine, commands, device))
     }));
     match opened {
-        Ok(Ok((db, queue, quarantine, commands))) => Ok(Store {
+        Ok(Ok((db, queue, quarantine, commands, device))) => Ok(Store {
             path: path.to_path_buf(),
             db,
             queue,
             quarantine,
             commands,
             seq_floor: opts.seq_floor,
+            device: Arc::new(device),
         }),
         Ok(Err(e)) => Err(classify(e)),
         Err(panic) => {
