@@ -29,8 +29,13 @@ pub(super) const FORMAT_VERSION: u8 = 2;
 /// one entry, `[3][total count: u32 BE]` then per append `[len: u16 BE][bincode(records)]`.
 pub(super) const FORMAT_GROUPED: u8 = 3;
 /// Most bytes of one grouped value: far below any uplink batch, so grouping never makes a
-/// batch much larger than its appends would have.
-pub(super) const GROUP_MAX_BYTES: usize = 32 << 10;
+/// batch much larger than its appends would have. Small enough that a sled leaf (split
+/// past 16 entries) of grouped values stays under sled's 128 KiB limit for a log entry:
+/// with 32 KiB groups the queue's newest leaf went to a blob file of ~150 KB about ten
+/// times a second under one-record traffic, files that pile up until a reclaim (378 after
+/// 40 s) and each need an fsync of their own (`device_sync.rs`). 4 KiB: none, at the same
+/// records/s (README, Benchmarks).
+pub(super) const GROUP_MAX_BYTES: usize = 4 << 10;
 /// Most records in one grouped value (an uplink batch takes whole entries, so this bounds
 /// how far past `batch_max_records` a batch can go because of grouping).
 pub(super) const GROUP_MAX_RECORDS: u64 = 256;
