@@ -51,6 +51,9 @@ pub(super) struct DeviceSync {
     /// `<db>/blobs`.
     blobs: PathBuf,
     state: Mutex<Blobs>,
+    /// Blob files synced since open, for tests.
+    #[cfg(test)]
+    pub blobs_synced: std::sync::atomic::AtomicUsize,
 }
 
 /// The blob files synced so far.
@@ -80,6 +83,8 @@ impl DeviceSync {
             log,
             blobs: dir.join("blobs"),
             state: Mutex::new(Blobs::default()),
+            #[cfg(test)]
+            blobs_synced: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -118,6 +123,9 @@ impl DeviceSync {
             }
         }
         state.fresh = fresh;
+        #[cfg(test)]
+        self.blobs_synced
+            .fetch_add(synced.blobs, std::sync::atomic::Ordering::Relaxed);
         if synced.blobs > 0 {
             File::open(&self.blobs)?.sync_all()?;
         }

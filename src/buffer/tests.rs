@@ -1466,3 +1466,46 @@ async fn a_crash_at_any_step_of_a_reclaim_is_settled_at_the_next_open() {
         assert_eq!(quarantine.len(), 1, "{step:?}: the quarantine was lost");
     }
 }
+
+/// A chunk over sled's 128 KiB log-entry limit goes to a blob file, which sled never
+/// syncs: the append is answered only after fleetedge has synced it (`device_sync.rs`).
+#[tokio::test]
+async fn an_append_sled_stores_as_a_blob_file_is_synced_before_it_is_answered() {
+    let dir = TempDir::new().unwrap();
+    let buffer = open(&opts(dir.path()));
+    let synced = |buffer: &Buffer| {
+        let store = buffer.shared().store.wait().expect("store");
+        store
+            .device
+            .blobs_synced
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    stored(&buffer, recs(0, 3)).await;
+    assert_eq!(synced(&buffer), 0, "small chunks make no blob");
+    // 300 KiB that zstd cannot shrink (a xorshift stream), so the chunk stays over the limit.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: String = (0..300 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect();
+    let mut big = rec(100);
+    big.raw = Some(noise);
+    stored(&buffer, vec![big.clone()]).await;
+    let blob_files = std::fs::read_dir(dir.path().join("buffer").join("blobs"))
+        .unwrap()
+        .count();
+    assert!(
+        blob_files >= 1,
+        "sled wrote no blob file; the test needs one"
+    );
+    assert!(
+        synced(&buffer) >= 1,
+        "the blob was not synced before the answer"
+    );
+    let last = all(&buffer).pop().map(|(_, r)| r);
+    assert_eq!(last, Some(big));
+}
