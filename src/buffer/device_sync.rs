@@ -22,21 +22,28 @@
 //!
 //! Which blobs need syncing. A blob is written once, under a new name (its log position),
 //! while the entry that points at it is reserved, and that happens before the reservation
-//! ends. A blob seen for the first time may still be being written, for a reservation that
-//! a later flush covers. So a blob is synced when it is first seen, and looked at once
-//! more, after the next flush. By then any reservation that began before this flush has
-//! ended (sled's flush waits for every reservation that began before it), so the file is
-//! complete. If its length changed, it is synced again. Blobs that sled has deleted leave
-//! the list. A scan reads the directory's names only, with one `stat` for each blob seen
-//! the time before (usually none or one). The directory held 0–11 files in every benchmark
-//! shape (`store::GROUP_MAX_BYTES` keeps one-record traffic out of it).
+//! ends. sled's flush waits for every reservation up to the newest log position it sees
+//! when it starts, and a blob file is created only after its reservation took its
+//! position; so a blob file that a scan saw is complete once any flush that started
+//! after that scan has returned. A blob seen for the first time may still be being
+//! written (for a later flush, or by another thread: a removal, a page consolidation), so
+//! it is synced when first seen and synced once more, unconditionally, by the first scan
+//! after a flush that started after the scan that saw it. Each flush takes a [`Ticket`]
+//! (the scans finished so far) before it calls sled; flushes on several threads (a
+//! commit round, the commands tree) are therefore fine. Blobs that sled has deleted leave
+//! the lists. A scan reads the directory's names only. The directory held 0–11 files in
+//! every benchmark shape (`store::GROUP_MAX_BYTES` keeps one-record traffic out of it).
+//!
+//! A failed sync poisons this [`DeviceSync`]: the kernel may have dropped the pages it
+//! could not write and would not report it again ("fsyncgate"), so every later flush
+//! fails too, until the database is reopened (`recovery.rs`) with a new one.
 //!
 //! Cost on this project's machine (`cargo run --release --example flush_cost`): the
 //! `fdatasync` of the log adds 90–135 µs of wall time and 27–50 µs of CPU to a flush of
 //! 150–180 µs CPU. That is about 0.3–0.6 µs per record at the 80 records of a one-record
 //! commit round. README, Benchmarks, has the end-to-end figures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::ErrorKind;
@@ -56,29 +63,48 @@ pub(super) struct DeviceSync {
     pub blobs_synced: std::sync::atomic::AtomicUsize,
 }
 
+/// Taken before sled's flush: how many scans had finished by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Ticket(u64);
+
 /// The blob files synced so far.
 #[derive(Default)]
 struct Blobs {
-    /// Each blob's length when it was last synced.
-    synced: HashMap<OsString, u64>,
-    /// The blobs first synced by the previous scan: looked at once more by the next one.
-    fresh: Vec<OsString>,
+    /// Scans finished.
+    scans: u64,
+    /// Synced when known to be complete: nothing more to do.
+    done: HashSet<OsString>,
+    /// Synced when first seen, maybe while still being written: the scan that saw them
+    /// (numbered from 1), until a flush that started after it makes them final.
+    pending: HashMap<OsString, u64>,
+    /// A sync failed: why. Every later flush fails (see the module doc).
+    poisoned: Option<String>,
 }
 
 /// What one [`DeviceSync::after_flush`] did (for tests and the debug log).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Synced {
-    /// Blob files synced (new, or grown since they were first seen).
+    /// Blob files synced (seen for the first time, or for the last).
     pub blobs: usize,
 }
 
 impl DeviceSync {
     /// For the sled database in `dir`, once sled has opened it (the log file and the
-    /// `blobs` directory exist then). The directory itself is synced once here, so the
-    /// names sled created in it at first open are durable.
+    /// `blobs` directory exist then). What sled created at first open without syncing is
+    /// synced once here: its `conf` file (a new database's parameters; lost, the database
+    /// would not open), the directory (the names in it) and its parent (the directory's own
+    /// name).
     pub fn open(dir: &Path) -> std::io::Result<DeviceSync> {
         let log = File::open(dir.join("db"))?;
+        match File::open(dir.join("conf")) {
+            Ok(conf) => conf.sync_all()?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         File::open(dir)?.sync_all()?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(parent)?.sync_all()?;
+        }
         Ok(DeviceSync {
             log,
             blobs: dir.join("blobs"),
@@ -88,11 +114,45 @@ impl DeviceSync {
         })
     }
 
-    /// After sled's `flush()` returned: syncs the blob files it may have left unsynced and
-    /// flushes the drive's cache under sled's log. An error means the flushed state may not
-    /// survive a power cut: the caller treats it as a failed flush.
-    pub fn after_flush(&self) -> std::io::Result<Synced> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+    /// To be taken just before sled's flush and handed to [`DeviceSync::after_flush`].
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.lock().scans)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Blobs> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After sled's `flush()` (which began after `ticket` was taken) returned: syncs the
+    /// blob files it may have left unsynced and flushes the drive's cache under sled's log.
+    /// An error means the flushed state may not survive a power cut: the caller treats it
+    /// as a failed flush, and so is every later call (poisoned).
+    pub fn after_flush(&self, ticket: Ticket) -> std::io::Result<Synced> {
+        let mut state = self.lock();
+        if let Some(why) = &state.poisoned {
+            return Err(std::io::Error::other(format!(
+                "an earlier sync of the buffer's files failed ({why}); nothing is durable \
+                 until the database is reopened"
+            )));
+        }
+        match self.scan(&state, ticket) {
+            Ok((plan, synced)) => {
+                state.apply(plan);
+                #[cfg(test)]
+                self.blobs_synced
+                    .fetch_add(synced.blobs, std::sync::atomic::Ordering::Relaxed);
+                Ok(synced)
+            }
+            Err(e) => {
+                state.poisoned = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// One scan's IO: lists the blobs, syncs what the plan says, the directory if any
+    /// blob was synced, and the log. Changes nothing in `state`.
+    fn scan(&self, state: &Blobs, ticket: Ticket) -> std::io::Result<(Plan, Synced)> {
         let names = match std::fs::read_dir(&self.blobs) {
             Ok(entries) => entries
                 .map(|entry| entry.map(|e| e.file_name()))
@@ -101,81 +161,71 @@ impl DeviceSync {
             Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
-        let plan = state.plan(&names, |name| {
-            std::fs::metadata(self.blobs.join(name)).map(|m| Some(m.len()))
-        })?;
+        let mut plan = state.plan(&names, ticket);
         let mut synced = Synced::default();
-        let mut fresh = Vec::new();
-        for name in plan.sync {
-            match sync_file(&self.blobs.join(&name)) {
-                Ok(len) => {
-                    synced.blobs += 1;
-                    if !state.synced.contains_key(&name) {
-                        fresh.push(name.clone());
-                    }
-                    state.synced.insert(name, len);
-                }
-                // Deleted by sled's blob collection since the listing: nothing to keep.
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    state.synced.remove(&name);
-                }
+        let mut gone = Vec::new();
+        for name in plan.first_look.iter().chain(&plan.last_look) {
+            match File::open(self.blobs.join(name)).and_then(|file| file.sync_all()) {
+                Ok(()) => synced.blobs += 1,
+                // Deleted by sled since the listing: nothing to keep.
+                Err(e) if e.kind() == ErrorKind::NotFound => gone.push(name.clone()),
                 Err(e) => return Err(e),
             }
         }
-        state.fresh = fresh;
-        #[cfg(test)]
-        self.blobs_synced
-            .fetch_add(synced.blobs, std::sync::atomic::Ordering::Relaxed);
+        plan.first_look.retain(|name| !gone.contains(name));
+        plan.last_look.retain(|name| !gone.contains(name));
         if synced.blobs > 0 {
             File::open(&self.blobs)?.sync_all()?;
         }
         self.log.sync_data()?;
-        Ok(synced)
+        Ok((plan, synced))
     }
 }
 
-/// Which blobs one scan syncs.
-#[derive(Debug, PartialEq, Eq)]
+/// What one scan does: the blobs to sync for the first time and for the last, and the
+/// names present (the rest are forgotten).
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Plan {
-    sync: Vec<OsString>,
+    first_look: Vec<OsString>,
+    last_look: Vec<OsString>,
+    present: HashSet<OsString>,
 }
 
 impl Blobs {
-    /// Given the names in the `blobs` directory now: forgets the ones gone, and returns the
-    /// ones to sync: those never synced, and those first synced by the previous scan whose
-    /// length (`len_of`, `None` when the file is gone) changed since.
-    fn plan(
-        &mut self,
-        names: &[OsString],
-        len_of: impl Fn(&OsString) -> std::io::Result<Option<u64>>,
-    ) -> std::io::Result<Plan> {
-        let present: std::collections::HashSet<&OsString> = names.iter().collect();
-        self.synced.retain(|name, _| present.contains(name));
-        let mut sync: Vec<OsString> = names
-            .iter()
-            .filter(|name| !self.synced.contains_key(*name))
-            .cloned()
-            .collect();
-        for name in std::mem::take(&mut self.fresh) {
-            let Some(&synced_len) = self.synced.get(&name) else {
-                continue;
-            };
-            match len_of(&name) {
-                Ok(Some(len)) if len != synced_len => sync.push(name),
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+    /// Given the names in the `blobs` directory now and the ticket of the flush that just
+    /// returned: the blobs never seen (sync now, look again later) and the pending ones
+    /// that a flush started after the scan that saw them has covered (sync for the last
+    /// time). Pending ones not covered yet wait.
+    fn plan(&self, names: &[OsString], ticket: Ticket) -> Plan {
+        let mut plan = Plan::default();
+        for name in names {
+            if self.done.contains(name) {
+            } else if let Some(&seen_by) = self.pending.get(name) {
+                if seen_by <= ticket.0 {
+                    plan.last_look.push(name.clone());
+                }
+            } else {
+                plan.first_look.push(name.clone());
             }
         }
-        Ok(Plan { sync })
+        plan.present = names.iter().cloned().collect();
+        plan
     }
-}
 
-/// `fsync`s one file; returns its length as synced.
-fn sync_file(path: &Path) -> std::io::Result<u64> {
-    let file = File::open(path)?;
-    file.sync_all()?;
-    Ok(file.metadata()?.len())
+    /// Records a scan whose IO all succeeded.
+    fn apply(&mut self, plan: Plan) {
+        self.scans += 1;
+        let this_scan = self.scans;
+        self.done.retain(|name| plan.present.contains(name));
+        self.pending.retain(|name, _| plan.present.contains(name));
+        for name in plan.last_look {
+            self.pending.remove(&name);
+            self.done.insert(name);
+        }
+        for name in plan.first_look {
+            self.pending.insert(name, this_scan);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,61 +236,72 @@ mod tests {
         list.iter().map(OsString::from).collect()
     }
 
-    fn lens(list: &[(&str, u64)]) -> impl Fn(&OsString) -> std::io::Result<Option<u64>> {
-        let map: HashMap<OsString, u64> = list.iter().map(|(n, l)| (n.into(), *l)).collect();
-        move |name| Ok(map.get(name).copied())
+    #[test]
+    fn a_blob_is_synced_when_first_seen_and_once_more_after_a_flush_that_began_after() {
+        let mut blobs = Blobs::default();
+        // Scan 1, after a flush whose ticket was 0: "100" is new.
+        let plan = blobs.plan(&names(&["100"]), Ticket(0));
+        assert_eq!(plan.first_look, names(&["100"]));
+        blobs.apply(plan);
+        // A flush that began before scan 1 finished (ticket 0) does not cover it yet.
+        let plan = blobs.plan(&names(&["100", "200"]), Ticket(0));
+        assert_eq!(plan.first_look, names(&["200"]));
+        assert!(plan.last_look.is_empty());
+        blobs.apply(plan);
+        // One that began after scan 1 (ticket 1) does: the last sync of "100"; "200" was
+        // seen by scan 2 and waits for a ticket of 2.
+        let plan = blobs.plan(&names(&["100", "200"]), Ticket(1));
+        assert!(plan.first_look.is_empty());
+        assert_eq!(plan.last_look, names(&["100"]));
+        blobs.apply(plan);
+        let plan = blobs.plan(&names(&["100", "200"]), Ticket(3));
+        assert_eq!(plan.last_look, names(&["200"]));
+        blobs.apply(plan);
+        // Both final: never synced again.
+        let plan = blobs.plan(&names(&["100", "200"]), Ticket(9));
+        assert!(plan.first_look.is_empty() && plan.last_look.is_empty());
     }
 
     #[test]
-    fn a_blob_is_synced_when_first_seen_and_again_if_it_grew_by_the_next_scan() {
+    fn deleted_blobs_are_forgotten() {
         let mut blobs = Blobs::default();
-        let plan = blobs.plan(&names(&["100", "200"]), lens(&[])).unwrap();
-        assert_eq!(plan.sync, names(&["100", "200"]));
-        // What `after_flush` records after syncing them: "200" was still being written.
-        blobs.synced.insert("100".into(), 10);
-        blobs.synced.insert("200".into(), 5);
-        blobs.fresh = names(&["100", "200"]);
-        // Next scan: "200" is complete now (longer), "100" unchanged, "300" is new.
-        let plan = blobs
-            .plan(
-                &names(&["100", "200", "300"]),
-                lens(&[("100", 10), ("200", 9)]),
-            )
-            .unwrap();
-        let mut sync = plan.sync;
-        sync.sort();
-        assert_eq!(sync, names(&["200", "300"]));
+        let plan = blobs.plan(&names(&["100", "200"]), Ticket(0));
+        blobs.apply(plan);
+        let plan = blobs.plan(&names(&["100", "200"]), Ticket(1));
+        blobs.apply(plan);
+        assert_eq!(blobs.done.len(), 2);
+        let plan = blobs.plan(&names(&["200", "300"]), Ticket(2));
+        blobs.apply(plan);
+        assert!(!blobs.done.contains(&OsString::from("100")));
+        assert!(blobs.done.contains(&OsString::from("200")));
+        assert!(blobs.pending.contains_key(&OsString::from("300")));
     }
 
     #[test]
-    fn a_blob_looked_at_twice_is_not_looked_at_again_and_deleted_ones_are_forgotten() {
-        let mut blobs = Blobs::default();
-        blobs.synced.insert("100".into(), 10);
-        blobs.synced.insert("200".into(), 20);
-        // Neither is fresh: no stat, no sync, whatever their length would be now.
-        let plan = blobs
-            .plan(&names(&["100"]), |_| panic!("no stat expected"))
+    fn a_failed_sync_poisons_every_later_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .flush_every_ms(None)
+            .open()
             .unwrap();
-        assert!(plan.sync.is_empty());
-        assert!(!blobs.synced.contains_key(&OsString::from("200")));
-        assert!(blobs.synced.contains_key(&OsString::from("100")));
-    }
-
-    #[test]
-    fn a_fresh_blob_deleted_before_its_second_look_is_not_an_error() {
-        let mut blobs = Blobs::default();
-        blobs.synced.insert("100".into(), 10);
-        blobs.fresh = names(&["100"]);
-        let plan = blobs
-            .plan(&names(&["100"]), |_| {
-                Err(std::io::Error::from(ErrorKind::NotFound))
-            })
-            .unwrap();
-        assert!(plan.sync.is_empty());
+        let sync = DeviceSync::open(&dir.path().join("db")).unwrap();
+        // A blob name that cannot be opened (a symlink to itself: ELOOP) makes the scan
+        // fail as a blob that cannot be synced would.
+        let blob = dir.path().join("db").join("blobs").join("7");
+        std::os::unix::fs::symlink("7", &blob).unwrap();
+        let ticket = sync.ticket();
+        db.flush().unwrap();
+        assert!(sync.after_flush(ticket).is_err());
+        std::fs::remove_file(&blob).unwrap();
+        let ticket = sync.ticket();
+        db.flush().unwrap();
+        let again = sync.after_flush(ticket).unwrap_err().to_string();
+        assert!(again.contains("earlier sync"), "{again}");
     }
 
     /// With a real sled database: a value over sled's inline limit goes to a blob file,
-    /// and the flush that follows syncs it (and only once).
+    /// which the flush that follows syncs, and the next flush syncs once more (final).
     #[test]
     fn a_value_sled_writes_as_a_blob_is_synced_after_the_flush() {
         let dir = tempfile::tempdir().unwrap();
@@ -250,19 +311,23 @@ mod tests {
             .open()
             .unwrap();
         let sync = DeviceSync::open(&dir.path().join("db")).unwrap();
+        let flush = || {
+            let ticket = sync.ticket();
+            db.flush().unwrap();
+            sync.after_flush(ticket).unwrap()
+        };
         db.insert(b"small", vec![1_u8; 100]).unwrap();
-        db.flush().unwrap();
-        assert_eq!(sync.after_flush().unwrap(), Synced { blobs: 0 });
+        assert_eq!(flush(), Synced { blobs: 0 });
         // sled 0.34.7 writes a log entry over a quarter of a 512 KiB segment as a blob.
         db.insert(b"big", vec![7_u8; 300 << 10]).unwrap();
-        db.flush().unwrap();
+        let first = flush();
         let blob_files = std::fs::read_dir(dir.path().join("db").join("blobs"))
             .unwrap()
             .count();
         assert!(blob_files >= 1, "sled wrote no blob; the test needs one");
-        assert_eq!(sync.after_flush().unwrap().blobs, blob_files);
-        // Already synced, complete, looked at twice: nothing more to do.
-        assert_eq!(sync.after_flush().unwrap(), Synced { blobs: 0 });
-        assert_eq!(sync.after_flush().unwrap(), Synced { blobs: 0 });
+        assert_eq!(first.blobs, blob_files);
+        // The last look, then nothing more to do.
+        assert_eq!(flush().blobs, blob_files);
+        assert_eq!(flush(), Synced { blobs: 0 });
     }
 }

@@ -1031,14 +1031,20 @@ impl Buffer {
             op: "flushing the commands tree",
             source,
         };
+        let ticket = device.ticket();
         db.flush_async().await.map_err(failed)?;
         // What sled's flush leaves out (`device_sync.rs`), off the async workers: fsyncs.
-        tokio::task::spawn_blocking(move || device.after_flush())
+        let synced = tokio::task::spawn_blocking(move || device.after_flush(ticket))
             .await
             .map_err(|join| sled::Error::Io(std::io::Error::other(join)))
-            .and_then(|synced| synced.map_err(sled::Error::Io))
-            .map(|_| ())
-            .map_err(failed)
+            .and_then(|synced| synced.map_err(store::device_sync_failed));
+        if let Err(source) = synced {
+            // Poisoned until a reopen, which only the committer does.
+            shared.fault.fail(&shared.path, source.to_string());
+            self.wake_committer();
+            return Err(failed(source));
+        }
+        Ok(())
     }
 
     /// The database directory.

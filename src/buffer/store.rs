@@ -391,13 +391,25 @@ pub(super) struct Store {
     pub device: Arc<DeviceSync>,
 }
 
+/// A failed [`DeviceSync::after_flush`] as the sled error its flush becomes: still an IO
+/// error (the failing-database path reopens on it), with what failed in its text.
+pub(super) fn device_sync_failed(e: std::io::Error) -> sled::Error {
+    sled::Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("syncing sled's files after its flush: {e}"),
+    ))
+}
+
 impl Store {
     /// sled's flush, then what it leaves out (`device_sync.rs`): once this returns, what
     /// was written before it survives a power cut, not only a crash of the process. Every
     /// flush whose durability is acted on goes through here, never `db.flush()` alone.
     pub fn flush(&self) -> sled::Result<usize> {
+        let ticket = self.device.ticket();
         let bytes = self.db.flush()?;
-        self.device.after_flush().map_err(sled::Error::Io)?;
+        self.device
+            .after_flush(ticket)
+            .map_err(device_sync_failed)?;
         Ok(bytes)
     }
 }
