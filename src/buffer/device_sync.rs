@@ -27,10 +27,11 @@
 //! position; so a blob file that a scan saw is complete once any flush that started
 //! after that scan has returned. A blob seen for the first time may still be being
 //! written (for a later flush, or by another thread: a removal, a page consolidation), so
-//! it is synced when first seen and synced once more, unconditionally, by the first scan
-//! after a flush that started after the scan that saw it. Each flush takes a [`Ticket`]
-//! (the scans finished so far) before it calls sled; flushes on several threads (a
-//! commit round, the commands tree) are therefore fine. Blobs that sled has deleted leave
+//! it is synced by every scan, from the one that first sees it up to and including the
+//! first scan after a flush that started after that one; then it is final. Each flush
+//! takes a [`Ticket`] (the scans finished so far) before it calls sled, so flushes on
+//! several threads (a commit round, the commands tree) are fine: whichever flush covered a
+//! blob, its own scan syncs it again after the blob was complete. Blobs that sled has deleted leave
 //! the lists. A scan reads the directory's names only. The directory held 0–11 files in
 //! every benchmark shape (`store::GROUP_MAX_BYTES` keeps one-record traffic out of it).
 //!
@@ -48,6 +49,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Makes a sled database's flushed state survive a power cut (see the module doc).
@@ -58,6 +60,9 @@ pub(super) struct DeviceSync {
     /// `<db>/blobs`.
     blobs: PathBuf,
     state: Mutex<Blobs>,
+    /// Scans finished (a copy of [`Blobs::scans`] that [`DeviceSync::ticket`] reads without
+    /// waiting for a scan in progress: an async caller takes its ticket on a worker).
+    scans: AtomicU64,
     /// Blob files synced since open, for tests.
     #[cfg(test)]
     pub blobs_synced: std::sync::atomic::AtomicUsize,
@@ -102,13 +107,16 @@ impl DeviceSync {
             Err(e) => return Err(e),
         }
         File::open(dir)?.sync_all()?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            File::open(parent)?.sync_all()?;
-        }
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()?;
         Ok(DeviceSync {
             log,
             blobs: dir.join("blobs"),
             state: Mutex::new(Blobs::default()),
+            scans: AtomicU64::new(0),
             #[cfg(test)]
             blobs_synced: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -116,7 +124,7 @@ impl DeviceSync {
 
     /// To be taken just before sled's flush and handed to [`DeviceSync::after_flush`].
     pub fn ticket(&self) -> Ticket {
-        Ticket(self.lock().scans)
+        Ticket(self.scans.load(Ordering::Acquire))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Blobs> {
@@ -138,6 +146,7 @@ impl DeviceSync {
         match self.scan(&state, ticket) {
             Ok((plan, synced)) => {
                 state.apply(plan);
+                self.scans.store(state.scans, Ordering::Release);
                 #[cfg(test)]
                 self.blobs_synced
                     .fetch_add(synced.blobs, std::sync::atomic::Ordering::Relaxed);
@@ -164,7 +173,12 @@ impl DeviceSync {
         let mut plan = state.plan(&names, ticket);
         let mut synced = Synced::default();
         let mut gone = Vec::new();
-        for name in plan.first_look.iter().chain(&plan.last_look) {
+        for name in plan
+            .first_look
+            .iter()
+            .chain(&plan.again)
+            .chain(&plan.last_look)
+        {
             match File::open(self.blobs.join(name)).and_then(|file| file.sync_all()) {
                 Ok(()) => synced.blobs += 1,
                 // Deleted by sled since the listing: nothing to keep.
@@ -173,6 +187,7 @@ impl DeviceSync {
             }
         }
         plan.first_look.retain(|name| !gone.contains(name));
+        plan.again.retain(|name| !gone.contains(name));
         plan.last_look.retain(|name| !gone.contains(name));
         if synced.blobs > 0 {
             File::open(&self.blobs)?.sync_all()?;
@@ -182,20 +197,22 @@ impl DeviceSync {
     }
 }
 
-/// What one scan does: the blobs to sync for the first time and for the last, and the
-/// names present (the rest are forgotten).
+/// What one scan does: the blobs to sync for the first time, again (not final yet) and
+/// for the last time, and the names present (the rest are forgotten).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Plan {
     first_look: Vec<OsString>,
+    again: Vec<OsString>,
     last_look: Vec<OsString>,
     present: HashSet<OsString>,
 }
 
 impl Blobs {
     /// Given the names in the `blobs` directory now and the ticket of the flush that just
-    /// returned: the blobs never seen (sync now, look again later) and the pending ones
-    /// that a flush started after the scan that saw them has covered (sync for the last
-    /// time). Pending ones not covered yet wait.
+    /// returned: the blobs never seen (sync now, look again later), the pending ones that
+    /// a flush started after the scan that saw them has covered (sync for the last time),
+    /// and the other pending ones (sync again: another thread's flush may have covered
+    /// them, and its scan may have come before they were complete).
     fn plan(&self, names: &[OsString], ticket: Ticket) -> Plan {
         let mut plan = Plan::default();
         for name in names {
@@ -203,6 +220,8 @@ impl Blobs {
             } else if let Some(&seen_by) = self.pending.get(name) {
                 if seen_by <= ticket.0 {
                     plan.last_look.push(name.clone());
+                } else {
+                    plan.again.push(name.clone());
                 }
             } else {
                 plan.first_look.push(name.clone());
@@ -243,15 +262,18 @@ mod tests {
         let plan = blobs.plan(&names(&["100"]), Ticket(0));
         assert_eq!(plan.first_look, names(&["100"]));
         blobs.apply(plan);
-        // A flush that began before scan 1 finished (ticket 0) does not cover it yet.
+        // A flush that began before scan 1 finished (ticket 0) may not cover it yet: synced
+        // again, still not final.
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(0));
         assert_eq!(plan.first_look, names(&["200"]));
+        assert_eq!(plan.again, names(&["100"]));
         assert!(plan.last_look.is_empty());
         blobs.apply(plan);
         // One that began after scan 1 (ticket 1) does: the last sync of "100"; "200" was
         // seen by scan 2 and waits for a ticket of 2.
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(1));
         assert!(plan.first_look.is_empty());
+        assert_eq!(plan.again, names(&["200"]));
         assert_eq!(plan.last_look, names(&["100"]));
         blobs.apply(plan);
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(3));
@@ -259,7 +281,7 @@ mod tests {
         blobs.apply(plan);
         // Both final: never synced again.
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(9));
-        assert!(plan.first_look.is_empty() && plan.last_look.is_empty());
+        assert!(plan.first_look.is_empty() && plan.again.is_empty() && plan.last_look.is_empty());
     }
 
     #[test]

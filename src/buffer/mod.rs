@@ -1032,19 +1032,26 @@ impl Buffer {
             source,
         };
         let ticket = device.ticket();
-        db.flush_async().await.map_err(failed)?;
-        // What sled's flush leaves out (`device_sync.rs`), off the async workers: fsyncs.
-        let synced = tokio::task::spawn_blocking(move || device.after_flush(ticket))
-            .await
-            .map_err(|join| sled::Error::Io(std::io::Error::other(join)))
-            .and_then(|synced| synced.map_err(store::device_sync_failed));
-        if let Err(source) = synced {
-            // Poisoned until a reopen, which only the committer does.
-            shared.fault.fail(&shared.path, source.to_string());
+        let flushed = match db.flush_async().await {
+            // What sled's flush leaves out (`device_sync.rs`), off the async workers.
+            Ok(_) => match tokio::task::spawn_blocking(move || device.after_flush(ticket)).await {
+                Ok(synced) => synced.map(|_| ()).map_err(store::device_sync_failed),
+                // A panic in it: not an IO failure of the database.
+                Err(join) => return Err(failed(sled::Error::Io(std::io::Error::other(join)))),
+            },
+            Err(e) => Err(e),
+        };
+        let Err(source) = flushed else {
+            return Ok(());
+        };
+        let error = failed(source);
+        // As a failed removal: an IO error needs the committer's reopen (a failed device
+        // sync has poisoned its `DeviceSync` until then).
+        if recovery::poisons(&error) {
+            shared.fault.fail(&shared.path, error.to_string());
             self.wake_committer();
-            return Err(failed(source));
         }
-        Ok(())
+        Err(error)
     }
 
     /// The database directory.
