@@ -4,13 +4,15 @@
 //! It opens a sled database in a temporary directory with the buffer's settings
 //! (`HighThroughput`, no background flusher), then, `ROUNDS` times, inserts one value of
 //! `BYTES` under the next big-endian seq and calls `flush()`, as the commit thread does once
-//! per round. Then it does the same with a plain file allocated beforehand: one write of
-//! `BYTES` in place and one `sync_data` (fdatasync), the least any durable write costs. For each it prints the wall time and the whole process's CPU time
+//! per round; then the same with an `fdatasync` of sled's log after each flush (what
+//! `buffer/device_sync.rs` adds). Then it does the same with a plain file allocated
+//! beforehand: one write of `BYTES` in place and one `sync_data` (fdatasync), the least any
+//! durable write costs. For each it prints the wall time and the whole process's CPU time
 //! (every thread, sled's IO pool included) per durable write. The difference is sled's own
 //! cost per flush, which no change in fleetedge can take away while sled is pinned.
 //!
-//!   cargo run --release --example flush_cost -- [ROUNDS] [BYTES]   (default 3000 8192)
-//!   scripts/bench-flush                                            (the same, with CLK_TCK)
+//!   CLK_TCK=$(getconf CLK_TCK) cargo run --release --example flush_cost -- [ROUNDS] [BYTES]
+//!   (defaults 3000 8192; CLK_TCK defaults to 100)
 
 use std::os::unix::fs::FileExt;
 use std::time::Instant;

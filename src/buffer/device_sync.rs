@@ -7,8 +7,9 @@
 //! consumer SSDs; the man page: "does not provide any data integrity on systems with
 //! volatile disk write caches") the log can still be lost when the power goes. A log entry
 //! larger than a quarter of a segment (128 KiB: a big chunk, or a consolidated leaf of big
-//! chunks, as a JSON-lines stream makes) goes to a file of its own under `<db>/blobs/`. sled writes that file with plain writes and never
-//! syncs it or its directory (`pagecache/blob_io.rs`). Both are known upstream (sled
+//! chunks, as a JSON-lines stream makes) goes to a file of its own under `<db>/blobs/`.
+//! sled writes that file with plain writes and never syncs it or its directory
+//! (`pagecache/blob_io.rs`). Both are known upstream (sled
 //! issues 1351 and 1452) and are not fixed in the pinned release.
 //!
 //! [`DeviceSync::after_flush`] is called after every `flush()` whose durability fleetedge
@@ -31,9 +32,10 @@
 //! first scan after a flush that started after that one; then it is final. Each flush
 //! takes a [`Ticket`] (the scans finished so far) before it calls sled, so flushes on
 //! several threads (a commit round, the commands tree) are fine: whichever flush covered a
-//! blob, its own scan syncs it again after the blob was complete. Blobs that sled has deleted leave
-//! the lists. A scan reads the directory's names only. The directory held 0–11 files in
-//! every benchmark shape (`store::GROUP_MAX_BYTES` keeps one-record traffic out of it).
+//! blob, its own scan syncs it again after the blob was complete. Blobs that sled has
+//! deleted leave the lists. A scan reads the directory's names only. The directory held
+//! 0–11 files in every benchmark shape (`store::GROUP_MAX_BYTES` keeps one-record traffic
+//! out of it).
 //!
 //! A failed sync poisons this [`DeviceSync`]: the kernel may have dropped the pages it
 //! could not write and would not report it again ("fsyncgate"), so every later flush
@@ -49,6 +51,8 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -60,23 +64,22 @@ pub(super) struct DeviceSync {
     /// `<db>/blobs`.
     blobs: PathBuf,
     state: Mutex<Blobs>,
-    /// Scans finished (a copy of [`Blobs::scans`] that [`DeviceSync::ticket`] reads without
-    /// waiting for a scan in progress: an async caller takes its ticket on a worker).
+    /// Scans finished; raised only under `state`'s lock, read by [`DeviceSync::ticket`]
+    /// without it (an async caller takes its ticket on a worker and must not wait for a
+    /// scan's fsyncs).
     scans: AtomicU64,
     /// Blob files synced since open, for tests.
     #[cfg(test)]
-    pub blobs_synced: std::sync::atomic::AtomicUsize,
+    pub blobs_synced: AtomicUsize,
 }
 
 /// Taken before sled's flush: how many scans had finished by then.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Ticket(u64);
 
 /// The blob files synced so far.
 #[derive(Default)]
 struct Blobs {
-    /// Scans finished.
-    scans: u64,
     /// Synced when known to be complete: nothing more to do.
     done: HashSet<OsString>,
     /// Synced when first seen, maybe while still being written: the scan that saw them
@@ -86,7 +89,7 @@ struct Blobs {
     poisoned: Option<String>,
 }
 
-/// What one [`DeviceSync::after_flush`] did (for tests and the debug log).
+/// What one [`DeviceSync::after_flush`] did (for tests).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Synced {
     /// Blob files synced (seen for the first time, or for the last).
@@ -118,7 +121,7 @@ impl DeviceSync {
             state: Mutex::new(Blobs::default()),
             scans: AtomicU64::new(0),
             #[cfg(test)]
-            blobs_synced: std::sync::atomic::AtomicUsize::new(0),
+            blobs_synced: AtomicUsize::new(0),
         })
     }
 
@@ -145,11 +148,11 @@ impl DeviceSync {
         }
         match self.scan(&state, ticket) {
             Ok((plan, synced)) => {
-                state.apply(plan);
-                self.scans.store(state.scans, Ordering::Release);
+                let this_scan = self.scans.load(Ordering::Acquire) + 1;
+                state.apply(plan, this_scan);
+                self.scans.store(this_scan, Ordering::Release);
                 #[cfg(test)]
-                self.blobs_synced
-                    .fetch_add(synced.blobs, std::sync::atomic::Ordering::Relaxed);
+                self.blobs_synced.fetch_add(synced.blobs, Ordering::Relaxed);
                 Ok(synced)
             }
             Err(e) => {
@@ -231,10 +234,8 @@ impl Blobs {
         plan
     }
 
-    /// Records a scan whose IO all succeeded.
-    fn apply(&mut self, plan: Plan) {
-        self.scans += 1;
-        let this_scan = self.scans;
+    /// Records scan number `this_scan` (from 1), whose IO all succeeded.
+    fn apply(&mut self, plan: Plan, this_scan: u64) {
         self.done.retain(|name| plan.present.contains(name));
         self.pending.retain(|name, _| plan.present.contains(name));
         for name in plan.last_look {
@@ -255,30 +256,42 @@ mod tests {
         list.iter().map(OsString::from).collect()
     }
 
+    /// A sled database in a temporary directory (`<dir>/db`) and its [`DeviceSync`].
+    fn sled_with_sync() -> (tempfile::TempDir, sled::Db, DeviceSync) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        let sync = DeviceSync::open(&dir.path().join("db")).unwrap();
+        (dir, db, sync)
+    }
+
     #[test]
     fn a_blob_is_synced_when_first_seen_and_once_more_after_a_flush_that_began_after() {
         let mut blobs = Blobs::default();
         // Scan 1, after a flush whose ticket was 0: "100" is new.
         let plan = blobs.plan(&names(&["100"]), Ticket(0));
         assert_eq!(plan.first_look, names(&["100"]));
-        blobs.apply(plan);
+        blobs.apply(plan, 1);
         // A flush that began before scan 1 finished (ticket 0) may not cover it yet: synced
         // again, still not final.
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(0));
         assert_eq!(plan.first_look, names(&["200"]));
         assert_eq!(plan.again, names(&["100"]));
         assert!(plan.last_look.is_empty());
-        blobs.apply(plan);
+        blobs.apply(plan, 2);
         // One that began after scan 1 (ticket 1) does: the last sync of "100"; "200" was
         // seen by scan 2 and waits for a ticket of 2.
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(1));
         assert!(plan.first_look.is_empty());
         assert_eq!(plan.again, names(&["200"]));
         assert_eq!(plan.last_look, names(&["100"]));
-        blobs.apply(plan);
+        blobs.apply(plan, 3);
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(3));
         assert_eq!(plan.last_look, names(&["200"]));
-        blobs.apply(plan);
+        blobs.apply(plan, 4);
         // Both final: never synced again.
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(9));
         assert!(plan.first_look.is_empty() && plan.again.is_empty() && plan.last_look.is_empty());
@@ -288,12 +301,12 @@ mod tests {
     fn deleted_blobs_are_forgotten() {
         let mut blobs = Blobs::default();
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(0));
-        blobs.apply(plan);
+        blobs.apply(plan, 1);
         let plan = blobs.plan(&names(&["100", "200"]), Ticket(1));
-        blobs.apply(plan);
+        blobs.apply(plan, 2);
         assert_eq!(blobs.done.len(), 2);
         let plan = blobs.plan(&names(&["200", "300"]), Ticket(2));
-        blobs.apply(plan);
+        blobs.apply(plan, 3);
         assert!(!blobs.done.contains(&OsString::from("100")));
         assert!(blobs.done.contains(&OsString::from("200")));
         assert!(blobs.pending.contains_key(&OsString::from("300")));
@@ -301,13 +314,7 @@ mod tests {
 
     #[test]
     fn a_failed_sync_poisons_every_later_flush() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .flush_every_ms(None)
-            .open()
-            .unwrap();
-        let sync = DeviceSync::open(&dir.path().join("db")).unwrap();
+        let (dir, db, sync) = sled_with_sync();
         // A blob name that cannot be opened (a symlink to itself: ELOOP) makes the scan
         // fail as a blob that cannot be synced would.
         let blob = dir.path().join("db").join("blobs").join("7");
@@ -326,13 +333,7 @@ mod tests {
     /// which the flush that follows syncs, and the next flush syncs once more (final).
     #[test]
     fn a_value_sled_writes_as_a_blob_is_synced_after_the_flush() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join("db"))
-            .flush_every_ms(None)
-            .open()
-            .unwrap();
-        let sync = DeviceSync::open(&dir.path().join("db")).unwrap();
+        let (dir, db, sync) = sled_with_sync();
         let flush = || {
             let ticket = sync.ticket();
             db.flush().unwrap();

@@ -1475,22 +1475,16 @@ async fn an_append_sled_stores_as_a_blob_file_is_synced_before_it_is_answered() 
     let buffer = open(&opts(dir.path()));
     let synced = |buffer: &Buffer| {
         let store = buffer.shared().store.wait().expect("store");
-        store
-            .device
-            .blobs_synced
-            .load(std::sync::atomic::Ordering::Relaxed)
+        store.device.blobs_synced.load(Ordering::Relaxed)
     };
     stored(&buffer, recs(0, 3)).await;
     assert_eq!(synced(&buffer), 0, "small chunks make no blob");
-    // 300 KiB that zstd cannot shrink (a xorshift stream), so the chunk stays over the limit.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let noise: String = (0..300 << 10)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            char::from(b'!' + (x % 90) as u8)
-        })
+    // 300 KiB of seeded random letters and digits: zstd cannot take them under 128 KiB.
+    use rand::{Rng, SeedableRng};
+    let noise: String = rand::rngs::StdRng::seed_from_u64(7)
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(300 << 10)
+        .map(char::from)
         .collect();
     let mut big = rec(100);
     big.raw = Some(noise);
