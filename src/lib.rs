@@ -20,6 +20,7 @@
 //! - [`decode`]: `fleetedge decode`, the capture decoder for installers.
 //! - [`simulate`]: `fleetedge simulate`, simulated devices for site checks and load tests.
 //! - [`inspect`]: `fleetedge buffer stats|export`, the installer's look into the buffer.
+//! - [`listen`]: TCP listening sockets with a backlog sized for a site's devices.
 //! - [`logging`]: tracing setup; [`log_limit`]: the rate limit on bad-input warnings.
 //! - [`metrics`]: process-wide counters, logged periodically.
 //! - [`ops`]: the HTTP endpoint: Prometheus `/metrics`, `/health`, `/ready`.
@@ -36,6 +37,7 @@ pub mod decode;
 pub mod gateway;
 pub mod ingest;
 pub mod inspect;
+pub mod listen;
 pub mod log_limit;
 pub mod logging;
 pub mod metrics;

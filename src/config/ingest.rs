@@ -12,7 +12,7 @@ use crate::ingest::IngestOptions;
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSettings {
     /// Device connections open at once, over all listeners; more wait in the kernel's
-    /// backlog. Default 1024.
+    /// listen backlog ([`crate::listen::BACKLOG`]). Default 1024.
     pub max_connections: usize,
     /// Close a device connection silent for this many seconds. Default 600.
     pub idle_timeout_s: u64,

@@ -35,7 +35,7 @@ impl BoundTcp {
         settings: &Settings,
         commands: Option<&crate::commands::Commands>,
     ) -> anyhow::Result<BoundTcp> {
-        let listener = TcpListener::bind(&l.bind).await.map_err(|e| {
+        let listener = crate::listen::tcp(&l.bind).await.map_err(|e| {
             anyhow::anyhow!(
                 "listeners[{index}].bind: cannot listen on TCP {}: {e}",
                 l.bind

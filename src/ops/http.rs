@@ -88,7 +88,7 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<Option<HttpEndpoint
         return Ok(None);
     };
     let token = settings.token().map_err(anyhow::Error::msg)?;
-    let listener = TcpListener::bind(addr)
+    let listener = crate::listen::tcp(addr)
         .await
         .with_context(|| format!("http.bind: cannot listen on {addr}"))?;
     let local_addr = listener
