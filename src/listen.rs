@@ -21,15 +21,18 @@ pub const BACKLOG: u32 = 4096;
 pub async fn tcp(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
     let mut last_error = None;
     for candidate in tokio::net::lookup_host(addr).await? {
+        // A socket that cannot be made (IPv6 off in the kernel, for `localhost` that
+        // resolves to ::1 first) is one more address that failed, as in tokio's bind.
         let socket = if candidate.is_ipv4() {
-            TcpSocket::new_v4()?
+            TcpSocket::new_v4()
         } else {
-            TcpSocket::new_v6()?
+            TcpSocket::new_v6()
         };
-        let bound = socket
-            .set_reuseaddr(true)
-            .and_then(|()| socket.bind(candidate))
-            .and_then(|()| socket.listen(BACKLOG));
+        let bound = socket.and_then(|socket| {
+            socket.set_reuseaddr(true)?;
+            socket.bind(candidate)?;
+            socket.listen(BACKLOG)
+        });
         match bound {
             Ok(listener) => return Ok(listener),
             Err(e) => last_error = Some(e),
