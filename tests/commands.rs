@@ -191,7 +191,10 @@ async fn a_command_to_a_connected_device_is_sent_and_answered() {
 
     cloud.publish(command("c-1", "sensor-1", "getinfo")).await;
     let line = device.next_command(WAIT).await.expect("the command line");
-    assert_eq!(line, json!({"id": "c-1", "command": "getinfo"}));
+    assert_eq!(
+        line,
+        json!({"id": "c-1", "device_id": "sensor-1", "command": "getinfo"})
+    );
     device.answer("c-1", "fw 1.2").await;
 
     let sent = cloud.wait_status("c-1", "sent").await;
@@ -200,6 +203,45 @@ async fn a_command_to_a_connected_device_is_sent_and_answered() {
     assert_eq!(answered["answer"], "fw 1.2");
     assert!(answered["reason"].is_null());
     assert!(answered["at"].as_str().unwrap_or_default().ends_with('Z'));
+}
+
+/// A local application serving two devices on one connection (issue 9's JSON-lines shape):
+/// the second device is reachable too. Its command comes on that connection, naming it, and
+/// its answer (named by the command id alone) is published as that device's. (Before, only
+/// the connection's first device was reachable, and this command stayed queued.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_on_a_json_lines_connection_can_be_sent_commands() {
+    let broker = Mosquitto::start(free_port()).await;
+    let gateway = start(jsonl_gateway("gw-cmd-12", broker.port())).await;
+    let mut cloud = Cloud::start(broker.port(), "gw-cmd-12").await;
+    let mut app = JsonDevice::connect(gateway.listener_addr(0), "hub-a").await;
+    app.id = "hub-b".into();
+    app.record(2).await;
+
+    cloud.publish(command("m-b", "hub-b", "level?")).await;
+    let line = app
+        .next_command(WAIT)
+        .await
+        .expect("hub-b's command on the app's connection");
+    assert_eq!(
+        line,
+        json!({"id": "m-b", "device_id": "hub-b", "command": "level?"})
+    );
+    cloud.publish(command("m-a", "hub-a", "reset")).await;
+    let line = app
+        .next_command(WAIT)
+        .await
+        .expect("hub-a's command, while hub-b's is outstanding");
+    assert_eq!(line["device_id"], "hub-a");
+    app.answer("m-b", "41 cm").await;
+    app.answer("m-a", "done").await;
+    let b = cloud.wait_status("m-b", "answered").await;
+    assert_eq!(
+        (b["device_id"].as_str(), b["answer"].as_str()),
+        (Some("hub-b"), Some("41 cm"))
+    );
+    let a = cloud.wait_status("m-a", "answered").await;
+    assert_eq!(a["device_id"], "hub-a");
 }
 
 /// A Teltonika device: IMEI login, then a Codec 12 command on the idle connection, and its
@@ -608,7 +650,10 @@ async fn the_command_tool_sends_through_the_gateway_and_prints_each_status() {
         "20".into(),
     ]);
     let line = device.next_command(WAIT).await.expect("the command line");
-    assert_eq!(line, json!({"id": "tool-1", "command": "getver"}));
+    assert_eq!(
+        line,
+        json!({"id": "tool-1", "device_id": "sensor-9", "command": "getver"})
+    );
     device.answer("tool-1", "ver 7").await;
     let answered = run.await.expect("the tool ran");
     let out = String::from_utf8_lossy(&answered.stdout).to_string();
@@ -736,7 +781,10 @@ async fn a_serial_device_gets_its_command_on_the_port_and_answers_there() {
         .expect("reader")
         .expect("the command line on the port");
     let line: Value = serde_json::from_str(&line).expect("a JSON line");
-    assert_eq!(line, json!({"id": "s-1", "command": "getinfo"}));
+    assert_eq!(
+        line,
+        json!({"id": "s-1", "device_id": "serial-11", "command": "getinfo"})
+    );
     dev.write_all(b"{\"id\":\"s-1\",\"answer\":\"level ok\"}\n")
         .expect("the answer");
     let answered = cloud.wait_status("s-1", "answered").await;

@@ -14,7 +14,7 @@
 //!                 flag = 00 00 token_hi token_lo
 //! queclink        AT+<text>,<token as 4 hex digits>$              +ACK:GT…,<serial>,…$  Token(serial)
 //! wialon          #M#<text>\r\n                                   #AM#1 / #AM#0         Outstanding
-//! jsonl           {"id":"<command id>","command":"<text>"}\n      {"id":…,"answer":…}  CommandId(id)
+//! jsonl           {"command":"<text>","device_id":…,"id":…}\n     {"id":…,"answer":…}  CommandId(id)
 //! nmea            none: CommandError::NoDownlink
 //! wialon-udp      none: the device does not listen over UDP (fact sheet §6)
 //! ```
@@ -133,12 +133,14 @@ pub fn takes_commands(protocol: Protocol) -> bool {
 
 /// The bytes that carry `body` to a device of `protocol`. `token` goes where the protocol
 /// has a slot for it (GT06 server flag, Queclink serial number) and comes back in the
-/// answer's [`AnswerKey::Token`]; `command_id` goes into JSON lines. Both are ignored by the
-/// protocols without such a slot.
+/// answer's [`AnswerKey::Token`]; `command_id` and `device_id` go into JSON lines (one
+/// connection may carry many devices there). They are ignored by the protocols without such
+/// a slot.
 pub fn frame_command(
     protocol: Protocol,
     token: u16,
     command_id: &str,
+    device_id: &str,
     body: &CommandBody,
 ) -> Result<Vec<u8>, CommandError> {
     if !takes_commands(protocol) {
@@ -154,7 +156,7 @@ pub fn frame_command(
         Protocol::Teltonika | Protocol::TeltonikaUdp => {
             crate::teltonika::command_packet(protocol, text)
         }
-        Protocol::Jsonl => Ok(crate::jsonl::command_line(command_id, text)),
+        Protocol::Jsonl => Ok(crate::jsonl::command_line(command_id, device_id, text)),
         Protocol::Gt06 => crate::gt06::command_frame(token, text),
         Protocol::Queclink => crate::queclink::command_text(token, text),
         Protocol::Wialon => crate::wialon::command_packet(text),

@@ -40,7 +40,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-pub use service::{Commands, Delivery, Registration, Seen};
+pub use service::{Commands, Delivery, Registration, Seen, MAX_DEVICES_PER_SESSION};
 
 use std::time::Duration;
 

@@ -5,7 +5,8 @@
 //! ```text
 //! MQTT / HTTP ─ accept ─▶ parse, de-duplicate, admit ─▶ sled batch + flush ─▶ (then the ack)
 //!                                                  └─▶ dispatch(device)
-//! session login ─ register ─▶ directory ─▶ dispatch: expired? allowed? framed? ─▶ channel (1)
+//! session login ─ register ─▶ directory ─▶ dispatch: expired? allowed? framed? ─▶ channel
+//! another device on it ─ link ─┘   (one channel per session, every device it carries)
 //! session, idle ─ mark_sent (durable) ─▶ write the frame
 //! session ─ answered / unregister (connection lost) ─▶ result ─▶ dispatch the next one
 //! ticker ─ tick(now) ─▶ expired / no answer in time ─▶ results
@@ -37,6 +38,11 @@ use crate::config::Settings;
 const SEEN_DEVICES: usize = 100_000;
 /// Results kept in memory for `GET /commands/{id}`.
 const RECENT_RESULTS: usize = 10_000;
+/// Devices one session can be sent commands for. A device protocol's connection is one
+/// device, but a JSON-lines connection (a local application, a hub of sensors) carries the
+/// records of many, and each of them is reachable on it; past this many, the next ones are
+/// not (their commands wait, queued, until they appear on a connection with room).
+pub const MAX_DEVICES_PER_SESSION: usize = 64;
 
 /// How a device is reached: its protocol and the config entry it came in through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,20 +56,27 @@ pub struct Seen {
 pub struct Delivery {
     pub seq: u64,
     pub id: String,
+    /// The device it is for (a session may carry several, see [`MAX_DEVICES_PER_SESSION`]).
+    pub device: String,
     pub bytes: Vec<u8>,
 }
 
-/// A session's place in the directory.
+/// A session's place in the directory: the channel its devices' commands come through.
 #[derive(Debug)]
 pub struct Registration {
     pub id: u64,
     pub rx: mpsc::Receiver<Delivery>,
+    /// Cloned into the link of each device the session carries ([`Commands::link`]).
+    tx: mpsc::Sender<Delivery>,
 }
 
 struct Link {
     registration: u64,
     seen: Seen,
     tx: mpsc::Sender<Delivery>,
+    /// The command handed to the session's channel and not yet taken (`mark_sent`): a
+    /// dispatch does not hand it again, so one device cannot fill a channel shared by many.
+    handed: Option<u64>,
 }
 
 struct State {
@@ -384,7 +397,7 @@ impl Commands {
     /// expired and those it cannot take.
     pub fn dispatch(&self, device: &str, now_ms: i64) {
         let mut st = self.state();
-        let Some((seen, tx)) = st.links.get(device).map(|l| (l.seen, l.tx.clone())) else {
+        let Some(seen) = st.links.get(device).map(|l| l.seen) else {
             return;
         };
         let mut change = Change::default();
@@ -392,10 +405,25 @@ impl Commands {
         // Under the lock: results reach the outbox in seq order (the publisher reads after
         // the last seq it sent).
         self.apply_results(change);
-        drop(st);
-        if let Some(delivery) = next {
-            // Full: this very command waits in the channel already.
-            let _ = tx.try_send(delivery);
+        let (Some(delivery), Some(link)) = (next, st.links.get_mut(device)) else {
+            return;
+        };
+        if link.handed == Some(delivery.seq) {
+            return; // it waits in the session's channel already
+        }
+        let seq = delivery.seq;
+        match link.tx.try_send(delivery) {
+            Ok(()) => link.handed = Some(seq),
+            // Full of other devices' commands (or of ones settled since they were handed):
+            // the next dispatch of this device (its session taking one, an answer, the
+            // ticker) hands it then.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(
+                    device,
+                    "commands: the session's channel is full; the command waits"
+                )
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
@@ -424,6 +452,7 @@ impl Commands {
                     seen.protocol,
                     entry.token(),
                     &entry.id,
+                    device,
                     &to_body(&entry.body),
                 )
                 .map_err(|e| format!("cannot be framed for {}: {e}", seen.protocol.as_str())),
@@ -440,6 +469,7 @@ impl Commands {
                     break Delivery {
                         seq: entry.seq,
                         id: entry.id.clone(),
+                        device: device.to_string(),
                         bytes,
                     }
                 }
@@ -485,7 +515,18 @@ impl Commands {
     /// command still outstanding on an earlier connection of the device has failed.
     pub fn register(&self, device: &str, seen: Seen, now_ms: i64) -> Registration {
         let id = self.inner.registrations.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(1);
+        // Room for one command of each device the session may carry, and as many handed
+        // and settled before the session took them.
+        let (tx, rx) = mpsc::channel(2 * MAX_DEVICES_PER_SESSION);
+        let registration = Registration { id, rx, tx };
+        self.link(&registration, device, seen, now_ms);
+        registration
+    }
+
+    /// One more device on the session of `registration` (a JSON-lines connection carrying
+    /// several): its commands come through the same channel, as after [`Self::register`].
+    /// The caller keeps within [`MAX_DEVICES_PER_SESSION`] per registration.
+    pub fn link(&self, registration: &Registration, device: &str, seen: Seen, now_ms: i64) {
         let mut change = Change::default();
         {
             let mut st = self.state();
@@ -499,9 +540,10 @@ impl Commands {
             st.links.insert(
                 device.to_string(),
                 Link {
-                    registration: id,
+                    registration: registration.id,
                     seen,
-                    tx,
+                    tx: registration.tx.clone(),
+                    handed: None,
                 },
             );
             if let Some(e) = st.queues.connection_lost(device) {
@@ -513,7 +555,6 @@ impl Commands {
             self.apply_results(change);
         }
         self.dispatch(device, now_ms);
-        Registration { id, rx }
     }
 
     /// The session of registration `id` ended: a command sent on it and not answered failed.
@@ -537,12 +578,39 @@ impl Commands {
         }
     }
 
+    /// [`Self::mark_sent`] for the session of `registration`: `false` too when `device` has
+    /// moved to another connection since the command was handed to this one (it is written
+    /// there instead).
+    pub async fn mark_sent_by(
+        &self,
+        registration: u64,
+        device: &str,
+        seq: u64,
+        now_ms: i64,
+    ) -> bool {
+        let linked_here = self
+            .state()
+            .links
+            .get(device)
+            .is_some_and(|l| l.registration == registration);
+        linked_here && self.mark_sent(device, seq, now_ms).await
+    }
+
     /// The session is about to write command `seq`: marks it sent, durably. `false`: do
     /// not write it (settled meanwhile, or the store failed).
     pub async fn mark_sent(&self, device: &str, seq: u64, now_ms: i64) -> bool {
         {
             let mut st = self.state();
+            if let Some(link) = st.links.get_mut(device) {
+                if link.handed == Some(seq) {
+                    link.handed = None;
+                }
+            }
             if !st.queues.mark_sent(device, seq, now_ms) {
+                drop(st);
+                // Settled while it waited in the channel (expired, say): the one behind it
+                // may go now, and nothing else would hand it over.
+                self.dispatch(device, now_ms);
                 return false;
             }
             let Some(entry) = st.queues.head(device).cloned() else {
@@ -568,18 +636,31 @@ impl Commands {
 
     /// A device answered: settles the command it answers and sends the next one.
     pub fn answered(&self, device: &str, answer: &CommandAnswer, now_ms: i64) {
+        self.answered_on(&[device], answer, now_ms)
+    }
+
+    /// An answer came on a connection that carries `devices`: it settles the outstanding
+    /// command of the first of them it matches (a JSON-lines answer names its command by
+    /// id, so it finds its device among many), and that device's next command is sent.
+    pub fn answered_on<D: AsRef<str>>(&self, devices: &[D], answer: &CommandAnswer, now_ms: i64) {
         let key = match &answer.key {
             AnswerKey::Token(t) => AnswerTo::Token(*t),
             AnswerKey::CommandId(id) => AnswerTo::Id(id.clone()),
             AnswerKey::Outstanding => AnswerTo::Outstanding,
         };
         let mut change = Change::default();
+        let device;
         {
             let mut st = self.state();
-            let Some(e) = st.queues.answer(device, &key) else {
-                tracing::debug!(device, answer = %answer.text, "an answer that matches no command outstanding");
+            let found = devices
+                .iter()
+                .map(AsRef::as_ref)
+                .find_map(|d| st.queues.answer(d, &key).map(|e| (d, e)));
+            let Some((d, e)) = found else {
+                tracing::debug!(devices = devices.len(), answer = %answer.text, "an answer that matches no command outstanding");
                 return;
             };
+            device = d;
             change.settle(&e);
             let r = if answer.device_error {
                 CommandResult::new(&e.id, device, Status::Failed, now_ms)
@@ -611,6 +692,10 @@ impl Commands {
                 let r = match &s {
                     Settled::Expired(e) => {
                         change.settle(e);
+                        if st.links.contains_key(&e.device_id) {
+                            // It may wait in its session's channel; the one behind it goes.
+                            again.push(e.device_id.clone());
+                        }
                         CommandResult::new(&e.id, &e.device_id, Status::Expired, now_ms)
                             .with_reason("ttl_s passed before the device was reachable")
                     }

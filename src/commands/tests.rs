@@ -67,7 +67,7 @@ async fn queued_commands_and_remembered_ids_outlive_a_restart_and_a_sent_one_fai
     assert_eq!(delivery.id, "a");
     assert_eq!(
         delivery.bytes,
-        b"{\"command\":\"getinfo\",\"id\":\"a\"}\n".to_vec()
+        b"{\"command\":\"getinfo\",\"device_id\":\"d1\",\"id\":\"a\"}\n".to_vec()
     );
     assert!(c.mark_sent("d1", delivery.seq, 2).await);
     assert!(!c.mark_sent("d1", delivery.seq, 2).await, "sent once");
@@ -145,4 +145,114 @@ async fn the_outbox_is_in_order_and_a_removed_result_is_gone() {
         .collect();
     assert_eq!(after, seqs[1..]);
     assert_eq!(c.store().results_after(Some(seqs[1]), 10).unwrap().len(), 1);
+}
+
+fn cmd_ttl(id: &str, device: &str, ttl_s: u64) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","device_id":"{device}","text":"getinfo","ttl_s":{ttl_s}}}"#)
+        .into_bytes()
+}
+
+fn answer_to(id: &str) -> CommandAnswer {
+    CommandAnswer {
+        key: AnswerKey::CommandId(id.into()),
+        text: "ok".into(),
+        device_error: false,
+    }
+}
+
+/// A JSON-lines connection carrying two devices: each one's commands come through the one
+/// channel, framed with its id, an answer finds its device by the command id, and the end
+/// of the connection fails what was outstanding on either.
+#[tokio::test]
+async fn every_device_a_session_carries_gets_its_commands_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Commands::open(&settings(), open(dir.path()), 0).unwrap();
+    c.accept(&[&cmd("a", "d1"), &cmd("b", "d2")], 0)
+        .await
+        .unwrap();
+    let mut reg = c.register("d1", JSONL, 1);
+    c.link(&reg, "d2", JSONL, 1);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(Duration::from_secs(1), reg.rx.recv())
+            .await
+            .unwrap()
+            .expect("a delivery");
+        got.push((d.device.clone(), d.id.clone(), d.seq, d.bytes));
+    }
+    got.sort();
+    assert_eq!(got[0].0, "d1");
+    assert_eq!(got[0].1, "a");
+    assert_eq!(
+        got[1].3,
+        b"{\"command\":\"getinfo\",\"device_id\":\"d2\",\"id\":\"b\"}\n".to_vec()
+    );
+    for (device, _, seq, _) in &got {
+        assert!(c.mark_sent_by(reg.id, device, *seq, 2).await, "{device}");
+    }
+    // d2's answer, named by its command id alone.
+    c.answered_on(&["d1", "d2"], &answer_to("b"), 3);
+    assert_eq!(statuses(&c, "b"), ["queued", "sent", "answered"]);
+    assert_eq!(
+        c.status("b").and_then(|r| r.device_id).as_deref(),
+        Some("d2")
+    );
+    // d2 is free for its next one, on the same channel; d1's is still outstanding.
+    c.accept(&[&cmd("c", "d2")], 4).await.unwrap();
+    let next = reg.rx.try_recv().expect("d2's next command");
+    assert_eq!((next.device.as_str(), next.id.as_str()), ("d2", "c"));
+    assert!(c.mark_sent_by(reg.id, "d2", next.seq, 5).await);
+    // The connection ends: both outstanding commands failed.
+    c.unregister("d1", reg.id, 6);
+    c.unregister("d2", reg.id, 6);
+    assert_eq!(statuses(&c, "a"), ["queued", "sent", "failed"]);
+    assert_eq!(statuses(&c, "c"), ["sent", "failed"]);
+    assert_eq!(c.queued(), 0);
+}
+
+/// A command waiting in a session's channel is handed once, however often the device's
+/// queue changes; and one that expired there lets the next one through.
+#[tokio::test]
+async fn a_handed_command_is_not_handed_again_and_one_expired_in_the_channel_frees_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Commands::open(&settings(), open(dir.path()), 0).unwrap();
+    let mut reg = c.register("d1", JSONL, 0);
+    c.accept(&[&cmd_ttl("e1", "d1", 1)], 0).await.unwrap();
+    c.accept(&[&cmd_ttl("e2", "d1", 60)], 10).await.unwrap();
+    let first = reg.rx.try_recv().expect("e1 handed");
+    assert_eq!(first.id, "e1");
+    assert!(
+        reg.rx.try_recv().is_err(),
+        "e1 is not handed twice, e2 waits"
+    );
+    // e1 expires while it waits in the channel: e2 is handed at once.
+    c.tick(2_000);
+    assert_eq!(
+        statuses(&c, "e1").last().map(String::as_str),
+        Some("expired")
+    );
+    let second = reg.rx.try_recv().expect("e2 handed after e1 expired");
+    assert_eq!(second.id, "e2");
+    assert!(!c.mark_sent_by(reg.id, "d1", first.seq, 2_001).await);
+    assert!(c.mark_sent_by(reg.id, "d1", second.seq, 2_001).await);
+}
+
+/// A device that moved to another connection gets its command there, not on the old one
+/// it was handed to.
+#[tokio::test]
+async fn a_command_handed_to_a_connection_the_device_left_is_not_written_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Commands::open(&settings(), open(dir.path()), 0).unwrap();
+    let mut old = c.register("d1", JSONL, 0);
+    c.accept(&[&cmd("m", "d1")], 1).await.unwrap();
+    let stale = old.rx.try_recv().expect("handed to the first connection");
+    let mut new = c.register("d1", JSONL, 2);
+    let fresh = new
+        .rx
+        .try_recv()
+        .expect("handed again to the new connection");
+    assert_eq!(fresh.id, "m");
+    assert!(!c.mark_sent_by(old.id, "d1", stale.seq, 3).await);
+    assert!(c.mark_sent_by(new.id, "d1", fresh.seq, 3).await);
+    assert_eq!(statuses(&c, "m"), ["sent"]);
 }

@@ -26,7 +26,9 @@
 //! Downlink commands (`[commands]`): once its device has identified itself and the read
 //! that did it is stored and answered, the session joins the command directory
 //! ([`crate::commands::Commands::register`]) and waits for the device's bytes and its next
-//! command at once. A command is written only when the connection is idle — no partial
+//! command at once. Every further device id the stream carries (a JSON-lines application
+//! serving several devices) joins the same way, up to
+//! [`crate::commands::MAX_DEVICES_PER_SESSION`], and its commands come on the same channel. A command is written only when the connection is idle — no partial
 //! frame buffered and every reply of the last read written — so never between a data
 //! packet and its answer; it is marked `sent` durably first. Answers found by the decoder
 //! (`Decoded::command_answer`) are handed over after their read is settled, and a session
@@ -137,8 +139,24 @@ pub struct Session {
     identified: bool,
     /// Frames in a row that were bad, or keep-alives before the device identified itself.
     junk: u32,
-    /// The device's place in the command directory, once it logged in (with commands on).
-    commands: Option<(String, crate::commands::Registration)>,
+    /// The place in the command directory, once a device logged in (with commands on).
+    /// Boxed: one pointer in every connection's task, commands or not.
+    commands: Option<Box<Linked>>,
+}
+
+/// A session's place in the command directory and the devices reachable through it.
+struct Linked {
+    registration: crate::commands::Registration,
+    /// In the order they appeared; at most [`crate::commands::MAX_DEVICES_PER_SESSION`].
+    devices: Vec<String>,
+    /// Said once per connection that more devices came than can be reached.
+    warned_full: bool,
+}
+
+impl Linked {
+    fn has(&self, device: &str) -> bool {
+        self.devices.iter().any(|d| d == device)
+    }
 }
 
 /// What woke an idle session.
@@ -177,6 +195,9 @@ struct ReadFrames {
     broken: Option<End>,
     /// Answers to downlink commands found in these frames, in frame order.
     answers: Vec<CommandAnswer>,
+    /// Device ids these frames identified that are not yet reachable for commands (only
+    /// with commands on).
+    new_devices: Vec<String>,
 }
 
 impl ReadFrames {
@@ -234,11 +255,12 @@ impl Session {
         let end = self.serve(&mut stream, shutdown).await;
         let _ = stream.shutdown().await;
         // A command written and not answered on this connection has failed.
-        if let (Some(port), Some((device, registration))) =
-            (&self.cfg.commands, self.commands.take())
-        {
-            port.commands
-                .unregister(&device, registration.id, super::now_ms());
+        if let (Some(port), Some(linked)) = (&self.cfg.commands, self.commands.take()) {
+            let now = super::now_ms();
+            for device in &linked.devices {
+                port.commands
+                    .unregister(device, linked.registration.id, now);
+            }
         }
         // Records held back are only stored when the stream ended normally: not for a
         // refused device, and not after the buffer already failed or was given up on.
@@ -351,13 +373,14 @@ impl Session {
                 input = BytesMut::new();
             }
             let answers = std::mem::take(&mut read.answers);
+            let new_devices = std::mem::take(&mut read.new_devices);
             // Boxed, like the other rare states below: a task is as large as its largest
             // state, and an idle connection should pay only for waiting (see the module doc).
             let broken = match Box::pin(self.settle(read, stream, &mut shutdown)).await {
                 Ok(broken) => broken,
                 Err(end) => return end,
             };
-            self.commands_after_settle(answers);
+            self.commands_after_settle(answers, new_devices);
             if let Some(end) = broken.or(ended) {
                 return end;
             }
@@ -380,7 +403,7 @@ impl Session {
                 make_room::<S>(&mut input, max);
                 read_some(stream, &mut input, max).await
             };
-            let deliveries = self.commands.as_mut().map(|(_, r)| &mut r.rx);
+            let deliveries = self.commands.as_mut().map(|l| &mut l.registration.rx);
             let woke = tokio::select! {
                 r = read_within(limit, read) => Woke::Read(r.map_err(|_| ())),
                 d = next_delivery(deliveries), if idle => Woke::Command(d),
@@ -406,28 +429,55 @@ impl Session {
         }
     }
 
-    /// After a read's frames are stored and answered: a device that has logged in joins the
+    /// After a read's frames are stored and answered: the devices they identified join the
     /// command directory, and the answers to commands are handed over.
-    fn commands_after_settle(&mut self, answers: Vec<CommandAnswer>) {
+    fn commands_after_settle(&mut self, answers: Vec<CommandAnswer>, new_devices: Vec<String>) {
         let Some(port) = &self.cfg.commands else {
             return;
         };
         let now = super::now_ms();
-        if self.commands.is_none() && self.identified {
-            let protocol =
-                firmware_protocols::registry::lookup(&self.cfg.protocol).map(|s| s.protocol);
-            if let (Some(device), Some(protocol)) = (self.decoder.device_id(), protocol) {
-                let seen = crate::commands::Seen {
-                    protocol,
-                    source: port.source,
-                };
-                let registration = port.commands.register(device, seen, now);
-                self.commands = Some((device.to_string(), registration));
+        let protocol = firmware_protocols::registry::lookup(&self.cfg.protocol).map(|s| s.protocol);
+        if let (false, Some(protocol)) = (new_devices.is_empty(), protocol) {
+            let seen = crate::commands::Seen {
+                protocol,
+                source: port.source,
+            };
+            for device in new_devices {
+                match &mut self.commands {
+                    None => {
+                        let registration = port.commands.register(&device, seen, now);
+                        self.commands = Some(Box::new(Linked {
+                            registration,
+                            devices: vec![device],
+                            warned_full: false,
+                        }));
+                    }
+                    Some(linked)
+                        if linked.devices.len() < crate::commands::MAX_DEVICES_PER_SESSION =>
+                    {
+                        port.commands.link(&linked.registration, &device, seen, now);
+                        linked.devices.push(device);
+                    }
+                    Some(linked) => {
+                        if !linked.warned_full {
+                            linked.warned_full = true;
+                            tracing::warn!(
+                                peer = %self.peer,
+                                protocol = %self.cfg.protocol,
+                                device = %device,
+                                limit = crate::commands::MAX_DEVICES_PER_SESSION,
+                                "a connection carries more device ids than can take commands through \
+                                 it; commands for the rest wait, queued, until they come on another \
+                                 connection"
+                            );
+                        }
+                    }
+                }
             }
         }
         for answer in answers {
             match &self.commands {
-                Some((device, _)) => port.commands.answered(device, &answer, now),
+                Some(linked) => port.commands.answered_on(&linked.devices, &answer, now),
                 None => {
                     tracing::debug!(peer = %self.peer, "a command answer before the device logged in; ignored")
                 }
@@ -442,14 +492,20 @@ impl Session {
         stream: &mut S,
         delivery: Option<crate::commands::Delivery>,
     ) -> Result<(), End> {
-        let (Some(port), Some((device, _)), Some(delivery)) =
+        let (Some(port), Some(linked), Some(delivery)) =
             (&self.cfg.commands, &self.commands, delivery)
         else {
             return Ok(());
         };
+        let device = delivery.device.as_str();
         if !port
             .commands
-            .mark_sent(device, delivery.seq, super::now_ms())
+            .mark_sent_by(
+                linked.registration.id,
+                device,
+                delivery.seq,
+                super::now_ms(),
+            )
             .await
         {
             return Ok(());
@@ -495,6 +551,12 @@ impl Session {
             if identifies {
                 self.identified = true;
                 self.junk = 0;
+                if let (Some(_), Some(device)) = (&self.cfg.commands, device) {
+                    let linked = self.commands.as_ref().is_some_and(|l| l.has(device));
+                    if !linked && !read.new_devices.iter().any(|d| d == device) {
+                        read.new_devices.push(device.to_string());
+                    }
+                }
             } else if matches!(verdict, Verdict::Problem) || !self.identified {
                 self.junk = self.junk.saturating_add(1);
             }
@@ -550,6 +612,7 @@ impl Session {
             records,
             broken,
             answers: _,
+            new_devices: _,
         } = read;
         // Filtered records are answered as stored; the filter's state moves on once the
         // kept ones are durable.
@@ -613,7 +676,7 @@ impl Session {
     }
 }
 
-/// The next command for this session's device; never, without commands.
+/// The next command for one of this session's devices; never, without commands.
 async fn next_delivery(
     rx: Option<&mut tokio::sync::mpsc::Receiver<crate::commands::Delivery>>,
 ) -> Option<crate::commands::Delivery> {

@@ -264,7 +264,7 @@ mod tests {
     /// decoder reads that answer as the answer to that command.
     fn round_trip(protocol: Protocol, index: usize, text: &str, login: &[u8]) -> Decoded {
         let body = CommandBody::Text(text.into());
-        let command = frame_command(protocol, 0x0A0B, "c-42", &body).unwrap();
+        let command = frame_command(protocol, 0x0A0B, "c-42", "356307042000000", &body).unwrap();
         let mut device = Responder::new(protocol, "356307042000000", index);
         // Whatever precedes the command's last byte is not yet a command.
         assert_eq!(

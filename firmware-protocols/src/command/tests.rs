@@ -8,11 +8,11 @@ fn nmea_and_wialon_udp_have_no_downlink() {
     for p in [Protocol::Nmea, Protocol::WialonUdp] {
         let body = CommandBody::Raw(vec![1]);
         assert_eq!(
-            frame_command(p, 1, "c-1", &body),
+            frame_command(p, 1, "c-1", "d", &body),
             Err(CommandError::NoDownlink(p))
         );
     }
-    let err = frame_command(Protocol::Nmea, 1, "c", &CommandBody::Text("x".into()));
+    let err = frame_command(Protocol::Nmea, 1, "c", "d", &CommandBody::Text("x".into()));
     let text = err.map_err(|e| e.to_string()).unwrap_err();
     assert!(
         text.contains("nmea") && text.contains("no downlink"),
@@ -25,7 +25,7 @@ fn raw_bodies_are_written_as_given() {
     let raw = vec![0x00, 0xff, b'$', b'\n'];
     for p in [Protocol::Teltonika, Protocol::Gt06, Protocol::Queclink] {
         assert_eq!(
-            frame_command(p, 7, "c-1", &CommandBody::Raw(raw.clone())),
+            frame_command(p, 7, "c-1", "d", &CommandBody::Raw(raw.clone())),
             Ok(raw.clone())
         );
     }
@@ -44,12 +44,13 @@ fn teltonika_getinfo_is_the_vendor_example() {
     let vendor = hex("000000000000000F0C010500000007676574696E666F0100004312");
     let text = CommandBody::Text("getinfo".into());
     for p in [Protocol::Teltonika, Protocol::TeltonikaUdp] {
-        assert_eq!(frame_command(p, 9, "c-1", &text), Ok(vendor.clone()));
+        assert_eq!(frame_command(p, 9, "c-1", "d", &text), Ok(vendor.clone()));
     }
     let bad = frame_command(
         Protocol::Teltonika,
         0,
         "c",
+        "d",
         &CommandBody::Text("a\nb".into()),
     );
     assert!(
@@ -88,11 +89,12 @@ fn jsonl_command_and_answer() {
         Protocol::Jsonl,
         0,
         "c-42",
+        "d",
         &CommandBody::Text("getinfo".into()),
     );
     assert_eq!(
         line,
-        Ok(b"{\"command\":\"getinfo\",\"id\":\"c-42\"}\n".to_vec())
+        Ok(b"{\"command\":\"getinfo\",\"device_id\":\"d\",\"id\":\"c-42\"}\n".to_vec())
     );
     let mut decoder = JsonlDecoder::new(&DecoderOptions::new(4096));
     let input = b"{\"id\":\"c-42\",\"answer\":\"v1.2\"}\r\n";
@@ -112,12 +114,13 @@ fn empty_commands_are_refused() {
             Protocol::Teltonika,
             0,
             "c",
+            "d",
             &CommandBody::Text(String::new())
         ),
         Err(CommandError::Empty)
     );
     assert_eq!(
-        frame_command(Protocol::Jsonl, 0, "c", &CommandBody::Raw(Vec::new())),
+        frame_command(Protocol::Jsonl, 0, "c", "d", &CommandBody::Raw(Vec::new())),
         Err(CommandError::Empty)
     );
 }
@@ -293,6 +296,7 @@ fn wialon_am_answers_the_outstanding_message() {
             Protocol::Wialon,
             0,
             "c",
+            "d",
             &CommandBody::Text("Go to depot".into())
         ),
         Ok(b"#M#Go to depot\r\n".to_vec())

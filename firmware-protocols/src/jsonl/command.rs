@@ -2,10 +2,14 @@
 //! No vendor document; this is the specification.
 //!
 //! ```text
-//! gateway ──▶ device   {"id":"c-42","command":"getinfo"}\n
+//! gateway ──▶ device   {"command":"getinfo","device_id":"tank-7","id":"c-42"}\n
 //! device ──▶ gateway   {"id":"c-42","answer":"fw 1.2, uptime 3 d"}\n
 //!                      {"id":"c-42","answer":"unknown command","error":true}\n
 //! ```
+//!
+//! `device_id` names the device the command is for: one connection may carry the records of
+//! many devices (a local application, a hub of sensors), and each of them can be sent
+//! commands on it. The answer needs no `device_id`: the command id says whose it is.
 //!
 //! A line is an answer when its top-level object has both `"answer"` and a string `"id"`;
 //! every other line is a record, as before (a record with an `id` member but no `answer`, or
@@ -19,9 +23,11 @@ use serde_json::{Map, Value};
 use crate::command::{AnswerKey, CommandAnswer};
 use crate::DecodeError;
 
-/// The command line for `text`, `\n` included: JSON escapes whatever `text` holds.
-pub(crate) fn command_line(command_id: &str, text: &str) -> Vec<u8> {
-    let mut line = serde_json::json!({ "id": command_id, "command": text }).to_string();
+/// The command line for `text` to `device_id`, `\n` included: JSON escapes whatever `text`
+/// holds.
+pub(crate) fn command_line(command_id: &str, device_id: &str, text: &str) -> Vec<u8> {
+    let mut line = serde_json::json!({ "id": command_id, "device_id": device_id, "command": text })
+        .to_string();
     line.push('\n');
     line.into_bytes()
 }
@@ -68,10 +74,11 @@ mod tests {
 
     #[test]
     fn command_line_is_one_escaped_json_line() {
-        let line = command_line("c-42", "say \"hi\"\nnow");
+        let line = command_line("c-42", "tank \"7\"", "say \"hi\"\nnow");
         assert_eq!(
             line,
-            b"{\"command\":\"say \\\"hi\\\"\\nnow\",\"id\":\"c-42\"}\n".to_vec()
+            b"{\"command\":\"say \\\"hi\\\"\\nnow\",\"device_id\":\"tank \\\"7\\\"\",\"id\":\"c-42\"}\n"
+                .to_vec()
         );
     }
 
