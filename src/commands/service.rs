@@ -198,6 +198,12 @@ impl Commands {
                 state.emit(&mut change, r, None);
                 failed += 1;
             } else {
+                // Known to `GET /commands/{id}` again. The stored entry keeps no queued time,
+                // so `at` is this start, and the reason says so.
+                state.remember(
+                    CommandResult::new(&e.id, &e.device_id, Status::Queued, now_ms)
+                        .with_reason("queued before the gateway restarted; `at` is the restart"),
+                );
                 state.queues.push(e);
             }
         }

@@ -78,6 +78,10 @@ async fn queued_commands_and_remembered_ids_outlive_a_restart_and_a_sent_one_fai
     let buffer = open(dir.path());
     let c = Commands::open(&settings(), buffer, 10).unwrap();
     assert_eq!(c.queued(), 1);
+    // What waits is known to `GET /commands/{id}` after the restart, said to be reloaded.
+    let b = c.status("b").expect("b's status after the restart");
+    assert_eq!(b.status, super::message::Status::Queued);
+    assert!(b.reason.unwrap_or_default().contains("restarted"));
     assert_eq!(statuses(&c, "a"), ["queued", "sent", "failed"]);
     c.accept(&[&cmd("a", "d1"), &cmd("b", "d1")], 11)
         .await
