@@ -154,8 +154,13 @@ struct Linked {
 }
 
 impl Linked {
-    fn has(&self, device: &str) -> bool {
-        self.devices.iter().any(|d| d == device)
+    /// Whether `device` is new here and can still be linked (or, once full, is the first
+    /// one that cannot, to be warned about). Full and warned: nothing more is looked at.
+    fn wants(&self, device: &str) -> bool {
+        if self.devices.len() >= crate::commands::MAX_DEVICES_PER_SESSION && self.warned_full {
+            return false;
+        }
+        !self.devices.iter().any(|d| d == device)
     }
 }
 
@@ -552,8 +557,9 @@ impl Session {
                 self.identified = true;
                 self.junk = 0;
                 if let (Some(_), Some(device)) = (&self.cfg.commands, device) {
-                    let linked = self.commands.as_ref().is_some_and(|l| l.has(device));
-                    if !linked && !read.new_devices.iter().any(|d| d == device) {
+                    if self.commands.as_deref().is_none_or(|l| l.wants(device))
+                        && !read.new_devices.iter().any(|d| d == device)
+                    {
                         read.new_devices.push(device.to_string());
                     }
                 }

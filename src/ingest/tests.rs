@@ -31,10 +31,22 @@ fn rig(protocol: &str, allowed: &[&str], ack_reports: bool) -> Rig {
 }
 
 fn rig_timed(protocol: &str, allowed: &[&str], ack_reports: bool, first_frame: Duration) -> Rig {
+    rig_with(protocol, allowed, ack_reports, first_frame, |_| None)
+}
+
+/// A rig whose session takes commands from the service `commands` builds on its buffer.
+fn rig_with(
+    protocol: &str,
+    allowed: &[&str],
+    ack_reports: bool,
+    first_frame: Duration,
+    commands: impl FnOnce(&Buffer) -> Option<crate::commands::Port>,
+) -> Rig {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut opts = BufferOptions::new(dir.path().join("buffer"));
     opts.seq_floor = Some(1);
     let buffer = Buffer::open(opts).expect("buffer opens");
+    let commands = commands(&buffer);
     let Some(Transport::Stream(make_decoder)) = registry::lookup(protocol).map(|s| s.transport)
     else {
         panic!("{protocol} is a stream protocol");
@@ -50,7 +62,7 @@ fn rig_timed(protocol: &str, allowed: &[&str], ack_reports: bool, first_frame: D
         first_frame_timeout: Some(first_frame),
         allowed_devices: AllowList::new(&allowed.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
         close_on_junk: true,
-        commands: None,
+        commands,
         filter: crate::clean::Filter::new(Default::default()),
     });
     let (device, gateway) = tokio::io::duplex(64 * 1024);
@@ -280,4 +292,78 @@ async fn a_flood_of_keep_alives_before_a_login_is_closed_at_once() {
     // Closed by the junk bound, long before the 30 s first-frame timeout.
     assert!(flood.rest_until_closed().await.is_empty());
     flood.session.await.expect("the session ends");
+}
+
+/// One JSON-lines connection carrying more devices than can take commands through it: the
+/// first `MAX_DEVICES_PER_SESSION` get theirs on it (each line names its device), the rest
+/// wait, queued, and every record is stored all the same.
+#[tokio::test]
+async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
+    use crate::commands::{Commands, Port, MAX_DEVICES_PER_SESSION};
+    let settings: crate::config::Settings =
+        toml::from_str("gateway_id = \"gw\"\n[commands]\nenabled = true\n").expect("settings");
+    let mut service = None;
+    let mut rig = rig_with("jsonl", &[], false, Duration::from_secs(30), |buffer| {
+        let c = Commands::open(&settings, buffer.clone(), 0).expect("commands open");
+        service = Some(c.clone());
+        Some(Port {
+            commands: c,
+            source: crate::commands::config::Source::Listener(0),
+        })
+    });
+    let Some(c) = service else {
+        panic!("the rig built the service")
+    };
+    let devices = MAX_DEVICES_PER_SESSION + 2;
+    let mut text = String::new();
+    for k in 0..devices {
+        text.push_str(&format!(
+            "{{\"device_id\":\"tag-{k}\",\"time\":\"2026-01-01T00:00:00.000Z\",\"lat\":54.0,\"lon\":25.0}}\n"
+        ));
+    }
+    rig.device.write_all(text.as_bytes()).await.expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rig.chunks().iter().map(|c| c.records.len()).sum::<usize>() < devices {
+        assert!(tokio::time::Instant::now() < deadline, "every line stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (last_linked, first_over) = (MAX_DEVICES_PER_SESSION - 1, MAX_DEVICES_PER_SESSION);
+    let command = |id: &str, k: usize| {
+        format!(r#"{{"id":"{id}","device_id":"tag-{k}","text":"ping"}}"#).into_bytes()
+    };
+    // After the store (the session links devices once their read is settled): retry until
+    // the last linked device's command comes out.
+    c.accept(
+        &[
+            &command("to-0", 0),
+            &command("to-last", last_linked),
+            &command("to-over", first_over),
+        ],
+        1,
+    )
+    .await
+    .expect("commands accepted");
+    let mut out = Vec::new();
+    let mut seen = String::new();
+    while !(seen.contains("to-0") && seen.contains("to-last")) {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(10), rig.device.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            other => panic!("the commands of linked devices: {other:?}; got {seen:?}"),
+        }
+        seen = String::from_utf8_lossy(&out).into_owned();
+    }
+    assert!(
+        seen.contains(&format!(r#""device_id":"tag-{last_linked}""#)),
+        "{seen}"
+    );
+    // The device past the limit was not reachable here: its command waits, unsent.
+    let mut buf = [0u8; 4096];
+    let more = tokio::time::timeout(Duration::from_millis(500), rig.device.read(&mut buf)).await;
+    assert!(more.is_err(), "nothing more is written: {more:?}");
+    assert_eq!(
+        c.status("to-over").map(|r| r.status),
+        Some(crate::commands::message::Status::Queued)
+    );
+    rig.session.abort();
 }
