@@ -244,6 +244,60 @@ async fn every_device_on_a_json_lines_connection_can_be_sent_commands() {
     assert_eq!(a["device_id"], "hub-a");
 }
 
+/// A device that connects again while its old connection is still open (a tracker whose
+/// old TCP connection died silently): its commands go to the new connection, and the old one
+/// still ends at the idle timeout. (Before, the old session saw its command channel close
+/// and woke for it again and again, which also kept renewing its idle timer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_reconnects_gets_commands_on_the_new_connection_and_the_old_one_still_times_out(
+) {
+    let broker = Mosquitto::start(free_port()).await;
+    let gateway = start(
+        jsonl_gateway("gw-cmd-13", broker.port())
+            .set("ingest.idle_timeout_s", "3")
+            .set("ingest.first_frame_timeout_s", "3"),
+    )
+    .await;
+    let mut cloud = Cloud::start(broker.port(), "gw-cmd-13").await;
+    let mut old = JsonDevice::connect(gateway.listener_addr(0), "mover").await;
+    cloud.publish(command("r-1", "mover", "ping")).await;
+    assert_eq!(
+        old.next_command(WAIT)
+            .await
+            .expect("r-1 on the first connection")["id"],
+        "r-1"
+    );
+    old.answer("r-1", "pong").await;
+    cloud.wait_status("r-1", "answered").await;
+
+    let mut new = JsonDevice::connect(gateway.listener_addr(0), "mover").await;
+    // The new connection keeps sending; the old one is silent from here.
+    let mut k = 2;
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                line = old.lines.next_line() => if !matches!(line, Ok(Some(_))) { break },
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    new.record(k).await;
+                    k += 1;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the old connection was not closed at its idle timeout"
+    );
+    cloud.publish(command("r-2", "mover", "ping")).await;
+    assert_eq!(
+        new.next_command(WAIT)
+            .await
+            .expect("r-2 on the new connection")["id"],
+        "r-2"
+    );
+}
+
 /// A Teltonika device: IMEI login, then a Codec 12 command on the idle connection, and its
 /// Codec 12 answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

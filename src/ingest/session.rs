@@ -167,7 +167,7 @@ impl Linked {
 /// What woke an idle session.
 enum Woke {
     Read(Result<std::io::Result<usize>, ()>),
-    Command(Option<crate::commands::Delivery>),
+    Command(crate::commands::Delivery),
     Shutdown,
 }
 
@@ -495,11 +495,9 @@ impl Session {
     async fn write_command<S: DeviceStream>(
         &mut self,
         stream: &mut S,
-        delivery: Option<crate::commands::Delivery>,
+        delivery: crate::commands::Delivery,
     ) -> Result<(), End> {
-        let (Some(port), Some(linked), Some(delivery)) =
-            (&self.cfg.commands, &self.commands, delivery)
-        else {
+        let (Some(port), Some(linked)) = (&self.cfg.commands, &self.commands) else {
             return Ok(());
         };
         let device = delivery.device.as_str();
@@ -685,9 +683,14 @@ impl Session {
 /// The next command for one of this session's devices; never, without commands.
 async fn next_delivery(
     rx: Option<&mut tokio::sync::mpsc::Receiver<crate::commands::Delivery>>,
-) -> Option<crate::commands::Delivery> {
+) -> crate::commands::Delivery {
     match rx {
-        Some(rx) => rx.recv().await,
+        // Never closed while the session lives (its registration holds a sender); were it,
+        // waking for it again and again would spin and keep renewing the idle timer.
+        Some(rx) => match rx.recv().await {
+            Some(delivery) => delivery,
+            None => std::future::pending().await,
+        },
         None => std::future::pending().await,
     }
 }
