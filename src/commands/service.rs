@@ -134,6 +134,9 @@ struct Inner {
     /// Woken when the outbox has a new result.
     results: Notify,
     registrations: AtomicU64,
+    /// Bumped whenever a device's link is removed or moves to another session: sessions
+    /// then take back the links of theirs that are vacant ([`Commands::relink_vacant`]).
+    links_epoch: AtomicU64,
 }
 
 /// The command service; cheap to clone.
@@ -221,6 +224,7 @@ impl Commands {
                 state: Mutex::new(state),
                 results: Notify::new(),
                 registrations: AtomicU64::new(1),
+                links_epoch: AtomicU64::new(0),
             }),
         })
     }
@@ -414,17 +418,18 @@ impl Commands {
         let (Some(delivery), Some(link)) = (next, st.links.get_mut(device)) else {
             return;
         };
-        if link.handed == Some(delivery.seq) {
-            return; // it waits in the session's channel already
+        if link.handed.is_some() {
+            // At most one command per device waits in its session's channel: this one, or
+            // one settled since it was handed (expired, say), whose taking finds it settled
+            // and dispatches again (`mark_sent_via`). So a channel holds at most one per
+            // device it carries, and is never full.
+            return;
         }
         let seq = delivery.seq;
         match link.tx.try_send(delivery) {
             Ok(()) => link.handed = Some(seq),
-            // Full of other devices' commands (or of ones settled since they were handed):
-            // the next dispatch of this device (its session taking one, an answer, the
-            // ticker) hands it then.
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::debug!(
+                tracing::warn!(
                     device,
                     "commands: the session's channel is full; the command waits"
                 )
@@ -521,9 +526,8 @@ impl Commands {
     /// command still outstanding on an earlier connection of the device has failed.
     pub fn register(&self, device: &str, seen: Seen, now_ms: i64) -> Registration {
         let id = self.inner.registrations.fetch_add(1, Ordering::Relaxed);
-        // Room for one command of each device the session may carry, and as many handed
-        // and settled before the session took them.
-        let (tx, rx) = mpsc::channel(2 * MAX_DEVICES_PER_SESSION);
+        // One waiting command per device the session may carry (see `dispatch`).
+        let (tx, rx) = mpsc::channel(MAX_DEVICES_PER_SESSION);
         let registration = Registration { id, rx, tx };
         self.link(&registration, device, seen, now_ms);
         registration
@@ -531,11 +535,64 @@ impl Commands {
 
     /// One more device on the session of `registration` (a JSON-lines connection carrying
     /// several): its commands come through the same channel, as after [`Self::register`].
-    /// The caller keeps within [`MAX_DEVICES_PER_SESSION`] per registration.
-    pub fn link(&self, registration: &Registration, device: &str, seen: Seen, now_ms: i64) {
+    /// The caller keeps within [`MAX_DEVICES_PER_SESSION`] per registration. `false`: the
+    /// device is linked to a live session of another protocol (a tracker on its own
+    /// listener), which keeps it: its commands are framed for the protocol of its link.
+    pub fn link(&self, registration: &Registration, device: &str, seen: Seen, now_ms: i64) -> bool {
+        self.link_with(registration, device, seen, now_ms, true)
+    }
+
+    /// After [`Self::links_epoch`] changed: takes back those of `devices` (this session's)
+    /// whose link is vacant because the session that took it over has ended. A link that
+    /// another live session holds stays there: taking it would fail its command in flight,
+    /// and two hubs hearing the same tag would pass it back and forth.
+    pub fn relink_vacant(
+        &self,
+        registration: &Registration,
+        devices: &[String],
+        seen: Seen,
+        now_ms: i64,
+    ) {
+        let vacant: Vec<&String> = {
+            let st = self.state();
+            devices
+                .iter()
+                .filter(|d| !st.links.contains_key(d.as_str()))
+                .collect()
+        };
+        for device in vacant {
+            self.link_with(registration, device, seen, now_ms, false);
+        }
+    }
+
+    /// Changes to the links so far; see [`Self::relink_vacant`].
+    pub fn links_epoch(&self) -> u64 {
+        self.inner.links_epoch.load(Ordering::Acquire)
+    }
+
+    fn link_with(
+        &self,
+        registration: &Registration,
+        device: &str,
+        seen: Seen,
+        now_ms: i64,
+        take_over: bool,
+    ) -> bool {
         let mut change = Change::default();
         {
             let mut st = self.state();
+            match st.links.get(device) {
+                Some(l) if l.registration == registration.id => return true,
+                Some(_) if !take_over => return false,
+                Some(l) if l.seen.protocol != seen.protocol && !l.tx.is_closed() => {
+                    tracing::debug!(device, protocol = seen.protocol.as_str(), "commands: the device's link stays with its live session of another protocol");
+                    return false;
+                }
+                Some(_) => {
+                    self.inner.links_epoch.fetch_add(1, Ordering::AcqRel);
+                }
+                None => {}
+            }
             if st.seen.len() >= SEEN_DEVICES && !st.seen.contains_key(device) {
                 // Bounded: forget an arbitrary one (it is checked again when it logs in).
                 if let Some(k) = st.seen.keys().next().cloned() {
@@ -561,6 +618,7 @@ impl Commands {
             self.apply_results(change);
         }
         self.dispatch(device, now_ms);
+        true
     }
 
     /// The session of registration `id` ended: a command sent on it and not answered failed.
@@ -572,6 +630,7 @@ impl Commands {
                 return;
             }
             let protocol = st.links.remove(device).map(|l| l.seen.protocol);
+            self.inner.links_epoch.fetch_add(1, Ordering::AcqRel);
             let Some(e) = st.queues.connection_lost(device) else {
                 return;
             };
@@ -594,19 +653,34 @@ impl Commands {
         seq: u64,
         now_ms: i64,
     ) -> bool {
-        let linked_here = self
-            .state()
-            .links
-            .get(device)
-            .is_some_and(|l| l.registration == registration);
-        linked_here && self.mark_sent(device, seq, now_ms).await
+        self.mark_sent_via(Some(registration), device, seq, now_ms)
+            .await
     }
 
     /// The session is about to write command `seq`: marks it sent, durably. `false`: do
     /// not write it (settled meanwhile, or the store failed).
     pub async fn mark_sent(&self, device: &str, seq: u64, now_ms: i64) -> bool {
+        self.mark_sent_via(None, device, seq, now_ms).await
+    }
+
+    /// `registration`: only while `device` is linked to that session, checked with the
+    /// mark and again after its flush (a device that moved meanwhile had this command
+    /// failed as lost, and gets the next one on its new connection).
+    async fn mark_sent_via(
+        &self,
+        registration: Option<u64>,
+        device: &str,
+        seq: u64,
+        now_ms: i64,
+    ) -> bool {
+        let linked_here = |st: &State| {
+            registration.is_none_or(|id| st.links.get(device).is_some_and(|l| l.registration == id))
+        };
         {
             let mut st = self.state();
+            if !linked_here(&st) {
+                return false;
+            }
             if let Some(link) = st.links.get_mut(device) {
                 if link.handed == Some(seq) {
                     link.handed = None;
@@ -637,7 +711,9 @@ impl Commands {
             return false;
         }
         self.inner.results.notify_one();
-        true
+        // The device moved to another session during the flush: that failed this command
+        // (sent, then lost with the link), so it is not written on the connection left.
+        linked_here(&self.state())
     }
 
     /// A device answered: settles the command it answers and sends the next one.

@@ -229,15 +229,17 @@ async fn a_handed_command_is_not_handed_again_and_one_expired_in_the_channel_fre
         reg.rx.try_recv().is_err(),
         "e1 is not handed twice, e2 waits"
     );
-    // e1 expires while it waits in the channel: e2 is handed at once.
+    // e1 expires while it waits in the channel; e2 follows once the session takes e1 and
+    // finds it settled (one command per device in the channel).
     c.tick(2_000);
     assert_eq!(
         statuses(&c, "e1").last().map(String::as_str),
         Some("expired")
     );
-    let second = reg.rx.try_recv().expect("e2 handed after e1 expired");
-    assert_eq!(second.id, "e2");
+    assert!(reg.rx.try_recv().is_err(), "e1 still holds d1's place");
     assert!(!c.mark_sent_by(reg.id, "d1", first.seq, 2_001).await);
+    let second = reg.rx.try_recv().expect("e2 handed once e1 was taken");
+    assert_eq!(second.id, "e2");
     assert!(c.mark_sent_by(reg.id, "d1", second.seq, 2_001).await);
 }
 
@@ -259,4 +261,75 @@ async fn a_command_handed_to_a_connection_the_device_left_is_not_written_there()
     assert!(!c.mark_sent_by(old.id, "d1", stale.seq, 3).await);
     assert!(c.mark_sent_by(new.id, "d1", fresh.seq, 3).await);
     assert_eq!(statuses(&c, "m"), ["sent"]);
+}
+
+/// One device whose commands keep expiring before its session takes them cannot crowd
+/// another device of the same session out of the shared channel.
+#[tokio::test]
+async fn expiring_commands_of_one_device_do_not_starve_another_on_the_same_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings();
+    s.commands.max_queued_per_device = 200;
+    s.commands.max_queued_total = 400;
+    let c = Commands::open(&s, open(dir.path()), 0).unwrap();
+    let mut reg = c.register("d0", JSONL, 0);
+    c.link(&reg, "d1", JSONL, 0);
+    // The session is busy (takes nothing) while 130 of d0's commands expire.
+    for k in 0..130 {
+        c.accept(&[&cmd_ttl(&format!("x{k}"), "d0", 1)], k * 2_000)
+            .await
+            .unwrap();
+        c.tick(k * 2_000 + 1_500);
+    }
+    c.accept(&[&cmd("for-d1", "d1")], 300_000).await.unwrap();
+    let mut taken = Vec::new();
+    while let Ok(d) = reg.rx.try_recv() {
+        let sent = c.mark_sent_by(reg.id, &d.device, d.seq, 300_001).await;
+        taken.push((d.id, sent));
+    }
+    assert!(taken.len() <= 3, "at most one per device waits: {taken:?}");
+    assert!(
+        taken.iter().any(|(id, sent)| id == "for-d1" && *sent),
+        "d1's command went out: {taken:?}"
+    );
+}
+
+/// A device another session took over, and then let go of, is taken back by the session
+/// that still carries it; one held by a live session of another protocol is not taken.
+#[tokio::test]
+async fn a_vacant_link_is_taken_back_and_another_protocols_live_link_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Commands::open(&settings(), open(dir.path()), 0).unwrap();
+    let mut a = c.register("tag", JSONL, 0);
+    let epoch = c.links_epoch();
+    let b = c.register("tag", JSONL, 1); // heard by a second hub: it has the link now
+    assert_ne!(c.links_epoch(), epoch);
+    c.relink_vacant(&a, &["tag".to_string()], JSONL, 2);
+    c.accept(&[&cmd("t-1", "tag")], 3).await.unwrap();
+    assert!(a.rx.try_recv().is_err(), "b holds the link while it lives");
+    let epoch = c.links_epoch();
+    c.unregister("tag", b.id, 4);
+    drop(b);
+    assert_ne!(c.links_epoch(), epoch);
+    c.relink_vacant(&a, &["tag".to_string()], JSONL, 5);
+    let d =
+        a.rx.try_recv()
+            .expect("a took the vacant link back and gets t-1");
+    assert_eq!(d.id, "t-1");
+
+    // A tracker on its own listener keeps its link when a JSON line names its IMEI.
+    let teltonika = Seen {
+        protocol: Protocol::Teltonika,
+        source: Source::Listener(1),
+    };
+    let tracker = c.register("356307042441013", teltonika, 6);
+    assert!(!c.link(&a, "356307042441013", JSONL, 7));
+    c.accept(&[&cmd("t-2", "356307042441013")], 8)
+        .await
+        .unwrap();
+    assert!(
+        a.rx.try_recv().is_err(),
+        "not framed as a JSON line for the app"
+    );
+    drop(tracker);
 }

@@ -151,17 +151,9 @@ struct Linked {
     devices: Vec<String>,
     /// Said once per connection that more devices came than can be reached.
     warned_full: bool,
-}
-
-impl Linked {
-    /// Whether `device` is new here and can still be linked (or, once full, is the first
-    /// one that cannot, to be warned about). Full and warned: nothing more is looked at.
-    fn wants(&self, device: &str) -> bool {
-        if self.devices.len() >= crate::commands::MAX_DEVICES_PER_SESSION && self.warned_full {
-            return false;
-        }
-        !self.devices.iter().any(|d| d == device)
-    }
+    /// [`crate::commands::Commands::links_epoch`] when this session last took back the
+    /// vacant links of its devices.
+    epoch: u64,
 }
 
 /// What woke an idle session.
@@ -344,12 +336,15 @@ impl Session {
         let max = self.decoder.max_frame_bytes();
         // Empty until the stream is readable; see the module doc.
         let mut input = BytesMut::new();
-        // Until the first frame, the deadline counts from the start, not from the last read.
-        let mut first_frame_by = self
+        // Close if nothing is read by then: the first frame's deadline until the device
+        // identifies itself, then the idle timeout from the last read. Only reads move it;
+        // writing a command does not, so a dead connection still ends.
+        let mut silent_by = self
             .cfg
             .first_frame_timeout
             .map(|limit| tokio::time::Instant::now() + limit);
         loop {
+            let was_identified = self.identified;
             // Every complete frame in the buffer (several may arrive in one read), and what
             // the device has queued beyond it, up to READ_BATCH_BYTES: one append for all.
             let mut read = ReadFrames::default();
@@ -370,8 +365,8 @@ impl Session {
                 }
                 break;
             }
-            if self.identified {
-                first_frame_by = None;
+            if self.identified && !was_identified {
+                silent_by = self.idle_deadline();
             }
             if input.is_empty() {
                 // Nothing partial to keep: an idle connection holds no buffer.
@@ -395,10 +390,8 @@ impl Session {
             if *shutdown.borrow() {
                 return End::Shutdown;
             }
-            let limit = match first_frame_by {
-                Some(by) => Some(by.saturating_duration_since(tokio::time::Instant::now())),
-                None => self.cfg.idle_timeout,
-            };
+            let limit =
+                silent_by.map(|by| by.saturating_duration_since(tokio::time::Instant::now()));
             // A command is written only on an idle connection: no partial frame buffered and
             // every reply written (settle above), so never between a data packet and its
             // answer.
@@ -425,28 +418,70 @@ impl Session {
                 }
             };
             match read {
-                Err(_) if first_frame_by.is_some() => return End::NoFirstFrame,
+                Err(_) if !self.identified && self.cfg.first_frame_timeout.is_some() => {
+                    return End::NoFirstFrame
+                }
                 Err(_) => return End::Idle,
                 Ok(Ok(0)) => return End::PeerClosed,
+                Ok(Ok(_)) if self.identified => silent_by = self.idle_deadline(),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return End::Io(e),
             }
         }
     }
 
+    /// When a connection silent from now on is closed (`None`: never, serial ports).
+    fn idle_deadline(&self) -> Option<tokio::time::Instant> {
+        self.cfg
+            .idle_timeout
+            .map(|limit| tokio::time::Instant::now() + limit)
+    }
+
+    /// Whether `device`, identified by a frame of this read, is to be linked for commands
+    /// once the read is settled (`pending`: those found so far in it). The connection's
+    /// first device always; further ones only on JSON lines, whose command lines name their
+    /// device (the other protocols' frames do not, so a connection that logs in as another
+    /// device keeps its first), up to the limit and one past it, to be warned about.
+    fn links_for_commands(&self, device: &str, pending: &[String]) -> bool {
+        let linked = self.commands.as_deref();
+        if self.cfg.protocol != firmware_protocols::Protocol::Jsonl.as_str() {
+            return linked.is_none() && pending.is_empty();
+        }
+        let count = linked.map_or(0, |l| l.devices.len()) + pending.len();
+        let warned = linked.is_some_and(|l| l.warned_full);
+        if count > crate::commands::MAX_DEVICES_PER_SESSION
+            || (warned && count >= crate::commands::MAX_DEVICES_PER_SESSION)
+        {
+            return false;
+        }
+        !linked.is_some_and(|l| l.devices.iter().any(|d| d == device))
+            && !pending.iter().any(|d| d == device)
+    }
+
     /// After a read's frames are stored and answered: the devices they identified join the
-    /// command directory, and the answers to commands are handed over.
+    /// command directory, the links of this session's devices that another session took
+    /// over and has let go are taken back, and the answers to commands are handed over.
     fn commands_after_settle(&mut self, answers: Vec<CommandAnswer>, new_devices: Vec<String>) {
         let Some(port) = &self.cfg.commands else {
             return;
         };
         let now = super::now_ms();
-        let protocol = firmware_protocols::registry::lookup(&self.cfg.protocol).map(|s| s.protocol);
-        if let (false, Some(protocol)) = (new_devices.is_empty(), protocol) {
+        let epoch = port.commands.links_epoch();
+        let relink = self.commands.as_deref().is_some_and(|l| l.epoch != epoch);
+        let protocol = match new_devices.is_empty() && !relink {
+            true => None,
+            false => firmware_protocols::registry::lookup(&self.cfg.protocol).map(|s| s.protocol),
+        };
+        if let Some(protocol) = protocol {
             let seen = crate::commands::Seen {
                 protocol,
                 source: port.source,
             };
+            if let (true, Some(linked)) = (relink, self.commands.as_deref_mut()) {
+                linked.epoch = epoch;
+                port.commands
+                    .relink_vacant(&linked.registration, &linked.devices, seen, now);
+            }
             for device in new_devices {
                 match &mut self.commands {
                     None => {
@@ -455,11 +490,14 @@ impl Session {
                             registration,
                             devices: vec![device],
                             warned_full: false,
+                            epoch,
                         }));
                     }
                     Some(linked)
                         if linked.devices.len() < crate::commands::MAX_DEVICES_PER_SESSION =>
                     {
+                        // Kept when another protocol's live session holds the device: its
+                        // link is taken back here once vacant (`relink_vacant`).
                         port.commands.link(&linked.registration, &device, seen, now);
                         linked.devices.push(device);
                     }
@@ -555,9 +593,7 @@ impl Session {
                 self.identified = true;
                 self.junk = 0;
                 if let (Some(_), Some(device)) = (&self.cfg.commands, device) {
-                    if self.commands.as_deref().is_none_or(|l| l.wants(device))
-                        && !read.new_devices.iter().any(|d| d == device)
-                    {
+                    if self.links_for_commands(device, &read.new_devices) {
                         read.new_devices.push(device.to_string());
                     }
                 }

@@ -31,7 +31,14 @@ fn rig(protocol: &str, allowed: &[&str], ack_reports: bool) -> Rig {
 }
 
 fn rig_timed(protocol: &str, allowed: &[&str], ack_reports: bool, first_frame: Duration) -> Rig {
-    rig_with(protocol, allowed, ack_reports, first_frame, |_| None)
+    rig_with(
+        protocol,
+        allowed,
+        ack_reports,
+        first_frame,
+        Duration::from_secs(30),
+        |_| None,
+    )
 }
 
 /// A rig whose session takes commands from the service `commands` builds on its buffer.
@@ -40,6 +47,7 @@ fn rig_with(
     allowed: &[&str],
     ack_reports: bool,
     first_frame: Duration,
+    idle: Duration,
     commands: impl FnOnce(&Buffer) -> Option<crate::commands::Port>,
 ) -> Rig {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -58,7 +66,7 @@ fn rig_with(
             ack_reports,
             ..DecoderOptions::new(16 * 1024)
         },
-        idle_timeout: Some(Duration::from_secs(30)),
+        idle_timeout: Some(idle),
         first_frame_timeout: Some(first_frame),
         allowed_devices: AllowList::new(&allowed.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
         close_on_junk: true,
@@ -294,16 +302,13 @@ async fn a_flood_of_keep_alives_before_a_login_is_closed_at_once() {
     flood.session.await.expect("the session ends");
 }
 
-/// One JSON-lines connection carrying more devices than can take commands through it: the
-/// first `MAX_DEVICES_PER_SESSION` get theirs on it (each line names its device), the rest
-/// wait, queued, and every record is stored all the same.
-#[tokio::test]
-async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
-    use crate::commands::{Commands, Port, MAX_DEVICES_PER_SESSION};
+/// A rig whose session takes commands, and the command service.
+fn commands_rig(protocol: &str, idle: Duration) -> (Rig, crate::commands::Commands) {
+    use crate::commands::{Commands, Port};
     let settings: crate::config::Settings =
         toml::from_str("gateway_id = \"gw\"\n[commands]\nenabled = true\n").expect("settings");
     let mut service = None;
-    let mut rig = rig_with("jsonl", &[], false, Duration::from_secs(30), |buffer| {
+    let rig = rig_with(protocol, &[], false, idle, idle, |buffer| {
         let c = Commands::open(&settings, buffer.clone(), 0).expect("commands open");
         service = Some(c.clone());
         Some(Port {
@@ -314,6 +319,20 @@ async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
     let Some(c) = service else {
         panic!("the rig built the service")
     };
+    (rig, c)
+}
+
+fn command_for(id: &str, device: &str, text: &str) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","device_id":"{device}","text":"{text}"}}"#).into_bytes()
+}
+
+/// One JSON-lines connection carrying more devices than can take commands through it: the
+/// first `MAX_DEVICES_PER_SESSION` get theirs on it (each line names its device), the rest
+/// wait, queued, and every record is stored all the same.
+#[tokio::test]
+async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
+    use crate::commands::MAX_DEVICES_PER_SESSION;
+    let (mut rig, c) = commands_rig("jsonl", Duration::from_secs(30));
     let devices = MAX_DEVICES_PER_SESSION + 2;
     let mut text = String::new();
     for k in 0..devices {
@@ -331,15 +350,15 @@ async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
     let command = |id: &str, k: usize| {
         format!(r#"{{"id":"{id}","device_id":"tag-{k}","text":"ping"}}"#).into_bytes()
     };
-    // After the store (the session links devices once their read is settled): retry until
-    // the last linked device's command comes out.
+    // Accepted now (the session dispatches with the clock, so a made-up time would have
+    // them expired); whether before or after the session linked the devices, they go out.
     c.accept(
         &[
             &command("to-0", 0),
             &command("to-last", last_linked),
             &command("to-over", first_over),
         ],
-        1,
+        crate::commands::now_ms(),
     )
     .await
     .expect("commands accepted");
@@ -366,4 +385,85 @@ async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
         Some(crate::commands::message::Status::Queued)
     );
     rig.session.abort();
+}
+
+/// A Wialon connection that logs in again as another device: its command frames do not
+/// name a device, so only the first one it logged in as is reached through it.
+#[tokio::test]
+async fn a_connection_of_another_protocol_that_logs_in_again_keeps_its_first_device() {
+    let (mut rig, c) = commands_rig("wialon", Duration::from_secs(30));
+    for login in ["#L#dev-a;NA\r\n", "#L#dev-b;NA\r\n"] {
+        rig.device.write_all(login.as_bytes()).await.expect("write");
+        assert_eq!(rig.answers(7).await, b"#AL#1\r\n");
+    }
+    c.accept(
+        &[
+            &command_for("to-b", "dev-b", "for b"),
+            &command_for("to-a", "dev-a", "for a"),
+        ],
+        crate::commands::now_ms(),
+    )
+    .await
+    .expect("accepted");
+    assert_eq!(rig.answers(10).await, b"#M#for a\r\n");
+    let mut more = [0u8; 64];
+    let got = tokio::time::timeout(Duration::from_millis(500), rig.device.read(&mut more)).await;
+    assert!(
+        got.is_err(),
+        "nothing for dev-b on dev-a's connection: {got:?}"
+    );
+    assert_eq!(
+        c.status("to-b").map(|r| r.status),
+        Some(crate::commands::message::Status::Queued)
+    );
+    rig.session.abort();
+}
+
+/// Writing commands does not keep a silent connection open: the idle timeout counts from
+/// the last read. (Each command used to restart it, so a dead hub connection whose devices
+/// kept getting commands was never closed.)
+#[tokio::test]
+async fn commands_written_to_a_silent_connection_do_not_hold_off_its_idle_timeout() {
+    let (mut rig, c) = commands_rig("jsonl", Duration::from_secs(2));
+    let devices = 16;
+    let mut text = String::new();
+    for k in 0..devices {
+        text.push_str(&format!(
+            "{{\"device_id\":\"tag-{k}\",\"time\":\"2026-01-01T00:00:00.000Z\",\"lat\":54.0,\"lon\":25.0}}\n"
+        ));
+    }
+    rig.device.write_all(text.as_bytes()).await.expect("write");
+    let (mut from_gateway, _to_gateway) = tokio::io::split(rig.device);
+    let closed = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        from_gateway.read_to_end(&mut sink).await.map(|_| sink)
+    });
+    // One command every 400 ms, each to another device (so each is written at once).
+    let mut accepted = 0;
+    while accepted < devices && !closed.is_finished() {
+        let id = format!("c-{accepted}");
+        let now = crate::commands::now_ms();
+        c.accept(
+            &[&command_for(&id, &format!("tag-{accepted}"), "ping")],
+            now,
+        )
+        .await
+        .expect("accepted");
+        accepted += 1;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let written = tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the session closed the connection")
+        .expect("reader")
+        .expect("read to the end");
+    assert!(
+        accepted < devices,
+        "closed only after all {devices} commands, 400 ms apart, at a 2 s idle timeout"
+    );
+    assert!(
+        String::from_utf8_lossy(&written).contains("c-0"),
+        "commands were written meanwhile: {accepted} accepted, written {:?}",
+        String::from_utf8_lossy(&written)
+    );
 }
