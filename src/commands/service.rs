@@ -421,8 +421,8 @@ impl Commands {
         if link.handed.is_some() {
             // At most one command per device waits in its session's channel: this one, or
             // one settled since it was handed (expired, say), whose taking finds it settled
-            // and dispatches again (`mark_sent_via`). So a channel holds at most one per
-            // device it carries, and is never full.
+            // and dispatches again (`mark_sent_via`). So a channel holds about one per device
+            // it carries, and is not full.
             return;
         }
         let seq = delivery.seq;
@@ -526,8 +526,9 @@ impl Commands {
     /// command still outstanding on an earlier connection of the device has failed.
     pub fn register(&self, device: &str, seen: Seen, now_ms: i64) -> Registration {
         let id = self.inner.registrations.fetch_add(1, Ordering::Relaxed);
-        // One waiting command per device the session may carry (see `dispatch`).
-        let (tx, rx) = mpsc::channel(MAX_DEVICES_PER_SESSION);
+        // One waiting command per device the session may carry (see `dispatch`), and room
+        // for the stale copies a takeover and a take-back can leave behind.
+        let (tx, rx) = mpsc::channel(2 * MAX_DEVICES_PER_SESSION);
         let registration = Registration { id, rx, tx };
         self.link(&registration, device, seen, now_ms);
         registration
@@ -535,9 +536,9 @@ impl Commands {
 
     /// One more device on the session of `registration` (a JSON-lines connection carrying
     /// several): its commands come through the same channel, as after [`Self::register`].
-    /// The caller keeps within [`MAX_DEVICES_PER_SESSION`] per registration. `false`: the
-    /// device is linked to a live session of another protocol (a tracker on its own
-    /// listener), which keeps it: its commands are framed for the protocol of its link.
+    /// The caller keeps within [`MAX_DEVICES_PER_SESSION`] per registration. `false`: a
+    /// JSON-lines session named a device known as another protocol's (a tracker's IMEI),
+    /// whose commands stay framed for that protocol and go to its own connection.
     pub fn link(&self, registration: &Registration, device: &str, seen: Seen, now_ms: i64) -> bool {
         self.link_with(registration, device, seen, now_ms, true)
     }
@@ -581,13 +582,20 @@ impl Commands {
         let mut change = Change::default();
         {
             let mut st = self.state();
+            // A JSON line may name any device, a tracker's IMEI too; a device known as another
+            // protocol's keeps its commands framed for that protocol and sent on its own
+            // connection, whether it is connected now or away. (Its own login, below, always
+            // takes its link: it is the device.)
+            let known_as_other = st
+                .seen_of(device)
+                .is_some_and(|s| s.protocol != seen.protocol);
+            if seen.protocol == Protocol::Jsonl && known_as_other {
+                tracing::debug!(device, "commands: a JSON-lines connection names a device of another protocol; its link stays with that protocol");
+                return false;
+            }
             match st.links.get(device) {
                 Some(l) if l.registration == registration.id => return true,
                 Some(_) if !take_over => return false,
-                Some(l) if l.seen.protocol != seen.protocol && !l.tx.is_closed() => {
-                    tracing::debug!(device, protocol = seen.protocol.as_str(), "commands: the device's link stays with its live session of another protocol");
-                    return false;
-                }
                 Some(_) => {
                     self.inner.links_epoch.fetch_add(1, Ordering::AcqRel);
                 }

@@ -317,19 +317,28 @@ async fn a_vacant_link_is_taken_back_and_another_protocols_live_link_is_kept() {
             .expect("a took the vacant link back and gets t-1");
     assert_eq!(d.id, "t-1");
 
-    // A tracker on its own listener keeps its link when a JSON line names its IMEI.
+    // A tracker keeps its link when a JSON line names its IMEI, while it is connected and
+    // while it is away, and gets it again at its next login.
+    const IMEI: &str = "356307042441013";
     let teltonika = Seen {
         protocol: Protocol::Teltonika,
         source: Source::Listener(1),
     };
-    let tracker = c.register("356307042441013", teltonika, 6);
-    assert!(!c.link(&a, "356307042441013", JSONL, 7));
-    c.accept(&[&cmd("t-2", "356307042441013")], 8)
-        .await
-        .unwrap();
+    let tracker = c.register(IMEI, teltonika, 6);
+    assert!(!c.link(&a, IMEI, JSONL, 7));
+    c.unregister(IMEI, tracker.id, 8);
+    drop(tracker);
+    c.relink_vacant(&a, &[IMEI.to_string()], JSONL, 9);
+    c.accept(&[&cmd("t-2", IMEI)], 10).await.unwrap();
     assert!(
         a.rx.try_recv().is_err(),
         "not framed as a JSON line for the app"
     );
-    drop(tracker);
+    assert_eq!(statuses(&c, "t-2"), ["queued"], "waits for the tracker");
+    let mut tracker = c.register(IMEI, teltonika, 11);
+    let d = tracker
+        .rx
+        .try_recv()
+        .expect("the tracker's command at its login");
+    assert_eq!(d.id, "t-2");
 }

@@ -342,9 +342,8 @@ impl Session {
         let mut silent_by = self
             .cfg
             .first_frame_timeout
-            .map(|limit| tokio::time::Instant::now() + limit);
+            .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
         loop {
-            let was_identified = self.identified;
             // Every complete frame in the buffer (several may arrive in one read), and what
             // the device has queued beyond it, up to READ_BATCH_BYTES: one append for all.
             let mut read = ReadFrames::default();
@@ -365,9 +364,9 @@ impl Session {
                 }
                 break;
             }
-            if self.identified && !was_identified {
-                silent_by = self.idle_deadline();
-            }
+            // Frames were decoded: silence counts from their answer (below), as storing them
+            // may have waited (a full buffer under `block`) longer than the idle timeout.
+            let heard = taken > 0;
             if input.is_empty() {
                 // Nothing partial to keep: an idle connection holds no buffer.
                 input = BytesMut::new();
@@ -381,6 +380,9 @@ impl Session {
                 Err(end) => return end,
             };
             self.commands_after_settle(answers, new_devices);
+            if heard && self.identified {
+                silent_by = self.idle_deadline();
+            }
             if let Some(end) = broken.or(ended) {
                 return end;
             }
@@ -430,22 +432,30 @@ impl Session {
         }
     }
 
-    /// When a connection silent from now on is closed (`None`: never, serial ports).
+    /// When a connection silent from now on is closed (`None`: never, serial ports, or a
+    /// timeout too far away to be a time).
     fn idle_deadline(&self) -> Option<tokio::time::Instant> {
         self.cfg
             .idle_timeout
-            .map(|limit| tokio::time::Instant::now() + limit)
+            .and_then(|limit| tokio::time::Instant::now().checked_add(limit))
+    }
+
+    /// Whether this connection can carry several devices for commands: JSON lines, whose
+    /// command lines name their device. The other protocols' frames do not.
+    fn carries_many(&self) -> bool {
+        self.cfg.protocol == firmware_protocols::Protocol::Jsonl.as_str()
     }
 
     /// Whether `device`, identified by a frame of this read, is to be linked for commands
-    /// once the read is settled (`pending`: those found so far in it). The connection's
-    /// first device always; further ones only on JSON lines, whose command lines name their
-    /// device (the other protocols' frames do not, so a connection that logs in as another
-    /// device keeps its first), up to the limit and one past it, to be warned about.
+    /// once the read is settled (`pending`: those found so far in it). On JSON lines every
+    /// device up to the limit, and one past it, to be warned about; on the others the
+    /// device the connection speaks for.
     fn links_for_commands(&self, device: &str, pending: &[String]) -> bool {
         let linked = self.commands.as_deref();
-        if self.cfg.protocol != firmware_protocols::Protocol::Jsonl.as_str() {
-            return linked.is_none() && pending.is_empty();
+        if !self.carries_many() {
+            // One device: the one it identified last (a Wialon `#L#` as another id moves it).
+            return pending.is_empty()
+                && linked.is_none_or(|l| l.devices.first().is_none_or(|d| d != device));
         }
         let count = linked.map_or(0, |l| l.devices.len()) + pending.len();
         let warned = linked.is_some_and(|l| l.warned_full);
@@ -467,7 +477,10 @@ impl Session {
         };
         let now = super::now_ms();
         let epoch = port.commands.links_epoch();
-        let relink = self.commands.as_deref().is_some_and(|l| l.epoch != epoch);
+        // Hubs only: a single-device connection whose device connected again elsewhere is
+        // usually dead, and checking on every change anywhere would cost every read a lock.
+        let relink =
+            self.carries_many() && self.commands.as_deref().is_some_and(|l| l.epoch != epoch);
         let protocol = match new_devices.is_empty() && !relink {
             true => None,
             false => firmware_protocols::registry::lookup(&self.cfg.protocol).map(|s| s.protocol),
@@ -482,6 +495,7 @@ impl Session {
                 port.commands
                     .relink_vacant(&linked.registration, &linked.devices, seen, now);
             }
+            let many = self.carries_many();
             for device in new_devices {
                 match &mut self.commands {
                     None => {
@@ -493,11 +507,21 @@ impl Session {
                             epoch,
                         }));
                     }
+                    Some(linked) if !many => {
+                        // Logged in as another device: the connection speaks for that one
+                        // now, and what was outstanding for the old one has failed.
+                        let id = linked.registration.id;
+                        for old in std::mem::take(&mut linked.devices) {
+                            port.commands.unregister(&old, id, now);
+                        }
+                        port.commands.link(&linked.registration, &device, seen, now);
+                        linked.devices.push(device);
+                    }
                     Some(linked)
                         if linked.devices.len() < crate::commands::MAX_DEVICES_PER_SESSION =>
                     {
-                        // Kept when another protocol's live session holds the device: its
-                        // link is taken back here once vacant (`relink_vacant`).
+                        // Kept even when refused (a tracker's IMEI), so it is not tried
+                        // again on every line.
                         port.commands.link(&linked.registration, &device, seen, now);
                         linked.devices.push(device);
                     }

@@ -387,10 +387,11 @@ async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
     rig.session.abort();
 }
 
-/// A Wialon connection that logs in again as another device: its command frames do not
-/// name a device, so only the first one it logged in as is reached through it.
+/// A Wialon connection that logs in again as another device speaks for that one from then
+/// on: its commands are written there, the first device's are not (its frames do not name
+/// a device, so the connection carries one).
 #[tokio::test]
-async fn a_connection_of_another_protocol_that_logs_in_again_keeps_its_first_device() {
+async fn a_connection_of_another_protocol_that_logs_in_again_speaks_for_its_new_device() {
     let (mut rig, c) = commands_rig("wialon", Duration::from_secs(30));
     for login in ["#L#dev-a;NA\r\n", "#L#dev-b;NA\r\n"] {
         rig.device.write_all(login.as_bytes()).await.expect("write");
@@ -398,22 +399,22 @@ async fn a_connection_of_another_protocol_that_logs_in_again_keeps_its_first_dev
     }
     c.accept(
         &[
-            &command_for("to-b", "dev-b", "for b"),
             &command_for("to-a", "dev-a", "for a"),
+            &command_for("to-b", "dev-b", "for b"),
         ],
         crate::commands::now_ms(),
     )
     .await
     .expect("accepted");
-    assert_eq!(rig.answers(10).await, b"#M#for a\r\n");
+    assert_eq!(rig.answers(10).await, b"#M#for b\r\n");
     let mut more = [0u8; 64];
     let got = tokio::time::timeout(Duration::from_millis(500), rig.device.read(&mut more)).await;
     assert!(
         got.is_err(),
-        "nothing for dev-b on dev-a's connection: {got:?}"
+        "nothing for dev-a on dev-b's connection: {got:?}"
     );
     assert_eq!(
-        c.status("to-b").map(|r| r.status),
+        c.status("to-a").map(|r| r.status),
         Some(crate::commands::message::Status::Queued)
     );
     rig.session.abort();
@@ -465,5 +466,26 @@ async fn commands_written_to_a_silent_connection_do_not_hold_off_its_idle_timeou
         String::from_utf8_lossy(&written).contains("c-0"),
         "commands were written meanwhile: {accepted} accepted, written {:?}",
         String::from_utf8_lossy(&written)
+    );
+}
+
+/// Timeouts too long to be a point in time (a config meaning "never") do not break the
+/// session: it answers and stores as usual.
+#[tokio::test]
+async fn timeouts_too_long_for_a_deadline_mean_no_deadline() {
+    let mut rig = rig_with(
+        "teltonika",
+        &[],
+        false,
+        Duration::MAX,
+        Duration::MAX,
+        |_| None,
+    );
+    login(&mut rig).await;
+    rig.device.write_all(&packet(0, 2)).await.expect("write");
+    assert_eq!(rig.answers(4).await, [0, 0, 0, 2]);
+    assert_eq!(
+        rig.chunks().iter().map(|c| c.records.len()).sum::<usize>(),
+        2
     );
 }
