@@ -477,10 +477,10 @@ impl Session {
         };
         let now = super::now_ms();
         let epoch = port.commands.links_epoch();
+        let many = self.carries_many();
         // Hubs only: a single-device connection whose device connected again elsewhere is
         // usually dead, and checking on every change anywhere would cost every read a lock.
-        let relink =
-            self.carries_many() && self.commands.as_deref().is_some_and(|l| l.epoch != epoch);
+        let relink = many && self.commands.as_deref().is_some_and(|l| l.epoch != epoch);
         let protocol = match new_devices.is_empty() && !relink {
             true => None,
             false => firmware_protocols::registry::lookup(&self.cfg.protocol).map(|s| s.protocol),
@@ -495,7 +495,6 @@ impl Session {
                 port.commands
                     .relink_vacant(&linked.registration, &linked.devices, seen, now);
             }
-            let many = self.carries_many();
             for device in new_devices {
                 match &mut self.commands {
                     None => {

@@ -326,6 +326,32 @@ fn command_for(id: &str, device: &str, text: &str) -> Vec<u8> {
     format!(r#"{{"id":"{id}","device_id":"{device}","text":"{text}"}}"#).into_bytes()
 }
 
+/// One JSON line from each of `tag-0` … `tag-{n-1}`.
+fn tag_lines(n: usize) -> String {
+    (0..n)
+        .map(|k| {
+            format!(
+                "{{\"device_id\":\"tag-{k}\",\"time\":\"2026-01-01T00:00:00.000Z\",\"lat\":54.0,\"lon\":25.0}}\n"
+            )
+        })
+        .collect()
+}
+
+/// Command `id` is not written on the rig's connection (nothing more comes within 500 ms)
+/// and is still queued.
+async fn waits_unwritten(rig: &mut Rig, c: &crate::commands::Commands, id: &str) {
+    let mut buf = [0u8; 4096];
+    let more = tokio::time::timeout(Duration::from_millis(500), rig.device.read(&mut buf)).await;
+    assert!(
+        more.is_err(),
+        "nothing more is written ({id} waits): {more:?}"
+    );
+    assert_eq!(
+        c.status(id).map(|r| r.status),
+        Some(crate::commands::message::Status::Queued)
+    );
+}
+
 /// One JSON-lines connection carrying more devices than can take commands through it: the
 /// first `MAX_DEVICES_PER_SESSION` get theirs on it (each line names its device), the rest
 /// wait, queued, and every record is stored all the same.
@@ -334,22 +360,17 @@ async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
     use crate::commands::MAX_DEVICES_PER_SESSION;
     let (mut rig, c) = commands_rig("jsonl", Duration::from_secs(30));
     let devices = MAX_DEVICES_PER_SESSION + 2;
-    let mut text = String::new();
-    for k in 0..devices {
-        text.push_str(&format!(
-            "{{\"device_id\":\"tag-{k}\",\"time\":\"2026-01-01T00:00:00.000Z\",\"lat\":54.0,\"lon\":25.0}}\n"
-        ));
-    }
-    rig.device.write_all(text.as_bytes()).await.expect("write");
+    rig.device
+        .write_all(tag_lines(devices).as_bytes())
+        .await
+        .expect("write");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while rig.chunks().iter().map(|c| c.records.len()).sum::<usize>() < devices {
         assert!(tokio::time::Instant::now() < deadline, "every line stored");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (last_linked, first_over) = (MAX_DEVICES_PER_SESSION - 1, MAX_DEVICES_PER_SESSION);
-    let command = |id: &str, k: usize| {
-        format!(r#"{{"id":"{id}","device_id":"tag-{k}","text":"ping"}}"#).into_bytes()
-    };
+    let command = |id: &str, k: usize| command_for(id, &format!("tag-{k}"), "ping");
     // Accepted now (the session dispatches with the clock, so a made-up time would have
     // them expired); whether before or after the session linked the devices, they go out.
     c.accept(
@@ -377,13 +398,7 @@ async fn a_json_lines_connection_takes_commands_for_its_first_64_devices() {
         "{seen}"
     );
     // The device past the limit was not reachable here: its command waits, unsent.
-    let mut buf = [0u8; 4096];
-    let more = tokio::time::timeout(Duration::from_millis(500), rig.device.read(&mut buf)).await;
-    assert!(more.is_err(), "nothing more is written: {more:?}");
-    assert_eq!(
-        c.status("to-over").map(|r| r.status),
-        Some(crate::commands::message::Status::Queued)
-    );
+    waits_unwritten(&mut rig, &c, "to-over").await;
     rig.session.abort();
 }
 
@@ -407,16 +422,8 @@ async fn a_connection_of_another_protocol_that_logs_in_again_speaks_for_its_new_
     .await
     .expect("accepted");
     assert_eq!(rig.answers(10).await, b"#M#for b\r\n");
-    let mut more = [0u8; 64];
-    let got = tokio::time::timeout(Duration::from_millis(500), rig.device.read(&mut more)).await;
-    assert!(
-        got.is_err(),
-        "nothing for dev-a on dev-b's connection: {got:?}"
-    );
-    assert_eq!(
-        c.status("to-a").map(|r| r.status),
-        Some(crate::commands::message::Status::Queued)
-    );
+    // Nothing for dev-a on dev-b's connection.
+    waits_unwritten(&mut rig, &c, "to-a").await;
     rig.session.abort();
 }
 
@@ -427,13 +434,10 @@ async fn a_connection_of_another_protocol_that_logs_in_again_speaks_for_its_new_
 async fn commands_written_to_a_silent_connection_do_not_hold_off_its_idle_timeout() {
     let (mut rig, c) = commands_rig("jsonl", Duration::from_secs(2));
     let devices = 16;
-    let mut text = String::new();
-    for k in 0..devices {
-        text.push_str(&format!(
-            "{{\"device_id\":\"tag-{k}\",\"time\":\"2026-01-01T00:00:00.000Z\",\"lat\":54.0,\"lon\":25.0}}\n"
-        ));
-    }
-    rig.device.write_all(text.as_bytes()).await.expect("write");
+    rig.device
+        .write_all(tag_lines(devices).as_bytes())
+        .await
+        .expect("write");
     let (mut from_gateway, _to_gateway) = tokio::io::split(rig.device);
     let closed = tokio::spawn(async move {
         let mut sink = Vec::new();
